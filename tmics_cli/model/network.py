@@ -1,0 +1,203 @@
+"""The TMICS network: alignment F -> GARS -> DNA and CNA -> AAS, plus named configurations.
+
+    frames (B, 5, 3, H, W) in [0, 1]
+      -> F (OFM, TGM, or softmax(beta)-mixture while searching)     features (B, C, H, W)
+      -> GARS on the centre frame I_t                                 I~_t (B, 3, H, W)
+      -> DNA(features, I~_t), CNA(features, I_t)                      B_D, B_C (B, 3, H, W)
+      -> AAS: lambda * B_D + (1 - lambda) * B_C                       derained centre frame (B, 3, H, W)
+
+Each of DNA and CNA is a RestorationNetwork: head conv, `cells` cells of L layers, tail conv, predicting
+the rain residual to subtract from its own centre input. With `scale` s > 1 the head first folds s x s
+pixel blocks into channels (pixel unshuffle) and the tail unfolds them, so the cells run at 1/s
+resolution: the knob that makes a CPU-affordable size. The paper's networks are scale 1, width 96.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .aas import AttentionAveraging
+from .align import NUM_FRAMES, MixedAlign, OpticalFlowAlign, TemporalGroupingAlign
+from .cell import Cell
+from .gars import AuxiliaryRainStreaks
+from .genotypes import ALIGNMENTS, GENOTYPES, Genotype
+from .ops import OPERATION_NAMES
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything that rebuilds a TMICS network; stored in every weights file."""
+
+    genotype: Genotype | None  # None for the search variant
+    width: int = 16
+    cells: int = 4
+    layers: int = 4  # layers per cell; a genotype fixes it to len(genotype.layers)
+    scale: int = 1
+    flow: str = "dis"
+    gars_width: int = 16
+    aas_width: int = 16
+
+    @property
+    def search(self) -> bool:
+        return self.genotype is None
+
+    def __post_init__(self) -> None:
+        if self.genotype is not None and self.layers != len(self.genotype.layers):
+            object.__setattr__(self, "layers", len(self.genotype.layers))
+        for name in ("width", "cells", "layers", "scale", "gars_width", "aas_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"model config {name} must be a positive integer, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["genotype"] = None if self.genotype is None else self.genotype.to_dict()
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        data = dict(data)
+        genotype = data.pop("genotype", None)
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model config field(s): {sorted(unknown)}")
+        return cls(genotype=None if genotype is None else Genotype.from_dict(genotype), **data)
+
+
+# Named sizes (timm-style registry). `small` is the CPU-affordable default; `paper` is the paper's width.
+SIZES: dict[str, dict[str, int]] = {
+    "tiny": {"width": 8, "scale": 2, "gars_width": 8, "aas_width": 8},
+    "small": {"width": 16, "scale": 2, "gars_width": 8, "aas_width": 8},
+    "paper": {"width": 96, "scale": 1, "gars_width": 32, "aas_width": 32},
+}
+
+
+def model_config(preset: str | Genotype | None = "light", size: str = "small", **overrides: Any) -> ModelConfig:
+    """A named configuration: preset "light" / "heavy" / a Genotype / None (search), at a named size."""
+    if size not in SIZES:
+        raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
+    if isinstance(preset, str):
+        if preset not in GENOTYPES:
+            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(GENOTYPES)}")
+        preset = GENOTYPES[preset]
+    return replace(ModelConfig(genotype=preset, **SIZES[size]), **overrides)
+
+
+class RestorationNetwork(nn.Module):
+    """DNA or CNA: head conv -> cells -> (+ head) -> tail conv; returns centre - predicted rain."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        s, c = config.scale, config.width
+        self.scale = s
+        layers = None if config.genotype is None else config.genotype.layers
+        self.head = nn.Conv2d((c + 3) * s * s, c, 3, padding=1)
+        self.cells = nn.ModuleList(Cell(c, layers, config.layers) for _ in range(config.cells))
+        self.tail = nn.Conv2d(c, 3 * s * s, 3, padding=1)
+        with torch.no_grad():  # start close to identity (small residual), yet let gradients through
+            self.tail.weight.mul_(0.1)
+            self.tail.bias.zero_()
+
+    def forward(
+        self, features: torch.Tensor, centre: torch.Tensor, layer_weights: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        # features: (B, C, H, W); centre: (B, 3, H, W); layer_weights: (L, 8) or None -> (B, 3, H, W)
+        x = F.pixel_unshuffle(torch.cat([features, centre], 1), self.scale)
+        h = self.head(x)
+        y = h
+        for cell in self.cells:
+            y = cell(y, layer_weights)
+        rain = F.pixel_shuffle(self.tail(y + h), self.scale)
+        return centre - rain
+
+
+class TMICSOutput(NamedTuple):
+    derained: torch.Tensor  # (B, 3, H, W) the AAS fusion
+    dna: torch.Tensor  # (B, 3, H, W) the DNA's estimate (the paper's single-network TMICS_S)
+    cna: torch.Tensor  # (B, 3, H, W) the CNA's estimate
+    lam: torch.Tensor  # (B, 3, 1, 1) the DNA's share in the fusion
+
+
+def _pad_frames(x: torch.Tensor, ph: int, pw: int) -> torch.Tensor:
+    """Pad the last two dims of (..., H, W) at bottom/right; reflect where possible, else replicate."""
+    if ph == 0 and pw == 0:
+        return x
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    mode = "reflect" if ph < x.shape[-2] and pw < x.shape[-1] else "replicate"
+    flat = F.pad(flat, (0, pw, 0, ph), mode=mode)
+    return flat.reshape(*lead, *flat.shape[-3:])
+
+
+class TMICS(nn.Module):
+    """The whole model. `TMICS(config)` with a genotype is the derived network; with `genotype=None` it is
+    the search variant, holding alpha (L, 8) shared by every cell of DNA and CNA and beta (2,) over
+    ("ofm", "tgm")."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        if config.search:
+            self.align = MixedAlign(config.width, config.flow)
+            self.alpha = nn.Parameter(1e-3 * torch.randn(config.layers, len(OPERATION_NAMES)))
+            self.beta = nn.Parameter(torch.zeros(len(ALIGNMENTS)))
+        elif config.genotype.alignment == "ofm":
+            self.align = OpticalFlowAlign(config.width, config.flow)
+        else:
+            self.align = TemporalGroupingAlign(config.width)
+        self.gars = AuxiliaryRainStreaks(config.gars_width)
+        self.dna = RestorationNetwork(config)
+        self.cna = RestorationNetwork(config)
+        self.aas = AttentionAveraging(config.aas_width)
+
+    @property
+    def uses_flow(self) -> bool:
+        return self.config.search or self.config.genotype.alignment == "ofm"
+
+    def architecture_parameters(self) -> list[nn.Parameter]:
+        """alpha and beta (the search's second level); empty for a derived network."""
+        return [self.alpha, self.beta] if self.config.search else []
+
+    def fusion_parameters(self) -> list[nn.Parameter]:
+        """The AAS parameters (the third level, lambda)."""
+        return list(self.aas.parameters())
+
+    def network_parameters(self) -> list[nn.Parameter]:
+        """Every other parameter: alignment, GARS, DNA, CNA (the first level, omega)."""
+        skip = {id(p) for p in self.architecture_parameters() + self.fusion_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def forward(
+        self, frames: torch.Tensor, flows: torch.Tensor | None = None, return_all: bool = False
+    ) -> torch.Tensor | TMICSOutput:
+        # frames: (B, 5, 3, H, W) in [0, 1]; flows: optional (B, 4, 2, H, W) centre -> neighbours
+        if frames.ndim != 5 or frames.shape[1] != NUM_FRAMES or frames.shape[2] != 3:
+            raise ValueError(f"expected frames (B, {NUM_FRAMES}, 3, H, W), got {tuple(frames.shape)}")
+        h, w = frames.shape[-2:]
+        s = self.config.scale
+        ph, pw = (-h) % s, (-w) % s
+        frames = _pad_frames(frames, ph, pw)
+        if flows is not None:
+            flows = _pad_frames(flows, ph, pw)
+        if self.config.search:
+            features = self.align(frames, torch.softmax(self.beta, 0), flows)
+            layer_weights = torch.softmax(self.alpha, -1)
+        else:
+            features = self.align(frames, flows)
+            layer_weights = None
+        centre = frames[:, NUM_FRAMES // 2]
+        dna = self.dna(features, self.gars(centre), layer_weights)[..., :h, :w]
+        cna = self.cna(features, centre, layer_weights)[..., :h, :w]
+        fused, lam = self.aas(dna, cna)
+        return TMICSOutput(fused, dna, cna, lam) if return_all else fused
+
+
+def build_model(preset: str | Genotype | None = "light", size: str = "small", **overrides: Any) -> TMICS:
+    """TMICS from a named preset and size, e.g. build_model("heavy", "tiny")."""
+    return TMICS(model_config(preset, size, **overrides))
