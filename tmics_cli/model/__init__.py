@@ -14,7 +14,14 @@ from .align import (
 )
 from .cell import Cell, MixedLayer
 from .gars import AuxiliaryRainStreaks
-from .genotypes import ALIGNMENTS, GENOTYPES, Genotype, GenotypeError, genotype_from_architecture, get_genotype
+from .genotypes import (
+    ALIGNMENTS,
+    GENOTYPES,
+    Genotype,
+    GenotypeError,
+    genotype_from_architecture,
+    get_genotype,
+)
 from .io import WeightsError, load_model, read_metadata, save_model
 from .network import SIZES, TMICS, ModelConfig, RestorationNetwork, TMICSOutput, build_model, model_config
 from .ops import OPERATION_NAMES, OPERATIONS, build_operation

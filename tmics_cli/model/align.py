@@ -39,7 +39,9 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
     x = xs + flow[:, 0]  # (B, H, W)
     y = ys + flow[:, 1]
     grid = torch.stack([2 * x / max(w - 1, 1) - 1, 2 * y / max(h - 1, 1) - 1], dim=-1)  # (B, H, W, 2)
-    warped = F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True)
+    warped = F.grid_sample(
+        image, grid.to(image.dtype), mode="bilinear", padding_mode="border", align_corners=True
+    )
     inside = (x >= -1e-3) & (x <= w - 1 + 1e-3) & (y >= -1e-3) & (y <= h - 1 + 1e-3)
     return warped, inside.unsqueeze(1).to(image.dtype)
 
@@ -147,9 +149,7 @@ def build_flow_estimator(name: str) -> nn.Module:
     return FLOW_ESTIMATORS[name]()
 
 
-def align_frames(
-    frames: torch.Tensor, flows: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+def align_frames(frames: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp every neighbour onto the centre frame.
 
     frames: (B, 5, 3, H, W); flows: (B, 4, 2, H, W) from the centre to frames 0, 1, 3, 4 in that order.
@@ -202,7 +202,9 @@ class TemporalGroupingAlign(nn.Module):
         super().__init__()
         self.embed = nn.Sequential(nn.Conv2d(9, width, 3, padding=1), nn.ReLU(inplace=True))
         self.residual = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
         )
         self.fuse = nn.Sequential(nn.Conv2d(2 * width, width, 3, padding=1), nn.ReLU(inplace=True))
 

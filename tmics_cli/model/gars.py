@@ -27,15 +27,18 @@ from torch.nn import functional as F
 
 def streak_kernel(size: int, length: float, angle_deg: float, blur_sigma: float = 0.0) -> torch.Tensor:
     """A (size, size) motion-blur line kernel summing to 1: a streak of `length` pixels at `angle_deg`
-    from vertical (positive leans right at the top), optionally Gaussian-blurred across its width."""
+    from vertical (positive leans right at the top); blur_sigma > 0 gives it a Gaussian cross-section."""
     c = (size - 1) / 2
     ys, xs = torch.meshgrid(torch.arange(size) - c, torch.arange(size) - c, indexing="ij")
     theta = math.radians(angle_deg)
     dx, dy = math.sin(theta), -math.cos(theta)  # unit vector along the streak
     along = xs * dx + ys * dy
     across = xs * dy - ys * dx
-    width = max(blur_sigma, 0.5)
-    kernel = torch.exp(-0.5 * (across / width) ** 2) * (along.abs() <= length / 2).float()
+    if blur_sigma > 0:
+        profile = torch.exp(-0.5 * (across / blur_sigma) ** 2)
+    else:  # a one-pixel line, anti-aliased
+        profile = (1 - across.abs()).clamp(min=0)
+    kernel = profile * (along.abs() <= length / 2).float()
     if kernel.sum() <= 0:
         kernel = (along.abs() + across.abs() == 0).float()
     return kernel / kernel.sum()
@@ -44,7 +47,7 @@ def streak_kernel(size: int, length: float, angle_deg: float, blur_sigma: float 
 def default_streak_bank(size: int = 9) -> torch.Tensor:
     """Two groups of 8 kernels, (16, size, size): sharp streaks, then the same streaks blurred."""
     kernels = []
-    for blur in (0.5, 1.5):
+    for blur in (0.0, 1.2):
         for length in (size * 0.5, size * 1.0):
             for angle in (-25.0, -8.0, 8.0, 25.0):
                 kernels.append(streak_kernel(size, length, angle, blur))
@@ -58,7 +61,9 @@ class RainEstimator(nn.Module):
         super().__init__()
         self.head = nn.Sequential(nn.Conv2d(3, width, 3, padding=1), nn.ReLU(inplace=True))
         self.body = nn.Sequential(
-            nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(width, width, 3, padding=1)
+            nn.Conv2d(width, width, 3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(width, width, 3, padding=1),
         )
         self.tail = nn.Conv2d(width, 3, 3, padding=1)
 

@@ -53,7 +53,11 @@ class Genotype:
             raise GenotypeError(f"alignment must be one of {ALIGNMENTS}, got {self.alignment!r}")
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"format": GENOTYPE_FORMAT, "layers": list(self.layers), "alignment": self.alignment}
+        out: dict[str, Any] = {
+            "format": GENOTYPE_FORMAT,
+            "layers": list(self.layers),
+            "alignment": self.alignment,
+        }
         if self.search is not None:
             out["search"] = self.search
         return out

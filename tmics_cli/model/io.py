@@ -50,7 +50,12 @@ def save_model(
         k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()
     }
-    meta = {"format": WEIGHTS_FORMAT, "config": json.dumps(model.config.to_dict()), "dtype": names[dtype], **extra}
+    meta = {
+        "format": WEIGHTS_FORMAT,
+        "config": json.dumps(model.config.to_dict()),
+        "dtype": names[dtype],
+        **extra,
+    }
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -119,7 +124,9 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     if reshaped:
         problems.append(f"shape mismatch (file vs metadata's network): {_describe(reshaped)}")
     if problems:
-        raise WeightsError(f"{path}: tensors do not match the network its metadata describes; " + "; ".join(problems))
+        raise WeightsError(
+            f"{path}: tensors do not match the network its metadata describes; " + "; ".join(problems)
+        )
     state = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(state)
     return model.to(device).eval()

@@ -78,7 +78,9 @@ SIZES: dict[str, dict[str, int]] = {
 }
 
 
-def model_config(preset: str | Genotype | None = "light", size: str = "small", **overrides: Any) -> ModelConfig:
+def model_config(
+    preset: str | Genotype | None = "light", size: str = "small", **overrides: Any
+) -> ModelConfig:
     """A named configuration: preset "light" / "heavy" / a Genotype / None (search), at a named size."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")

@@ -131,4 +131,3 @@ def build_operation(name: str, width: int) -> nn.Module:
     if name not in OPERATIONS:
         raise ValueError(f"unknown operation {name!r}; known: {', '.join(OPERATION_NAMES)}")
     return OPERATIONS[name](width)
-
