@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import NoReturn
+
 import typer
 
 from . import __version__
@@ -28,6 +31,104 @@ def root(
     ),
 ) -> None:
     """Remove rain from videos with TMICS."""
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+@app.command()
+def train(
+    output: Path = typer.Option(..., "-o", "--output", help="Weights file to write (.safetensors)."),
+    data: list[str] = typer.Option(
+        ...,
+        "--data",
+        help="Clean clips (video file, frame folder or folder of them) or a paired set. Repeatable.",
+    ),
+    preset: str = typer.Option("light", help="Genotype and rain preset: light or heavy."),
+    genotype: Path | None = typer.Option(
+        None, help="Genotype JSON (from `tmics search`), overriding the preset's."
+    ),
+    rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
+    size: str = typer.Option("small", help="Named size: tiny, small or paper."),
+    width: int | None = typer.Option(None, help="Override the size's channel width."),
+    flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
+    holdout: list[str] = typer.Option(["walk"], help="Clip names held out for validation. Repeatable."),
+    steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA)."),
+    fusion_steps: int = typer.Option(200, min=0, help="Stage 2 steps (AAS fusion alone)."),
+    flow_steps: int = typer.Option(1000, min=0, help="Flow pre-training steps (pyramid flow only)."),
+    batch: int = typer.Option(8, min=1, help="Batch size per process."),
+    crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
+    lr: float = typer.Option(3e-4, help="Stage 1 learning rate (cosine to 1e-6)."),
+    fusion_lr: float = typer.Option(1e-6, help="Stage 2 learning rate."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    workers: int = typer.Option(2, min=0, help="Data loader worker processes."),
+    seed: int = typer.Option(0, help="Seed for weights and data."),
+    val_every: int = typer.Option(250, min=1, help="Validate on the held-out set every N steps."),
+    checkpoint_every: int = typer.Option(100, min=1, help="Write a checkpoint every N steps."),
+    run_dir: Path | None = typer.Option(
+        None, help="Checkpoints and log.jsonl (default: OUTPUT with .run suffix)."
+    ),
+    resume: bool = typer.Option(False, help="Continue from the run directory's checkpoint."),
+    fp32: bool = typer.Option(False, help="Store float32 weights (default float16)."),
+    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+) -> None:
+    """Train TMICS weights: DNA + CNA end to end, then the AAS fusion (the paper's two stages)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .data.datasets import DataError
+    from .model.genotypes import GenotypeError
+    from .training.train import TrainConfig, Trainer
+
+    cfg = TrainConfig(
+        output=str(output),
+        preset=preset,
+        genotype=str(genotype) if genotype else None,
+        rain=rain,
+        size=size,
+        width=width,
+        flow=flow,
+        data=data,
+        holdout=holdout,
+        steps=steps,
+        fusion_steps=fusion_steps,
+        flow_steps=flow_steps,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        fusion_lr=fusion_lr,
+        device=device,
+        workers=workers,
+        seed=seed,
+        val_every=val_every,
+        checkpoint_every=checkpoint_every,
+        run_dir=str(run_dir) if run_dir else None,
+        resume=resume,
+        fp16_weights=not fp32,
+        threads=threads,
+    )
+    console = Console(stderr=True)
+    try:
+        trainer = Trainer(cfg, console)
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("loss {task.fields[loss]:.4f}"),
+            TextColumn("{task.fields[sps]:.2f} steps/s"),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=console, disable=not trainer.is_main) as progress:
+            path = trainer.fit(progress)
+    except (DataError, GenotypeError, ValueError, FileNotFoundError) as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; resume with --resume (checkpoints in {cfg.run_path})", 130)
+    if trainer.is_main:
+        console.print(f"wrote {path}")
 
 
 def main() -> None:

@@ -1,0 +1,91 @@
+import numpy as np
+import pytest
+
+from tmics_cli.data.rain import (
+    RainLayer,
+    RainStyle,
+    add_rain,
+    degrade,
+    rain_coverage,
+    sample_style,
+    streak_kernel,
+)
+
+
+def _scene(h: int = 96, w: int = 128, seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    base = rng.uniform(0.1, 0.6, (h, w, 3)).astype(np.float32)
+    return [base.copy() for _ in range(5)]
+
+
+def _coverage(preset: str, n: int = 12) -> float:
+    rng = np.random.default_rng(1)
+    values = []
+    for _ in range(n):
+        style = sample_style(preset, rng)
+        rainy, clean = add_rain(_scene()[:1], style, rng)
+        values.append(rain_coverage(rainy[0], clean[0]))
+    return float(np.mean(values))
+
+
+def test_heavy_rain_covers_more_than_light() -> None:
+    light, heavy = _coverage("light"), _coverage("heavy")
+    assert 0.01 < light < heavy < 0.95
+
+
+def test_same_seed_same_rain_other_seed_other_rain() -> None:
+    style = sample_style("heavy", np.random.default_rng(3))
+    a, _ = add_rain(_scene(), style, 7)
+    b, _ = add_rain(_scene(), style, 7)
+    c, _ = add_rain(_scene(), style, 8)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not np.array_equal(a[0], c[0])
+
+
+def test_streaks_change_from_frame_to_frame() -> None:
+    style = RainStyle(layers=(RainLayer(0.01, 12, 0.0, 0.6),), jpeg_quality=None)
+    rainy, clean = add_rain(_scene(), style, 0)
+    assert np.array_equal(clean[0], clean[1])  # the scene is static
+    assert np.abs(rainy[0] - rainy[1]).mean() > 0.005  # the rain is not
+
+
+def _orientation(rainy: np.ndarray, clean: np.ndarray) -> float:
+    """Dominant streak angle from vertical (degrees, positive leaning right at the top): principal axis of
+    the rain residual's autocorrelation peak (elongated along the streaks)."""
+    r = np.clip((rainy - clean).mean(-1), 0, None)
+    r = r - r.mean()
+    spectrum = np.fft.fft2(r)
+    auto = np.fft.fftshift(np.real(np.fft.ifft2(spectrum * np.conj(spectrum))))
+    h, w = auto.shape
+    ys, xs = np.mgrid[0:h, 0:w]
+    ys, xs = ys - h // 2, xs - w // 2
+    near = (np.abs(ys) <= 12) & (np.abs(xs) <= 12)
+    weight = np.clip(auto, 0, None) * near
+    cxx, cyy, cxy = (weight * xs * xs).sum(), (weight * ys * ys).sum(), (weight * xs * ys).sum()
+    axis = 0.5 * np.arctan2(2 * cxy, cxx - cyy)  # principal axis angle from the x axis, y pointing down
+    # a streak leaning right at the top runs along (sin a, -cos a): its axis is at -(90 - a) degrees
+    return float((np.degrees(axis) + 90 + 90) % 180 - 90)
+
+
+@pytest.mark.parametrize("angle", [-30.0, -10.0, 0.0, 10.0, 25.0, 40.0])
+def test_streak_orientation_follows_the_angle(angle: float) -> None:
+    style = RainStyle(
+        angle=angle, angle_spread=0.0, layers=(RainLayer(0.004, 25, 0.0, 0.8),), drift=0.0, jpeg_quality=None
+    )
+    rainy, clean = add_rain([np.full((256, 256, 3), 0.3, np.float32)], style, 0)
+    assert abs(_orientation(rainy[0], clean[0]) - angle) < 3
+
+
+def test_streak_kernel_peak_and_length() -> None:
+    k = streak_kernel(15, 0.0, 0.0)
+    assert k.max() == pytest.approx(1.0)
+    rows = np.nonzero(k.max(1) > 0.5)[0]
+    assert 13 <= len(rows) <= 17 and np.count_nonzero(k.max(0) > 0.5) == 1
+
+
+def test_compression_is_applied_to_target_and_input_alike() -> None:
+    style = RainStyle(layers=(RainLayer(0.0, 10, 0.0, 0.0),), jpeg_quality=40, noise=0.0)
+    rainy, clean = add_rain(_scene(), style, 0)  # no streaks: input must equal target
+    assert np.array_equal(rainy[2], clean[2])
+    assert not np.array_equal(clean[2], _scene()[2])  # and both are compressed
+    assert np.abs(degrade(_scene()[0], style) - clean[0]).max() == 0

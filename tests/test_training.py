@@ -1,0 +1,159 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.test_datasets import write_clip
+from tmics_cli.model import load_model
+from tmics_cli.training.losses import alpha_entropy, restoration_loss, ssim
+from tmics_cli.training.train import TrainConfig, Trainer
+
+
+@pytest.fixture
+def clips(tmp_path: Path) -> Path:
+    for i, name in enumerate(["alpha", "beta", "held"]):
+        write_clip(tmp_path / "clips" / name, frames=7, h=40, w=48, seed=i)
+    return tmp_path / "clips"
+
+
+def _config(tmp_path: Path, clips: Path, **kw) -> TrainConfig:
+    base = dict(
+        output=str(tmp_path / "w.safetensors"),
+        data=[str(clips)],
+        holdout=["held"],
+        size="tiny",
+        steps=4,
+        fusion_steps=2,
+        batch=2,
+        crop=32,
+        workers=0,
+        val_every=100,
+        val_windows=2,
+        checkpoint_every=1,
+        fusion_lr=1e-3,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_losses() -> None:
+    x = torch.rand(2, 3, 24, 24)
+    assert ssim(x, x).item() == pytest.approx(1.0, abs=1e-5)
+    assert restoration_loss(x, x).item() == pytest.approx(0.0, abs=1e-5)
+    assert restoration_loss(x, 1 - x) > restoration_loss(x, (x + 0.02).clamp(0, 1))
+    uniform, peaked = torch.zeros(4, 8), torch.zeros(4, 8)
+    peaked[:, 0] = 10
+    assert alpha_entropy(uniform) > alpha_entropy(peaked) and alpha_entropy(uniform).item() == pytest.approx(
+        4 * torch.log(torch.tensor(8.0)).item(), rel=1e-5
+    )
+
+
+def test_one_optimiser_step_lowers_the_loss_on_a_fixed_batch(tmp_path: Path, clips: Path) -> None:
+    trainer = Trainer(_config(tmp_path, clips))
+    dataset, _ = trainer.datasets()
+    batch = torch.utils.data.default_collate([dataset[i] for i in range(2)])
+    model = trainer.model.train()
+    opt = torch.optim.Adam(model.network_parameters(), lr=1e-3)
+
+    def loss() -> torch.Tensor:
+        out = model(batch["frames"], batch["flows"], return_all=True)
+        return restoration_loss(out.dna, batch["target"]) + restoration_loss(out.cna, batch["target"])
+
+    before = loss()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    assert loss().item() < before.item()
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return torch.load(path, weights_only=True)["model"]
+
+
+def test_kill_and_resume_reaches_the_uninterrupted_state(tmp_path: Path, clips: Path, monkeypatch) -> None:
+    straight = _config(tmp_path, clips, output=str(tmp_path / "a.safetensors"))
+    Trainer(straight).fit()
+
+    resumed = _config(tmp_path, clips, output=str(tmp_path / "b.safetensors"))
+    original_save = Trainer.save_checkpoint
+
+    def save_then_die(self: Trainer) -> None:
+        original_save(self)
+        if self.stage == "stage1" and self.step == 3:
+            raise KeyboardInterrupt  # as if killed right after the step-3 checkpoint
+
+    monkeypatch.setattr(Trainer, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(resumed).fit()
+    monkeypatch.setattr(Trainer, "save_checkpoint", original_save)
+    assert torch.load(resumed.run_path / "checkpoint.pt", weights_only=True)["step"] == 3
+    resumed.resume = True
+    Trainer(resumed).fit()
+
+    a, b = _state(straight.run_path / "checkpoint.pt"), _state(resumed.run_path / "checkpoint.pt")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["aas.score.2.weight"], torch.zeros_like(a["aas.score.2.weight"]))  # stage 2 ran
+
+
+def test_weights_written_by_train_load_and_run(tmp_path: Path, clips: Path) -> None:
+    cfg = _config(tmp_path, clips, preset="heavy", steps=2, fusion_steps=1)
+    path = Trainer(cfg).fit()
+    model = load_model(path)
+    assert model.config.genotype.alignment == "tgm"
+    out = model(torch.rand(1, 5, 3, 21, 30))
+    assert out.shape == (1, 3, 21, 30) and torch.isfinite(out).all()
+    log = [json.loads(line) for line in (cfg.run_path / "log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "saved"
+    assert any("val" in r and r["val"]["psnr_input"] > 0 for r in log)
+
+
+def test_ddp_with_two_cpu_processes(tmp_path: Path, clips: Path) -> None:
+    out = tmp_path / "ddp.safetensors"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "tmics_cli",
+        "train",
+        "-o",
+        str(out),
+        "--data",
+        str(clips),
+        "--holdout",
+        "held",
+        "--size",
+        "tiny",
+        "--steps",
+        "3",
+        "--fusion-steps",
+        "1",
+        "--batch",
+        "1",
+        "--crop",
+        "32",
+        "--workers",
+        "0",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    log = [
+        json.loads(line) for line in out.with_suffix(".run").joinpath("log.jsonl").read_text().splitlines()
+    ]
+    assert log[0]["world_size"] == 2
+    assert max(r.get("step", 0) for r in log if r.get("stage") == "stage1") == 3
+    assert load_model(out)(torch.rand(1, 5, 3, 16, 16)).shape == (1, 3, 16, 16)

@@ -1,0 +1,1 @@
+"""Data: rain synthesis and datasets."""

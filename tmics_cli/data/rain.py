@@ -1,0 +1,287 @@
+"""Synthetic rain over clean frames, after the paper's Eq. (1) and the rain models it cites.
+
+A clip's rain is drawn once as a `RainStyle` (direction, density, streak sizes, depth layers, haze,
+compression) and then rendered frame by frame: streak positions are new in every frame (rain is i.i.d. in
+time), while direction and intensity drift slowly, as in real video.
+
+Per frame, for each depth layer (near -> far: longer, wider, brighter and sparser -> shorter, thinner,
+fainter and denser):
+    impulses   sparse random points with random amplitude
+    R_l        impulses convolved with streak kernels from a small bank (the K of Eq. 1: several lengths,
+               widths and angles around the clip's direction)
+Then R = sum_l opacity_l * R_l, the frame gets the streaks by a screen blend (I = B + R (1 - B): streaks
+brighten dark regions more than bright sky, as real streaks do), heavy rain dims the scene and adds
+accumulation / haze (I = beta * I + (1 - beta) * A with airlight A), and last the rainy frame is degraded as
+footage in the wild is (JPEG at a random quality, optionally 4:2:0 chroma, mild noise). The clean target
+gets the same compression, so a network learns to remove rain, not compression.
+
+Presets: `light` (sparse, RainSynLight25-like) and `heavy` (dense, varied, hazy: RainSynComplex25 /
+NTURain-like, with slanted, fine, dense and hazy styles mixed). Everything is reachable through
+`RainStyle` fields, and everything is deterministic under a seed.
+
+    python -m tmics_cli.data.rain --preview preview.png --clip ../shared/data/clean/walk --preset heavy
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+Frame = np.ndarray  # (H, W, 3) float32 RGB in [0, 1]
+
+
+@dataclass(frozen=True)
+class RainLayer:
+    density: float  # streak seeds per pixel
+    length: float  # streak length in pixels
+    width: float  # Gaussian cross-section sigma in pixels (0 = one-pixel line)
+    opacity: float  # peak brightness added (before the screen blend)
+
+
+@dataclass(frozen=True)
+class RainStyle:
+    """One clip's rain. Angles in degrees from vertical, positive leaning right at the top."""
+
+    angle: float = 0.0
+    angle_spread: float = 4.0  # spread of streak angles within a frame (the kernel bank)
+    layers: tuple[RainLayer, ...] = (RainLayer(0.004, 14.0, 0.0, 0.45),)
+    length_jitter: float = 0.35  # relative spread of streak lengths around each layer's length
+    haze: float = 0.0  # 1 - beta of the accumulation model, at most
+    airlight: float = 0.85
+    dim: float = 1.0  # scene brightness factor (< 1 for heavy rain)
+    drift: float = 0.6  # per-frame random-walk step of the angle (degrees) and 3x that in % of density
+    jpeg_quality: int | None = 85  # None: no JPEG
+    chroma_420: bool = False
+    noise: float = 0.0  # Gaussian noise sigma on the rainy frame
+    kernels_per_layer: int = 3
+
+
+def streak_kernel(length: float, angle_deg: float, width: float) -> np.ndarray:
+    """A motion-blur streak kernel with peak 1: `length` px at `angle_deg` from vertical."""
+    size = int(math.ceil(length + 4 * max(width, 0.5))) | 1
+    c = (size - 1) / 2
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) - c
+    t = math.radians(angle_deg)
+    dx, dy = math.sin(t), -math.cos(t)
+    along = xs * dx + ys * dy
+    across = xs * dy - ys * dx
+    profile = np.exp(-0.5 * (across / width) ** 2) if width > 0 else np.clip(1 - np.abs(across), 0, 1)
+    # soft ends: streaks fade in and out along their length
+    ends = np.clip((length / 2 - np.abs(along)) / 1.5 + 0.5, 0, 1)
+    k = (profile * ends).astype(np.float32)
+    return k / max(float(k.max()), 1e-6)
+
+
+def render_rain_layer(
+    shape: tuple[int, int], layer: RainLayer, angle: float, style: RainStyle, rng: np.random.Generator
+) -> np.ndarray:
+    """One depth layer of streaks (H, W) float32, peak about `layer.opacity`."""
+    h, w = shape
+    out = np.zeros((h, w), np.float32)
+    n_kernels = max(1, style.kernels_per_layer)
+    for _ in range(n_kernels):
+        seeds = (rng.random((h, w)) < layer.density / n_kernels).astype(np.float32)
+        if not seeds.any():
+            continue
+        seeds *= rng.uniform(0.5, 1.0, (h, w)).astype(np.float32)
+        length = max(2.0, layer.length * (1 + style.length_jitter * rng.uniform(-1, 1)))
+        kernel = streak_kernel(length, angle + rng.normal(0, style.angle_spread), layer.width)
+        out += cv2.filter2D(seeds, -1, kernel, borderType=cv2.BORDER_CONSTANT)
+    return np.clip(out, 0, 1) * layer.opacity
+
+
+def _smooth_field(shape: tuple[int, int], rng: np.random.Generator, cells: int = 4) -> np.ndarray:
+    """A smooth random field in [0, 1] (H, W): low-resolution noise upsampled."""
+    h, w = shape
+    low = rng.random((cells, cells)).astype(np.float32)
+    return cv2.resize(low, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 1)
+
+
+def degrade(frame: Frame, style: RainStyle, rng: np.random.Generator | None = None) -> Frame:
+    """Compression as in footage from the wild (and mild noise when `rng` is given)."""
+    out = frame
+    if style.chroma_420:
+        ycc = cv2.cvtColor(out, cv2.COLOR_RGB2YCrCb)
+        h, w = ycc.shape[:2]
+        for c in (1, 2):
+            half = cv2.resize(ycc[..., c], ((w + 1) // 2, (h + 1) // 2), interpolation=cv2.INTER_AREA)
+            ycc[..., c] = cv2.resize(half, (w, h), interpolation=cv2.INTER_LINEAR)
+        out = cv2.cvtColor(ycc, cv2.COLOR_YCrCb2RGB)
+    if rng is not None and style.noise > 0:
+        out = out + rng.normal(0, style.noise, out.shape).astype(np.float32)
+    if style.jpeg_quality is not None:
+        u8 = (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", u8[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(style.jpeg_quality)])
+        if not ok:
+            raise RuntimeError("JPEG encoding failed")
+        out = cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].astype(np.float32) / 255
+    return np.clip(out, 0, 1).astype(np.float32)
+
+
+def add_rain(
+    frames: list[Frame], style: RainStyle, seed: int | np.random.Generator
+) -> tuple[list[Frame], list[Frame]]:
+    """Render rain over a clip. Returns (rainy frames, clean targets), both degraded alike."""
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    h, w = frames[0].shape[:2]
+    haze_map = style.haze * (0.6 + 0.4 * _smooth_field((h, w), rng))[..., None] if style.haze > 0 else None
+    angle, intensity = style.angle, 1.0
+    rainy, clean = [], []
+    for frame in frames:
+        rain = np.zeros((h, w), np.float32)
+        for layer in style.layers:
+            scaled = replace(layer, density=layer.density * intensity)
+            rain += render_rain_layer((h, w), scaled, angle, style, rng)
+        rain = np.clip(rain, 0, 1)[..., None]
+        scene = frame.astype(np.float32) * style.dim
+        wet = scene + rain * (1 - scene)  # screen blend
+        if haze_map is not None:
+            wet = (1 - haze_map) * wet + haze_map * style.airlight
+        rainy.append(degrade(wet, style, rng))
+        clean.append(degrade(frame.astype(np.float32), replace(style, noise=0.0)))
+        angle += rng.normal(0, style.drift)
+        intensity = float(np.clip(intensity * (1 + rng.normal(0, 0.03 * style.drift)), 0.7, 1.3))
+    return rainy, clean
+
+
+# --- presets: distributions over styles ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RainPreset:
+    """Ranges from which `sample_style` draws one clip's RainStyle."""
+
+    styles: tuple[str, ...]  # rain styles mixed by this preset, drawn uniformly
+    density_scale: tuple[float, float]
+    jpeg_quality: tuple[int, int] = (55, 95)
+    no_jpeg_probability: float = 0.15
+    chroma_420_probability: float = 0.5
+    noise: tuple[float, float] = (0.0, 0.01)
+
+
+PRESETS: dict[str, RainPreset] = {
+    "light": RainPreset(styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8)),
+    "heavy": RainPreset(styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8)),
+}
+RAIN_STYLES = ("streaks", "fine", "slanted", "dense", "hazy")
+
+
+def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: float = 1.0) -> RainStyle:
+    """Draw one clip's rain from a preset. `scale` stretches streak lengths and widths (e.g. for frames far
+    larger or smaller than the 640x480 the ranges were tuned on)."""
+    p = PRESETS[preset] if isinstance(preset, str) else preset
+    kind = p.styles[rng.integers(len(p.styles))]
+    d = rng.uniform(*p.density_scale)
+    u = rng.uniform
+    if kind == "streaks":  # NTURain-like: short, thin, near-vertical, semi-transparent
+        angle, spread = u(-10, 10), u(1, 4)
+        layers = [
+            RainLayer(0.006 * d, u(8, 18), 0.0, u(0.3, 0.6)),
+            RainLayer(0.003 * d, u(14, 30), u(0.0, 0.7), u(0.35, 0.7)),
+        ]
+        haze, dim = 0.0, 1.0
+    elif kind == "fine":  # many faint, short, thin streaks
+        angle, spread = u(-20, 20), u(2, 6)
+        layers = [
+            RainLayer(0.012 * d, u(4, 10), 0.0, u(0.15, 0.35)),
+            RainLayer(0.004 * d, u(8, 16), 0.0, u(0.25, 0.45)),
+        ]
+        haze, dim = u(0.0, 0.1), 1.0
+    elif kind == "slanted":  # wind-driven rain, as in real footage like rb2
+        angle, spread = rng.choice([-1, 1]) * u(15, 40), u(2, 6)
+        layers = [
+            RainLayer(0.008 * d, u(6, 14), 0.0, u(0.2, 0.45)),
+            RainLayer(0.003 * d, u(15, 35), u(0.0, 1.0), u(0.3, 0.6)),
+        ]
+        haze, dim = u(0.0, 0.15), 1.0
+    elif kind == "dense":  # heavy streaks over three depth layers
+        angle, spread = u(-25, 25), u(3, 8)
+        layers = [
+            RainLayer(0.012 * d, u(5, 12), 0.0, u(0.2, 0.4)),
+            RainLayer(0.006 * d, u(12, 28), u(0.0, 0.8), u(0.3, 0.55)),
+            RainLayer(0.0015 * d, u(25, 60), u(0.8, 2.0), u(0.25, 0.5)),
+        ]
+        haze, dim = u(0.05, 0.25), u(0.85, 1.0)
+    else:  # "hazy": heavy rain far away: accumulation, dim scene, faint fine streaks
+        angle, spread = u(-30, 30), u(3, 8)
+        layers = [
+            RainLayer(0.014 * d, u(4, 10), 0.0, u(0.1, 0.3)),
+            RainLayer(0.004 * d, u(10, 22), u(0.0, 0.8), u(0.2, 0.4)),
+        ]
+        haze, dim = u(0.2, 0.45), u(0.75, 0.95)
+    layers = [replace(layer, length=layer.length * scale, width=layer.width * scale) for layer in layers]
+    quality = (
+        None
+        if rng.random() < p.no_jpeg_probability
+        else int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
+    )
+    return RainStyle(
+        angle=float(angle),
+        angle_spread=float(spread),
+        layers=tuple(layers),
+        haze=float(haze),
+        airlight=float(u(0.7, 0.95)),
+        dim=float(dim),
+        jpeg_quality=quality,
+        chroma_420=bool(rng.random() < p.chroma_420_probability),
+        noise=float(u(*p.noise)),
+    )
+
+
+def rain_coverage(rainy: Frame, clean: Frame, threshold: float = 10 / 255) -> float:
+    """Fraction of pixels the rain brightened by more than `threshold` (mean over channels)."""
+    return float(((rainy - clean).mean(-1) > threshold).mean())
+
+
+# --- preview for judging realism ---------------------------------------------------------------------------
+
+
+def _read_rgb(path: Path) -> Frame:
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise SystemExit(f"error: cannot read image {path}")
+    return img[..., ::-1].astype(np.float32) / 255
+
+
+def preview(clip: Path, out: Path, preset: str, seed: int, count: int, reference: Path | None) -> None:
+    files = sorted(p for p in clip.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    if not files:
+        raise SystemExit(f"error: no frames in {clip}")
+    frame = _read_rgb(files[len(files) // 2])
+    rows = []
+    rng = np.random.default_rng(seed)
+    for _ in range(count):
+        style = sample_style(preset, rng)
+        rainy, clean = add_rain([frame], style, rng)
+        rows.append(np.concatenate([clean[0], rainy[0]], 1))
+        kind = f"angle {style.angle:+.0f}, {len(style.layers)} layers, haze {style.haze:.2f}"
+        kind += f", JPEG quality {style.jpeg_quality}"
+        print(f"row {len(rows)}: coverage {rain_coverage(rainy[0], clean[0]):.3f}; {kind}")
+    sheet = np.concatenate(rows, 0)
+    if reference is not None:
+        ref = _read_rgb(reference)
+        ref = cv2.resize(ref, (sheet.shape[1], int(ref.shape[0] * sheet.shape[1] / ref.shape[1])))
+        sheet = np.concatenate([sheet, ref], 0)
+    cv2.imwrite(str(out), (np.clip(sheet, 0, 1) * 255 + 0.5).astype(np.uint8)[..., ::-1])
+    print(f"wrote {out}: clean | rainy per row" + (", real reference at the bottom" if reference else ""))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Preview synthetic rain next to the clean frame.")
+    parser.add_argument("--preview", type=Path, required=True, help="output PNG")
+    parser.add_argument("--clip", type=Path, required=True, help="folder of clean frames")
+    parser.add_argument("--preset", choices=list(PRESETS), default="heavy")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--rows", type=int, default=3)
+    parser.add_argument("--reference", type=Path, help="a real rainy frame to show below, for comparison")
+    args = parser.parse_args()
+    preview(args.clip, args.preview, args.preset, args.seed, args.rows, args.reference)
+
+
+if __name__ == "__main__":
+    main()

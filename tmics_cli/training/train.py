@@ -1,0 +1,424 @@
+"""`tmics train`: the paper's two-stage training, preceded by a flow stage when OFM uses a learned flow.
+
+    flow stage  (only for the "pyramid" flow estimator) PyramidFlowNet on synthetic motion with known flow
+    stage 1     DNA + CNA (with alignment and GARS) end to end: Eq. 6 on B_D plus Eq. 6 on B_C, Adam,
+                lr cosine from 3e-4 to 1e-6, random crops and flips
+    stage 2     the AAS fusion alone, every other weight frozen: Eq. 6 on the fused frame
+
+Every sample is a pure function of its index (see data.datasets), and a checkpoint holds the weights,
+optimiser, step and stage; so a killed run resumed with --resume reaches exactly the state of an
+uninterrupted one. Under `torchrun --nproc-per-node N` each process takes its own share of every batch
+index and gradients are averaged by DistributedDataParallel (gloo on the CPU, nccl on GPUs).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.datasets import (
+    Clip,
+    DataError,
+    PairedWindowDataset,
+    RainyClipDataset,
+    find_paired_videos,
+    load_clips,
+)
+from ..metrics import psnr_y, ssim_y
+from ..model.align import DISFlow, estimate_flows
+from ..model.genotypes import get_genotype
+from ..model.io import save_model
+from ..model.network import TMICS, model_config
+from .losses import restoration_loss
+
+CHECKPOINT_NAME = "checkpoint.pt"
+LOG_NAME = "log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    output: str
+    preset: str = "light"  # genotype preset and, unless `rain` says otherwise, rain preset
+    genotype: str | None = None  # genotype JSON from `tmics search` (overrides the preset's genotype)
+    rain: str | None = None
+    size: str = "small"
+    width: int | None = None
+    flow: str | None = None  # flow estimator for OFM: "dis" (default) or "pyramid"
+    data: list[str] = field(default_factory=list)
+    holdout: list[str] = field(default_factory=lambda: ["walk"])  # whole clips kept for validation
+    steps: int = 2000  # stage 1
+    fusion_steps: int = 200  # stage 2
+    flow_steps: int = 1000  # flow stage (pyramid flow only)
+    batch: int = 8
+    crop: int = 128
+    lr: float = 3e-4
+    lr_min: float = 1e-6
+    fusion_lr: float = 1e-6
+    device: str = "auto"
+    workers: int = 2
+    seed: int = 0
+    val_every: int = 250
+    val_windows: int = 16
+    checkpoint_every: int = 100
+    run_dir: str | None = None
+    resume: bool = False
+    fp16_weights: bool = True
+    threads: int | None = None
+
+    @property
+    def rain_preset(self) -> str:
+        return self.rain or self.preset
+
+    @property
+    def run_path(self) -> Path:
+        return Path(self.run_dir) if self.run_dir else Path(self.output).with_suffix(".run")
+
+
+class WithFlows(Dataset):
+    """Adds DIS flows computed on the rainy frames, as at inference, in the loader's workers."""
+
+    def __init__(self, base: Dataset, preset: str = "fast") -> None:
+        self.base, self.flow = base, DISFlow(preset)
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        sample = self.base[index]
+        sample["flows"] = estimate_flows(self.flow, sample["frames"][None])[0]
+        return sample
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    return torch.device(name)
+
+
+def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
+    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+def build_training_model(cfg: TrainConfig) -> TMICS:
+    genotype = get_genotype(cfg.genotype) if cfg.genotype else cfg.preset
+    overrides: dict[str, Any] = {}
+    if cfg.width:
+        overrides["width"] = cfg.width
+    if cfg.flow:
+        overrides["flow"] = cfg.flow
+    return TMICS(model_config(genotype, cfg.size, **overrides))
+
+
+def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
+    """Clean clips for training, held-out clean clips for validation, and paired videos."""
+    clean_sources, paired = [], []
+    for source in cfg.data:
+        try:
+            paired.extend(find_paired_videos(source)[1])
+        except DataError:
+            clean_sources.append(source)
+    train_clips = load_clips(clean_sources, exclude=tuple(cfg.holdout)) if clean_sources else []
+    val_clips = (
+        [c for c in load_clips(clean_sources) if c.name in cfg.holdout]
+        if clean_sources and cfg.holdout
+        else []
+    )
+    if not train_clips and not paired:
+        raise DataError("no training data: give --data with clean clips or a paired set")
+    return train_clips, val_clips, paired
+
+
+def validation_set(clips: list[Clip], cfg: TrainConfig) -> list[dict[str, torch.Tensor]]:
+    """A fixed synthetic held-out set: rain rendered once with a fixed seed on the held-out clips."""
+    if not clips:
+        return []
+    ds = RainyClipDataset(clips, cfg.rain_preset, crop=256, seed=10_000 + cfg.seed, clean_probability=0.0)
+    return [ds[i] for i in range(cfg.val_windows)]
+
+
+@torch.no_grad()
+def evaluate(model: TMICS, samples: list[dict[str, torch.Tensor]], device: torch.device) -> dict[str, float]:
+    """Y-PSNR / SSIM of the fused output, the DNA alone (TMICS_S) and the rainy input."""
+    model.eval()
+    scores: dict[str, list[float]] = {k: [] for k in ("psnr", "ssim", "psnr_dna", "psnr_input")}
+    for s in samples:
+        frames = s["frames"][None].to(device)
+        flows = (
+            estimate_flows(DISFlow("fast"), frames)
+            if model.uses_flow and model.config.flow == "dis"
+            else None
+        )
+        out = model(frames, flows, return_all=True)
+        target = s["target"]
+        fused = out.derained[0].clamp(0, 1).cpu()
+        scores["psnr"].append(psnr_y(fused, target))
+        scores["ssim"].append(ssim_y(fused, target))
+        scores["psnr_dna"].append(psnr_y(out.dna[0].clamp(0, 1).cpu(), target))
+        scores["psnr_input"].append(psnr_y(s["frames"][2], target))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, console: Any = None) -> None:
+        self.cfg = cfg
+        self.world = int(os.environ.get("WORLD_SIZE", 1))
+        self.rank = int(os.environ.get("RANK", 0))
+        self.device = pick_device(cfg.device)
+        if self.world > 1 and not dist.is_initialized():
+            backend = "nccl" if self.device.type == "cuda" else "gloo"
+            dist.init_process_group(backend)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        self.console = console
+        self.run = cfg.run_path
+        if self.is_main:
+            self.run.mkdir(parents=True, exist_ok=True)
+        torch.manual_seed(cfg.seed)
+        self.model = build_training_model(cfg).to(self.device)
+        self.stage, self.step = "stage1", 0
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.log_file = self.run / LOG_NAME
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    # --- data ---------------------------------------------------------------------------------------------
+    def datasets(self) -> tuple[Dataset, list[dict[str, torch.Tensor]]]:
+        train_clips, val_clips, paired = split_data(self.cfg)
+        parts: list[Dataset] = []
+        if train_clips:
+            parts.append(
+                RainyClipDataset(train_clips, self.cfg.rain_preset, self.cfg.crop, seed=self.cfg.seed)
+            )
+        if paired:
+            parts.append(PairedWindowDataset(paired, self.cfg.crop, seed=self.cfg.seed))
+        dataset: Dataset = parts[0] if len(parts) == 1 else _Interleave(parts)
+        if self.model.uses_flow and self.model.config.flow == "dis":
+            dataset = WithFlows(dataset)
+        return dataset, validation_set(val_clips, self.cfg)
+
+    def loader(self, dataset: Dataset, step: int, steps: int) -> DataLoader:
+        per_rank = self.cfg.batch
+        # every step consumes world * batch consecutive indices; this rank takes its own slice of them
+        start = step * per_rank * self.world
+        sampler = _RankSlice(start, (steps - step) * per_rank * self.world, self.rank, self.world, per_rank)
+        return DataLoader(
+            dataset,
+            batch_size=per_rank,
+            sampler=sampler,
+            num_workers=self.cfg.workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    # --- checkpoints ---------------------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if not self.is_main:
+            return
+        state = {
+            "config": asdict(self.cfg),
+            "stage": self.stage,
+            "step": self.step,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+        }
+        tmp = self.run / (CHECKPOINT_NAME + ".tmp")
+        torch.save(state, tmp)
+        os.replace(tmp, self.run / CHECKPOINT_NAME)
+
+    def load_checkpoint(self) -> dict[str, Any] | None:
+        path = self.run / CHECKPOINT_NAME
+        if not path.exists():
+            return None
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.stage, self.step = state["stage"], state["step"]
+        return state
+
+    def log(self, record: dict[str, Any]) -> None:
+        if self.is_main:
+            with self.log_file.open("a") as f:
+                f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
+
+    # --- stages --------------------------------------------------------------------------------------------
+    def _wrap(self, model: nn.Module) -> nn.Module:
+        if self.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        return model
+
+    def run_stage(
+        self,
+        name: str,
+        steps: int,
+        params: list[nn.Parameter],
+        lr: float,
+        lr_min: float,
+        dataset: Dataset,
+        val: list[dict[str, torch.Tensor]],
+        optimizer_state: dict[str, Any] | None,
+        progress: Any,
+    ) -> None:
+        trainable = {id(p) for p in params}
+        for p in self.model.parameters():
+            p.requires_grad_(id(p) in trainable)
+        self.optimizer = torch.optim.Adam(params, lr=lr)
+        if optimizer_state is not None:
+            self.optimizer.load_state_dict(optimizer_state)
+        net = self._wrap(self.model)
+        task = (
+            progress.add_task(name, total=steps, completed=self.step, loss=float("nan"), sps=0.0)
+            if progress
+            else None
+        )
+        start_time, start_step = time.time(), self.step
+        for batch in self.loader(dataset, self.step, steps):
+            frames = batch["frames"].to(self.device, non_blocking=True)
+            target = batch["target"].to(self.device, non_blocking=True)
+            flows = batch["flows"].to(self.device, non_blocking=True) if "flows" in batch else None
+            for group in self.optimizer.param_groups:
+                group["lr"] = cosine_lr(self.step, steps, lr, lr_min)
+            if name == "stage1":
+                self.model.train()
+                out = net(frames, flows, return_all=True)
+                loss = restoration_loss(out.dna, target) + restoration_loss(out.cna, target)
+            else:  # stage 2: the rest is frozen, BN statistics included
+                self.model.eval()
+                out = net(frames, flows, return_all=True)
+                loss = restoration_loss(out.derained, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            self.step += 1
+            sps = (self.step - start_step) / max(time.time() - start_time, 1e-9)
+            record = {
+                "stage": name,
+                "step": self.step,
+                "loss": round(loss.item(), 6),
+                "lr": self.optimizer.param_groups[0]["lr"],
+            }
+            if name == "stage2":
+                record["lambda"] = round(out.lam.mean().item(), 6)
+            if self.step % 10 == 0 or self.step == steps:
+                self.log({**record, "steps_per_s": round(sps, 4)})
+            if progress is not None:
+                progress.update(task, completed=self.step, loss=loss.item(), sps=sps)
+            if val and self.is_main and (self.step % self.cfg.val_every == 0 or self.step == steps):
+                scores = evaluate(self.model, val, self.device)
+                self.log({"stage": name, "step": self.step, "val": scores})
+                if self.console is not None:
+                    self.console.print(
+                        f"[{name} {self.step}/{steps}] held-out Y-PSNR {scores['psnr']:.2f} dB "
+                        f"(DNA {scores['psnr_dna']:.2f}, input {scores['psnr_input']:.2f}), "
+                        f"SSIM {scores['ssim']:.4f}"
+                    )
+            if self.step % self.cfg.checkpoint_every == 0 or self.step == steps:
+                self.save_checkpoint()
+
+    def fit(self, progress: Any = None) -> Path:
+        cfg = self.cfg
+        state = self.load_checkpoint() if cfg.resume else None
+        if cfg.resume and state is None and self.is_main and self.console is not None:
+            self.console.print(f"no checkpoint in {self.run}; starting from scratch")
+        if state is None:
+            self.log({"event": "start", "config": asdict(cfg), "world_size": self.world})
+        dataset, val = self.datasets()
+        opt_state = state["optimizer"] if state else None
+        if self.model.config.flow == "pyramid" and self.model.uses_flow and self.stage == "flow":
+            raise NotImplementedError  # replaced below when the flow stage is wired in
+        if self.stage == "stage1":
+            if self.step < cfg.steps:
+                self.run_stage(
+                    "stage1",
+                    cfg.steps,
+                    self.model.network_parameters(),
+                    cfg.lr,
+                    cfg.lr_min,
+                    dataset,
+                    val,
+                    opt_state,
+                    progress,
+                )
+            self.stage, self.step, opt_state = "stage2", 0, None
+            self.save_checkpoint()
+        if self.stage == "stage2" and self.step < cfg.fusion_steps:
+            self.run_stage(
+                "stage2",
+                cfg.fusion_steps,
+                self.model.fusion_parameters(),
+                cfg.fusion_lr,
+                cfg.fusion_lr,
+                dataset,
+                val,
+                opt_state,
+                progress,
+            )
+        self.stage = "done"
+        self.save_checkpoint()
+        out = Path(cfg.output)
+        if self.is_main:
+            scores = evaluate(self.model, val, self.device) if val else {}
+            meta = {
+                "trained_by": "tmics train",
+                "command": " ".join(sys.argv),
+                "data": ", ".join(cfg.data),
+                "holdout": ", ".join(cfg.holdout),
+                "rain_preset": cfg.rain_preset,
+                "steps": json.dumps({"stage1": cfg.steps, "stage2": cfg.fusion_steps}),
+                "heldout_scores": json.dumps(scores),
+            }
+            save_model(
+                self.model.cpu(),
+                out,
+                dtype=torch.float16 if cfg.fp16_weights else torch.float32,
+                metadata=meta,
+            )
+            self.model.to(self.device)
+            self.log({"event": "saved", "path": str(out), "val": scores})
+        if self.world > 1:
+            dist.barrier()
+        return out
+
+
+class _RankSlice(Sampler[int]):
+    """Batch k of this rank = indices start + (k * world + rank) * batch ... + batch - 1."""
+
+    def __init__(self, start: int, count: int, rank: int, world: int, batch: int) -> None:
+        self.start, self.count, self.rank, self.world, self.batch = start, count, rank, world, batch
+
+    def __iter__(self):
+        for k in range(self.count // (self.batch * self.world)):
+            first = self.start + (k * self.world + self.rank) * self.batch
+            yield from range(first, first + self.batch)
+
+    def __len__(self) -> int:
+        return self.count // self.world
+
+
+class _Interleave(Dataset):
+    """Alternates between data sets by index (clean clips with rendered rain, paired sets)."""
+
+    def __init__(self, parts: list[Dataset]) -> None:
+        self.parts = parts
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        part = self.parts[index % len(self.parts)]
+        return part[index // len(self.parts)]
