@@ -85,27 +85,25 @@ def _tiny_model() -> PyramidFlowNet:
 
 
 def test_training_lowers_epe_on_a_fixed_batch() -> None:
+    # A general flow net needs hundreds of steps to leave its zero-flow plateau (see the benchmark), so
+    # this fast test trains on the fixed batch itself: it checks that loss, gradients through the
+    # pyramid and warps, multi-scale taps and optimiser are wired so that the EPE goes down.
     frames = [textured_frame(96, 96, seed=s) for s in range(4)]
     fixed = sample_flow_batch(frames, 8, 64, torch.Generator().manual_seed(123), SMALL)
     model = _tiny_model()
-    with torch.no_grad():
-        before = end_point_error(
-            model(fixed.reference, fixed.neighbour[:, None])[:, 0], fixed.flow, fixed.valid
-        )
+
+    def epe() -> float:
+        with torch.no_grad():
+            flow = model(fixed.reference, fixed.neighbour[:, None])[:, 0]  # (B, 2, h, w)
+        return end_point_error(flow, fixed.flow, fixed.valid).item()
+
+    before = epe()
     # A zero-initialised PyramidFlowNet predicts zero flow: its EPE is the mean true flow magnitude.
-    assert (
-        abs(before.item() - end_point_error(torch.zeros_like(fixed.flow), fixed.flow, fixed.valid).item())
-        < 1e-6
-    )
-    history = train_flow(
-        model, frames, steps=60, batch=4, crop=64, lr=3e-3, log_every=20, seed=0, config=SMALL
-    )
+    assert abs(before - end_point_error(torch.zeros_like(fixed.flow), fixed.flow, fixed.valid).item()) < 1e-5
+    history = train_flow(model, fixed, steps=60, crop=64, lr=1e-2, log_every=20, seed=0)
     assert [h["step"] for h in history] == [20, 40, 60]
-    with torch.no_grad():
-        after = end_point_error(
-            model(fixed.reference, fixed.neighbour[:, None])[:, 0], fixed.flow, fixed.valid
-        )
-    assert after < 0.8 * before, (before.item(), after.item())
+    after = epe()
+    assert after < 0.75 * before, (before, after)  # ~0.46 * before when written
 
 
 def test_training_is_deterministic_under_a_seed() -> None:

@@ -258,7 +258,7 @@ class _LevelTaps:
 
 def train_flow(
     model: nn.Module,
-    frames_source: FrameSource,
+    frames_source: FrameSource | FlowPair,
     steps: int,
     batch: int = 8,
     crop: int | tuple[int, int] = 256,
@@ -280,6 +280,10 @@ def train_flow(
     on valid pixels, plus (PyramidFlowNet, crop divisible by 2**levels) `ms_weight` times the mean loss
     of its coarser levels. Deterministic for a given seed, model initialisation and thread count.
     `max_seconds` stops early (the history then says how many steps ran).
+
+    frames_source: clean frames to make pairs from (see FrameSource), or one batched FlowPair that is
+    then the training batch at every step (overfitting one batch: for tests and debugging; `batch`,
+    `config` and `rain` are then unused, `crop` must match the pair's size for multi-scale supervision).
 
     Returns one entry per `log_every` steps (and one for the last step): step, mean loss and mean training
     EPE (px) over those steps, learning rate and elapsed seconds.
@@ -309,7 +313,10 @@ def train_flow(
     start = time.perf_counter()
     try:
         for step in range(1, steps + 1):
-            pair = sample_flow_batch(frames_source, batch, crop, generator, config, rain)
+            if isinstance(frames_source, FlowPair):
+                pair = frames_source
+            else:
+                pair = sample_flow_batch(frames_source, batch, crop, generator, config, rain)
             # (B, 3, h, w) x 2, (B, 2, h, w), (B, 1, h, w)
             ref, nbr, target, valid = (t.to(device) for t in pair)
             pred = model(ref, nbr.unsqueeze(1))[:, 0]  # (B, 2, h, w)

@@ -87,10 +87,11 @@ class TrainConfig:
 
 
 class WithFlows(Dataset):
-    """Adds DIS flows computed on the rainy frames, as at inference, in the loader's workers."""
+    """Adds flows from a non-learned estimator (DIS) computed on the rainy frames, exactly as the model
+    computes them at inference, in the loader's worker processes."""
 
-    def __init__(self, base: Dataset, preset: str = "fast") -> None:
-        self.base, self.flow = base, DISFlow(preset)
+    def __init__(self, base: Dataset, estimator: nn.Module) -> None:
+        self.base, self.flow = base, estimator
 
     def __len__(self) -> int:
         return len(self.base)
@@ -157,12 +158,7 @@ def evaluate(model: TMICS, samples: list[dict[str, torch.Tensor]], device: torch
     scores: dict[str, list[float]] = {k: [] for k in ("psnr", "ssim", "psnr_dna", "psnr_input")}
     for s in samples:
         frames = s["frames"][None].to(device)
-        flows = (
-            estimate_flows(DISFlow("fast"), frames)
-            if model.uses_flow and model.config.flow == "dis"
-            else None
-        )
-        out = model(frames, flows, return_all=True)
+        out = model(frames, return_all=True)  # the model computes its own flows, as at inference
         target = s["target"]
         fused = out.derained[0].clamp(0, 1).cpu()
         scores["psnr"].append(psnr_y(fused, target))
@@ -208,8 +204,8 @@ class Trainer:
         if paired:
             parts.append(PairedWindowDataset(paired, self.cfg.crop, seed=self.cfg.seed))
         dataset: Dataset = parts[0] if len(parts) == 1 else _Interleave(parts)
-        if self.model.uses_flow and self.model.config.flow == "dis":
-            dataset = WithFlows(dataset)
+        if self.model.uses_flow and isinstance(self.model.align.flow, DISFlow):
+            dataset = WithFlows(dataset, self.model.align.flow)
         return dataset, validation_set(val_clips, self.cfg)
 
     def loader(self, dataset: Dataset, step: int, steps: int) -> DataLoader:

@@ -1,0 +1,129 @@
+"""The numbers of the model card: Y-PSNR / SSIM of weights files beside the baselines.
+
+    python benchmarks/model_card_eval.py weights/tmics-light.safetensors weights/tmics-heavy.safetensors \
+        --data ../shared/data --json card.json --rb2-image weights/rb2.jpg
+
+Sets (each scored per frame, averaged):
+  nturain_a2       9 real NTURain frames with ground truth (a check, never used to choose anything)
+  synthetic-light  fixed rainy windows rendered on the held-out clip `walk`, light preset, seed 1234
+  synthetic-heavy  the same with the heavy preset
+Methods: the rainy input, the 5-frame temporal median of the DIS-aligned frames, and for each weights file
+the fused output (TMICS) and the DNA alone (the paper's TMICS_S).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from tmics_cli.data.datasets import RainyClipDataset, find_paired_videos, load_clips, read_image, to_tensor
+from tmics_cli.metrics import psnr_y, ssim_y
+from tmics_cli.model import DISFlow, align_frames, estimate_flows, load_model
+from tmics_cli.video.windows import window_indices
+
+
+def aligned_median(windows: torch.Tensor) -> torch.Tensor:
+    """(B, 5, 3, H, W) -> (B, 3, H, W): median of the DIS-aligned frames (invalid pixels -> centre)."""
+    flows = estimate_flows(DISFlow("fast"), windows)
+    aligned, valid = align_frames(windows, flows)
+    centre = windows[:, 2:3].expand_as(aligned)
+    aligned = torch.where(valid > 0, aligned, centre)
+    return aligned.median(1).values
+
+
+def score(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, float]:
+    return {
+        "psnr": float(np.mean([psnr_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
+        "ssim": float(np.mean([ssim_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
+    }
+
+
+def quantize(x: torch.Tensor) -> torch.Tensor:
+    """As a saved 8-bit frame would be."""
+    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
+
+
+@torch.no_grad()
+def evaluate_set(windows: list[torch.Tensor], targets: list[torch.Tensor], models: dict) -> dict[str, dict]:
+    results: dict[str, dict] = {}
+    results["input"] = score([quantize(w[2]) for w in windows], targets)
+    results["aligned median"] = score([quantize(aligned_median(w[None])[0]) for w in windows], targets)
+    for name, model in models.items():
+        fused, dna, seconds = [], [], 0.0
+        for w in windows:
+            start = time.perf_counter()
+            out = model(w[None], return_all=True)
+            seconds += time.perf_counter() - start
+            fused.append(quantize(out.derained[0]))
+            dna.append(quantize(out.dna[0]))
+        results[f"{name}"] = {**score(fused, targets), "s_per_frame": seconds / len(windows)}
+        results[f"{name} DNA only (TMICS_S)"] = score(dna, targets)
+    return results
+
+
+def nturain_a2(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    _, videos = find_paired_videos(root)
+    video = videos[0]
+    rain = to_tensor([read_image(p) for p in video.rain])
+    gts = [torch.from_numpy(read_image(p)) for p in video.gt]
+    windows = [rain[window_indices(t, len(rain))] for t in range(len(rain))]
+    return windows, gts
+
+
+def synthetic(clip_root: Path, preset: str, count: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    clips = load_clips([clip_root])
+    ds = RainyClipDataset(clips, preset, crop=None, seed=1234, clean_probability=0.0, max_stride=1)
+    samples = [ds[i] for i in range(count)]
+    return [s["frames"] for s in samples], [quantize(s["target"]).permute(1, 2, 0) for s in samples]
+
+
+def rb2_side_by_side(model: torch.nn.Module, folder: Path, out: Path, frame: int = 30) -> None:
+    files = sorted(folder.glob("*.jpg"))
+    frames = to_tensor([read_image(files[i]) for i in window_indices(frame, len(files))])
+    with torch.no_grad():
+        derained = model(frames[None])[0]
+    pair = torch.cat([frames[2], derained.clamp(0, 1)], -1)
+    img = (pair.permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    cv2.imwrite(str(out), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("weights", nargs="*", type=Path)
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--windows", type=int, default=12, help="synthetic windows per preset")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--rb2-image", type=Path, help="write rb2 input | output of the first weights here")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    models = {w.stem: load_model(w) for w in args.weights}
+    sets = {
+        "nturain_a2": nturain_a2(args.data / "nturain_a2"),
+        "synthetic-light": synthetic(args.data / "clean" / "walk", "light", args.windows),
+        "synthetic-heavy": synthetic(args.data / "clean" / "walk", "heavy", args.windows),
+    }
+    report = {}
+    for set_name, (windows, targets) in sets.items():
+        report[set_name] = evaluate_set(windows, targets, models)
+        print(f"\n{set_name} ({len(windows)} frames)")
+        for method, r in report[set_name].items():
+            extra = f"  {r['s_per_frame']:.2f} s/frame" if "s_per_frame" in r else ""
+            print(f"  {method:<36} Y-PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}{extra}")
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2))
+    if args.rb2_image and models:
+        rb2_side_by_side(next(iter(models.values())), args.data / "real_rain" / "rb2", args.rb2_image)
+        print(f"wrote {args.rb2_image}")
+
+
+if __name__ == "__main__":
+    main()
