@@ -157,3 +157,15 @@ def test_ddp_with_two_cpu_processes(tmp_path: Path, clips: Path) -> None:
     assert log[0]["world_size"] == 2
     assert max(r.get("step", 0) for r in log if r.get("stage") == "stage1") == 3
     assert load_model(out)(torch.rand(1, 5, 3, 16, 16)).shape == (1, 3, 16, 16)
+
+
+def test_pyramid_flow_is_pretrained_before_stage_one(tmp_path: Path, clips: Path) -> None:
+    cfg = _config(tmp_path, clips, flow="pyramid", flow_steps=3, steps=1, fusion_steps=0, crop=32)
+    trainer = Trainer(cfg)
+    assert trainer.stage == "flow"
+    before = [p.detach().clone() for p in trainer.model.flow_estimator.parameters()]
+    path = trainer.fit()
+    after = list(load_model(path).flow_estimator.parameters())
+    assert any(not torch.allclose(a, b, atol=1e-3) for a, b in zip(after, before, strict=True))
+    log = [json.loads(line) for line in (cfg.run_path / "log.jsonl").read_text().splitlines()]
+    assert any(r.get("stage") == "flow" for r in log)

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 Frame = np.ndarray  # (H, W, 3) float32 RGB in [0, 1]
 
@@ -231,6 +233,20 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
         chroma_420=bool(rng.random() < p.chroma_420_probability),
         noise=float(u(*p.noise)),
     )
+
+
+def tensor_rain(preset: str) -> Callable[[torch.Tensor, torch.Generator], torch.Tensor]:
+    """rain(frames (T, 3, H, W) in [0, 1], torch generator) -> rainy frames: one clip's style from the
+    preset, fresh streaks per frame (for the flow stage, whose pairs are built from torch tensors)."""
+
+    def rain(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
+        style = replace(sample_style(preset, rng), jpeg_quality=None, chroma_420=False)
+        images = [f.permute(1, 2, 0).numpy().astype(np.float32) for f in frames]
+        rainy, _ = add_rain(images, style, rng)
+        return torch.from_numpy(np.stack(rainy)).permute(0, 3, 1, 2).contiguous()
+
+    return rain
 
 
 def rain_coverage(rainy: Frame, clean: Frame, threshold: float = 10 / 255) -> float:

@@ -162,6 +162,13 @@ class TMICS(nn.Module):
     def uses_flow(self) -> bool:
         return self.config.search or self.config.genotype.alignment == "ofm"
 
+    @property
+    def flow_estimator(self) -> nn.Module | None:
+        """The OFM's flow estimator (DISFlow or PyramidFlowNet), or None when the model has no OFM."""
+        if self.config.search:
+            return self.align.ofm.flow
+        return self.align.flow if isinstance(self.align, OpticalFlowAlign) else None
+
     def architecture_parameters(self) -> list[nn.Parameter]:
         """alpha and beta (the search's second level); empty for a derived network."""
         return [self.alpha, self.beta] if self.config.search else []

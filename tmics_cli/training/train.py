@@ -36,11 +36,13 @@ from ..data.datasets import (
     find_paired_videos,
     load_clips,
 )
+from ..data.rain import tensor_rain
 from ..metrics import psnr_y, ssim_y
-from ..model.align import DISFlow, estimate_flows
+from ..model.align import DISFlow, PyramidFlowNet, estimate_flows
 from ..model.genotypes import get_genotype
 from ..model.io import save_model
 from ..model.network import TMICS, model_config
+from .flow import train_flow
 from .losses import restoration_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
@@ -185,9 +187,13 @@ class Trainer:
             self.run.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(cfg.seed)
         self.model = build_training_model(cfg).to(self.device)
-        self.stage, self.step = "stage1", 0
+        self.stage, self.step = ("flow" if self.learns_flow else "stage1"), 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.log_file = self.run / LOG_NAME
+
+    @property
+    def learns_flow(self) -> bool:
+        return isinstance(self.model.flow_estimator, PyramidFlowNet)
 
     @property
     def is_main(self) -> bool:
@@ -204,8 +210,8 @@ class Trainer:
         if paired:
             parts.append(PairedWindowDataset(paired, self.cfg.crop, seed=self.cfg.seed))
         dataset: Dataset = parts[0] if len(parts) == 1 else _Interleave(parts)
-        if self.model.uses_flow and isinstance(self.model.align.flow, DISFlow):
-            dataset = WithFlows(dataset, self.model.align.flow)
+        if isinstance(self.model.flow_estimator, DISFlow):
+            dataset = WithFlows(dataset, self.model.flow_estimator)
         return dataset, validation_set(val_clips, self.cfg)
 
     def loader(self, dataset: Dataset, step: int, steps: int) -> DataLoader:
@@ -326,6 +332,30 @@ class Trainer:
             if self.step % self.cfg.checkpoint_every == 0 or self.step == steps:
                 self.save_checkpoint()
 
+    def flow_stage(self) -> None:
+        """Pre-train PyramidFlowNet on synthetic motion with known flow, rain on half the pairs (one go:
+        a run killed here restarts the flow stage)."""
+        if self.cfg.flow_steps == 0:
+            return
+        train_clips, _, _ = split_data(self.cfg)
+        crop = max(32, self.cfg.crop // 32 * 32)  # multi-scale flow supervision wants a multiple of 32
+        frames = [torch.from_numpy(f).permute(2, 0, 1) for c in train_clips for f in c.frames]
+        frames = [f for f in frames if min(f.shape[-2:]) >= crop]
+        if not frames:
+            raise DataError(f"the flow stage needs clean frames of at least {crop}x{crop} pixels")
+        history = train_flow(
+            self.model.flow_estimator,
+            frames,
+            self.cfg.flow_steps,
+            batch=self.cfg.batch,
+            crop=crop,
+            device=self.device,
+            seed=self.cfg.seed,
+            rain=tensor_rain(self.cfg.rain_preset),
+        )
+        for record in history:
+            self.log({"stage": "flow", **record})
+
     def fit(self, progress: Any = None) -> Path:
         cfg = self.cfg
         state = self.load_checkpoint() if cfg.resume else None
@@ -335,8 +365,10 @@ class Trainer:
             self.log({"event": "start", "config": asdict(cfg), "world_size": self.world})
         dataset, val = self.datasets()
         opt_state = state["optimizer"] if state else None
-        if self.model.config.flow == "pyramid" and self.model.uses_flow and self.stage == "flow":
-            raise NotImplementedError  # replaced below when the flow stage is wired in
+        if self.stage == "flow":
+            self.flow_stage()
+            self.stage, self.step = "stage1", 0
+            self.save_checkpoint()
         if self.stage == "stage1":
             if self.step < cfg.steps:
                 self.run_stage(
