@@ -33,6 +33,12 @@ def root(
     """Remove rain from videos with TMICS."""
 
 
+def _first_line(exc: BaseException) -> str:
+    """An exception as one line (errors re-raised from data-loader workers carry a traceback after it)."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
     typer.echo(f"error: {message}", err=True)
@@ -53,7 +59,7 @@ def train(
     ),
     rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
     size: str = typer.Option("small", help="Named size: tiny, small or paper."),
-    width: int | None = typer.Option(None, help="Override the size's channel width."),
+    width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
     flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
     holdout: list[str] = typer.Option(["walk"], help="Clip names held out for validation. Repeatable."),
     steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA)."),
@@ -73,7 +79,7 @@ def train(
     ),
     resume: bool = typer.Option(False, help="Continue from the run directory's checkpoint."),
     fp32: bool = typer.Option(False, help="Store float32 weights (default float16)."),
-    threads: int | None = typer.Option(None, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
     """Train TMICS weights: DNA + CNA end to end, then the AAS fusion (the paper's two stages)."""
     from rich.console import Console
@@ -123,8 +129,8 @@ def train(
         )
         with Progress(*columns, console=console, disable=not trainer.is_main) as progress:
             path = trainer.fit(progress)
-    except (DataError, GenotypeError, ValueError, FileNotFoundError) as exc:
-        fail(str(exc))
+    except (DataError, GenotypeError, ValueError, OSError, RuntimeError) as exc:
+        fail(_first_line(exc))
     except KeyboardInterrupt:
         fail(f"interrupted; resume with --resume (checkpoints in {cfg.run_path})", 130)
     if trainer.is_main:

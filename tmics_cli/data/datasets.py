@@ -44,6 +44,10 @@ class DataError(ValueError):
     """Data that cannot be read or does not follow a known layout; the message says what is expected."""
 
 
+class LayoutNotFound(DataError):
+    """A folder that holds none of the paired layouts (it may still hold clean clips)."""
+
+
 def natural_key(path: Path) -> list[object]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -256,7 +260,7 @@ def find_paired_videos(root: str | Path) -> tuple[str, list[PairedVideo]]:
         videos = finder(root)
         if videos:
             return name, videos
-    raise DataError(f"{root} matches no known paired layout; {LAYOUT_HELP}")
+    raise LayoutNotFound(f"{root} matches no known paired layout; {LAYOUT_HELP}")
 
 
 class PairedWindowDataset(Dataset):

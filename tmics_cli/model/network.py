@@ -22,7 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from .aas import AttentionAveraging
-from .align import NUM_FRAMES, MixedAlign, OpticalFlowAlign, TemporalGroupingAlign
+from .align import CENTRE, FLOW_ESTIMATORS, NUM_FRAMES, MixedAlign, OpticalFlowAlign, TemporalGroupingAlign
 from .cell import Cell
 from .gars import AuxiliaryRainStreaks
 from .genotypes import ALIGNMENTS, GENOTYPES, Genotype
@@ -49,6 +49,8 @@ class ModelConfig:
     def __post_init__(self) -> None:
         if self.genotype is not None and self.layers != len(self.genotype.layers):
             object.__setattr__(self, "layers", len(self.genotype.layers))
+        if self.flow not in FLOW_ESTIMATORS:
+            raise ValueError(f"unknown flow estimator {self.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
         for name in ("width", "cells", "layers", "scale", "gars_width", "aas_width"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
@@ -200,7 +202,7 @@ class TMICS(nn.Module):
         else:
             features = self.align(frames, flows)
             layer_weights = None
-        centre = frames[:, NUM_FRAMES // 2]
+        centre = frames[:, CENTRE]
         dna = self.dna(features, self.gars(centre), layer_weights)[..., :h, :w]
         cna = self.cna(features, centre, layer_weights)[..., :h, :w]
         fused, lam = self.aas(dna, cna)

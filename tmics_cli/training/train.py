@@ -31,21 +31,38 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..data.datasets import (
     Clip,
     DataError,
+    LayoutNotFound,
     PairedWindowDataset,
     RainyClipDataset,
     find_paired_videos,
     load_clips,
 )
+from ..data.rain import PRESETS as RAIN_PRESETS
 from ..data.rain import tensor_rain
 from ..metrics import psnr_y, ssim_y
-from ..model.align import DISFlow, PyramidFlowNet, estimate_flows
-from ..model.genotypes import get_genotype
+from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flows
+from ..model.genotypes import GENOTYPES, get_genotype
 from ..model.io import save_model
-from ..model.network import TMICS, model_config
+from ..model.network import SIZES, TMICS, model_config
 from .flow import train_flow
 from .losses import restoration_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
+# What a resumed run must share with the checkpoint: the network and the data stream. Step counts and
+# learning rates may change (the schedule then follows the new values from the current step on).
+RESUME_MUST_MATCH = (
+    "preset",
+    "genotype",
+    "rain",
+    "size",
+    "width",
+    "flow",
+    "data",
+    "holdout",
+    "batch",
+    "crop",
+    "seed",
+)
 LOG_NAME = "log.jsonl"
 
 
@@ -79,6 +96,27 @@ class TrainConfig:
     fp16_weights: bool = True
     threads: int | None = None
 
+    def validate(self) -> None:
+        """Refuse bad settings before any work is done (one clear message each)."""
+        if not self.genotype and self.preset not in GENOTYPES:
+            raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(GENOTYPES)}")
+        if self.rain_preset not in RAIN_PRESETS:
+            raise ValueError(f"unknown rain preset {self.rain_preset!r}; known: {', '.join(RAIN_PRESETS)}")
+        if self.size not in SIZES:
+            raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
+        if self.flow is not None and self.flow not in FLOW_ESTIMATORS:
+            raise ValueError(f"unknown flow estimator {self.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
+        out = Path(self.output)
+        if out.is_dir():
+            raise ValueError(
+                f"output {out} is a directory; give a file name such as {out / 'weights.safetensors'}"
+            )
+        parent = out.parent if str(out.parent) else Path(".")
+        if not parent.is_dir():
+            raise ValueError(f"output folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise ValueError(f"output folder {parent} is not writable")
+
     @property
     def rain_preset(self) -> str:
         return self.rain or self.preset
@@ -105,11 +143,29 @@ class WithFlows(Dataset):
 
 
 def pick_device(name: str) -> torch.device:
+    """auto | cpu | cuda | cuda:N | mps, checked against what this machine has."""
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         return torch.device("cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but MPS is not available here")
+    elif device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
@@ -130,16 +186,15 @@ def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
     """Clean clips for training, held-out clean clips for validation, and paired videos."""
     clean_sources, paired = [], []
     for source in cfg.data:
+        if not Path(source).exists():
+            raise DataError(f"no data at {source}")
         try:
             paired.extend(find_paired_videos(source)[1])
-        except DataError:
+        except LayoutNotFound:
             clean_sources.append(source)
-    train_clips = load_clips(clean_sources, exclude=tuple(cfg.holdout)) if clean_sources else []
-    val_clips = (
-        [c for c in load_clips(clean_sources) if c.name in cfg.holdout]
-        if clean_sources and cfg.holdout
-        else []
-    )
+    clips = load_clips(clean_sources) if clean_sources else []
+    train_clips = [c for c in clips if c.name not in cfg.holdout]
+    val_clips = [c for c in clips if c.name in cfg.holdout]
     if not train_clips and not paired:
         raise DataError("no training data: give --data with clean clips or a paired set")
     return train_clips, val_clips, paired
@@ -172,10 +227,13 @@ def evaluate(model: TMICS, samples: list[dict[str, torch.Tensor]], device: torch
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, console: Any = None) -> None:
+        cfg.validate()
         self.cfg = cfg
         self.world = int(os.environ.get("WORLD_SIZE", 1))
         self.rank = int(os.environ.get("RANK", 0))
         self.device = pick_device(cfg.device)
+        if self.device.type == "cuda":
+            torch.cuda.set_device(self.device)
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             dist.init_process_group(backend)
@@ -190,6 +248,14 @@ class Trainer:
         self.stage, self.step = ("flow" if self.learns_flow else "stage1"), 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.log_file = self.run / LOG_NAME
+        self._data: tuple[list[Clip], list[Clip], list[Any]] | None = None
+
+    @property
+    def data(self) -> tuple[list[Clip], list[Clip], list[Any]]:
+        """(training clips, held-out clips, paired videos), read once."""
+        if self._data is None:
+            self._data = split_data(self.cfg)
+        return self._data
 
     @property
     def learns_flow(self) -> bool:
@@ -201,7 +267,7 @@ class Trainer:
 
     # --- data ---------------------------------------------------------------------------------------------
     def datasets(self) -> tuple[Dataset, list[dict[str, torch.Tensor]]]:
-        train_clips, val_clips, paired = split_data(self.cfg)
+        train_clips, val_clips, paired = self.data
         parts: list[Dataset] = []
         if train_clips:
             parts.append(
@@ -238,6 +304,7 @@ class Trainer:
             "step": self.step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
+            "world_size": self.world,
         }
         tmp = self.run / (CHECKPOINT_NAME + ".tmp")
         torch.save(state, tmp)
@@ -247,7 +314,21 @@ class Trainer:
         path = self.run / CHECKPOINT_NAME
         if not path.exists():
             return None
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # a truncated or foreign file
+            raise ValueError(f"cannot read checkpoint {path} ({exc}); remove it to start afresh") from exc
+        saved = state.get("config", {})
+        changed = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != asdict(self.cfg)[k]]
+        if changed:
+            was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
+            raise ValueError(
+                f"{path} was written with {was}; resume with the same settings or another --run-dir"
+            )
+        if state.get("world_size", 1) != self.world:
+            raise ValueError(
+                f"{path} was written by {state.get('world_size', 1)} process(es), this run has {self.world}"
+            )
         self.model.load_state_dict(state["model"])
         self.stage, self.step = state["stage"], state["step"]
         return state
@@ -337,7 +418,7 @@ class Trainer:
         a run killed here restarts the flow stage)."""
         if self.cfg.flow_steps == 0:
             return
-        train_clips, _, _ = split_data(self.cfg)
+        train_clips = self.data[0]
         crop = max(32, self.cfg.crop // 32 * 32)  # multi-scale flow supervision wants a multiple of 32
         frames = [torch.from_numpy(f).permute(2, 0, 1) for c in train_clips for f in c.frames]
         frames = [f for f in frames if min(f.shape[-2:]) >= crop]
@@ -359,12 +440,14 @@ class Trainer:
     def fit(self, progress: Any = None) -> Path:
         cfg = self.cfg
         state = self.load_checkpoint() if cfg.resume else None
+        if self.stage == "done":  # written by earlier versions after stage 2
+            self.stage = "stage2"
         if cfg.resume and state is None and self.is_main and self.console is not None:
             self.console.print(f"no checkpoint in {self.run}; starting from scratch")
         if state is None:
             self.log({"event": "start", "config": asdict(cfg), "world_size": self.world})
         dataset, val = self.datasets()
-        opt_state = state["optimizer"] if state else None
+        opt_state = state["optimizer"] if state and self.step > 0 else None
         if self.stage == "flow":
             self.flow_stage()
             self.stage, self.step = "stage1", 0
@@ -382,7 +465,7 @@ class Trainer:
                     opt_state,
                     progress,
                 )
-            self.stage, self.step, opt_state = "stage2", 0, None
+            self.stage, self.step, opt_state, self.optimizer = "stage2", 0, None, None
             self.save_checkpoint()
         if self.stage == "stage2" and self.step < cfg.fusion_steps:
             self.run_stage(
@@ -396,8 +479,6 @@ class Trainer:
                 opt_state,
                 progress,
             )
-        self.stage = "done"
-        self.save_checkpoint()
         out = Path(cfg.output)
         if self.is_main:
             scores = evaluate(self.model, val, self.device) if val else {}
