@@ -15,7 +15,7 @@ are NOT evaluated. Whole clips are held out (default: walk, city, and bikes from
   Timing: seconds for the 4 flows of one 640x480 5-frame window.
 
 The rain here is a minimal streak renderer kept in this script (sparse impulses drawn with
-tmics_cli.model.gars.streak_kernel, near-vertical, 8-25 px long, brightness 0.3-0.8 blended toward
+tmics_cli.data.rain.streak_kernel, near-vertical, 8-25 px long, brightness 0.3-0.8 blended toward
 white), a stand-in for the real renderer. PyramidFlowNet is trained with the same renderer (on other
 clips), which favours it a little under rain; DIS never sees rain beforehand.
 
@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tmics_cli.data.rain import streak_kernel
 from tmics_cli.model.align import DISFlow, PyramidFlowNet, align_frames, estimate_flows
-from tmics_cli.model.gars import streak_kernel
 from tmics_cli.training.flow import (
     TRAIN_MOTION,
     FlowPair,
@@ -150,9 +150,9 @@ class StreakRain:
         stride = w + 2 * pad
         for _ in range(self.kernels_per_frame):
             length = self._u(g, *self.lengths)
-            size = int(length) + 3 | 1
-            kernel = streak_kernel(size, length, angle + self._u(g, -3.0, 3.0), self._u(g, 0.5, 1.0))
-            kernel = kernel / kernel.max()  # (size, size), 1 on the streak's centre line
+            width = self._u(g, 0.5, 1.0)
+            kernel = torch.from_numpy(streak_kernel(length, angle + self._u(g, -3.0, 3.0), width))
+            size = kernel.shape[-1]  # (size, size), 1 on the streak's centre line
             ky, kx = torch.nonzero(kernel > 0.02, as_tuple=True)
             kval = kernel[ky, kx]  # (M,)
             n = int(torch.poisson(torch.tensor(density / self.kernels_per_frame * h * w), generator=g).item())

@@ -11,7 +11,7 @@ from tmics_cli.model import (
     build_model,
     model_config,
 )
-from tmics_cli.model.gars import streak_kernel
+from tmics_cli.model.gars import default_streak_bank
 
 
 def _nonzero_grad(params) -> bool:
@@ -51,8 +51,10 @@ def test_odd_frame_sizes_come_back_the_same_size(preset: str | None) -> None:
 
 def test_derived_networks_follow_their_genotype() -> None:
     light, heavy = build_model("light", "tiny"), build_model("heavy", "tiny")
-    assert type(light.align).__name__ == "OpticalFlowAlign" and light.uses_flow
-    assert type(heavy.align).__name__ == "TemporalGroupingAlign" and not heavy.uses_flow
+    assert (
+        type(light.align).__name__ == "OpticalFlowAlign" and type(light.flow_estimator).__name__ == "DISFlow"
+    )
+    assert type(heavy.align).__name__ == "TemporalGroupingAlign" and heavy.flow_estimator is None
     ops = [type(layer).__name__ for layer in heavy.dna.cells[0].layers]
     assert ops == ["ResidualBlock", "SpatialAttention", "ChannelAttention", "ResidualBlock"]
     assert heavy.dna.cells[0].layers[0].body[0][0].kernel_size == (5, 5)
@@ -95,16 +97,16 @@ def test_gars_adds_streak_shaped_rain_with_the_combined_kernel() -> None:
     assert gars(centre).shape == centre.shape
 
 
-def test_streak_kernel_follows_its_angle() -> None:
-    vertical = streak_kernel(9, 9, 0.0)
-    assert torch.isclose(vertical.sum(), torch.tensor(1.0))
-    assert vertical[:, 4].sum() > 0.9  # all mass in the middle column
-    slanted = streak_kernel(9, 9, 30.0)
-    ys, xs = torch.nonzero(slanted > slanted.max() * 0.5, as_tuple=True)
-    slope = torch.linalg.lstsq(
-        torch.stack([ys.float(), torch.ones_like(ys, dtype=torch.float)], 1), xs.float().unsqueeze(1)
-    ).solution[0]
-    assert slope.item() < -0.3  # leans right at the top: x falls as y grows
+def test_gars_filter_bank_holds_two_groups_of_oriented_streaks() -> None:
+    bank = default_streak_bank(9)
+    assert bank.shape == (16, 9, 9)
+    torch.testing.assert_close(bank.sum((1, 2)), torch.ones(16))
+    sharp, blurred = bank[:8], bank[8:]
+    assert (sharp.amax((1, 2)) > blurred.amax((1, 2))).all()  # group 2 is the wide, soft version
+    # kernel 6 is a long sharp streak leaning right at the top (+8 degrees): more mass top-right
+    k = sharp[6]
+    assert k[:4, 5:].sum() > k[:4, :4].sum() and k[5:, :4].sum() > k[5:, 5:].sum()
+    assert sharp[5][:4, :4].sum() > sharp[5][:4, 5:].sum()  # and kernel 5 (-8 degrees) the other way
 
 
 def test_aas_starts_at_an_even_mix_and_fuses_with_lambda() -> None:

@@ -52,11 +52,26 @@ def psnr_y(output: Image, target: Image) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def _gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
+def gaussian_window(channels: int, size: int = 11, sigma: float = 1.5, **like: object) -> torch.Tensor:
+    """(channels, 1, size, size) normalised Gaussian window for a grouped conv; `like` gives device/dtype."""
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
     g = torch.exp(-(r**2) / (2 * sigma**2))
     w = torch.outer(g, g)
-    return (w / w.sum())[None, None]
+    return (w / w.sum()).to(**like).expand(channels, 1, size, size).contiguous()
+
+
+def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM (Wang et al.) of (B, C, H, W) images, per channel: Gaussian 11x11 window, sigma 1.5,
+    K1 = 0.01, K2 = 0.03, 'valid' windows only. Differentiable: the training loss uses it too."""
+    c = x.shape[1]
+    win = gaussian_window(c, device=x.device, dtype=x.dtype)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    mu_x, mu_y = F.conv2d(x, win, groups=c), F.conv2d(y, win, groups=c)
+    sxx = F.conv2d(x * x, win, groups=c) - mu_x**2
+    syy = F.conv2d(y * y, win, groups=c) - mu_y**2
+    sxy = F.conv2d(x * y, win, groups=c) - mu_x * mu_y
+    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
+    return ssim_map.mean()
 
 
 def ssim_y(output: Image, target: Image) -> float:
@@ -64,14 +79,7 @@ def ssim_y(output: Image, target: Image) -> float:
     x, y = luma(output)[None, None], luma(target)[None, None]
     if min(x.shape[-2:]) < 11:
         raise ValueError("SSIM needs images of at least 11x11 pixels")
-    win = _gaussian_window()
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu_x, mu_y = F.conv2d(x, win), F.conv2d(y, win)
-    sxx = F.conv2d(x * x, win) - mu_x**2
-    syy = F.conv2d(y * y, win) - mu_y**2
-    sxy = F.conv2d(x * y, win) - mu_x * mu_y
-    ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
-    return ssim_map.mean().item()
+    return ssim(x, y, data_range=255.0).item()
 
 
 def temporal_error(outputs: Sequence[Image], targets: Sequence[Image]) -> float:

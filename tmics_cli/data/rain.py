@@ -170,7 +170,6 @@ PRESETS: dict[str, RainPreset] = {
     "light": RainPreset(styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8)),
     "heavy": RainPreset(styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8)),
 }
-RAIN_STYLES = ("streaks", "fine", "slanted", "dense", "hazy")
 
 
 def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: float = 1.0) -> RainStyle:
@@ -258,10 +257,12 @@ def rain_coverage(rainy: Frame, clean: Frame, threshold: float = 10 / 255) -> fl
 
 
 def _read_rgb(path: Path) -> Frame:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise SystemExit(f"error: cannot read image {path}")
-    return img[..., ::-1].astype(np.float32) / 255
+    from .datasets import DataError, read_image  # datasets imports this module
+
+    try:
+        return read_image(path).astype(np.float32) / 255
+    except DataError as exc:
+        raise SystemExit(f"error: {exc}") from None
 
 
 def preview(clip: Path, out: Path, preset: str, seed: int, count: int, reference: Path | None) -> None:

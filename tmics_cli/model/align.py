@@ -149,6 +149,11 @@ def build_flow_estimator(name: str) -> nn.Module:
     return FLOW_ESTIMATORS[name]()
 
 
+def split_neighbours(frames: torch.Tensor) -> torch.Tensor:
+    """The neighbours (B, 4, 3, H, W) of the centre of `frames` (B, 5, 3, H, W): t-2, t-1, t+1, t+2."""
+    return torch.cat([frames[:, :CENTRE], frames[:, CENTRE + 1 :]], 1)
+
+
 def align_frames(frames: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Warp every neighbour onto the centre frame.
 
@@ -156,7 +161,7 @@ def align_frames(frames: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tenso
     Returns aligned frames (B, 5, 3, H, W) (the centre unchanged) and validity masks (B, 5, 1, H, W).
     """
     b, t, c, h, w = frames.shape
-    neighbours = torch.cat([frames[:, :CENTRE], frames[:, CENTRE + 1 :]], 1)  # (B, 4, 3, H, W)
+    neighbours = split_neighbours(frames)  # (B, 4, 3, H, W)
     warped, masks = backward_warp(neighbours.reshape(-1, c, h, w), flows.reshape(-1, 2, h, w))
     warped = warped.reshape(b, t - 1, c, h, w)
     masks = masks.reshape(b, t - 1, 1, h, w)
@@ -169,8 +174,7 @@ def align_frames(frames: torch.Tensor, flows: torch.Tensor) -> tuple[torch.Tenso
 
 def estimate_flows(estimator: nn.Module, frames: torch.Tensor) -> torch.Tensor:
     """Flows (B, 4, 2, H, W) from the centre of `frames` (B, 5, 3, H, W) to each neighbour."""
-    neighbours = torch.cat([frames[:, :CENTRE], frames[:, CENTRE + 1 :]], 1)
-    return estimator(frames[:, CENTRE], neighbours)
+    return estimator(frames[:, CENTRE], split_neighbours(frames))
 
 
 class OpticalFlowAlign(nn.Module):
@@ -179,7 +183,6 @@ class OpticalFlowAlign(nn.Module):
 
     def __init__(self, width: int, flow: str = "dis") -> None:
         super().__init__()
-        self.flow_name = flow
         self.flow = build_flow_estimator(flow)
         self.fuse = nn.Sequential(nn.Conv2d(NUM_FRAMES * 4, width, 3, padding=1), nn.ReLU(inplace=True))
 

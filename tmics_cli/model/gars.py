@@ -18,39 +18,28 @@ linear, sum_i W_i (K_i conv R~) = (sum_i W_i K_i) conv R~: we convolve once with
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-
-def streak_kernel(size: int, length: float, angle_deg: float, blur_sigma: float = 0.0) -> torch.Tensor:
-    """A (size, size) motion-blur line kernel summing to 1: a streak of `length` pixels at `angle_deg`
-    from vertical (positive leans right at the top); blur_sigma > 0 gives it a Gaussian cross-section."""
-    c = (size - 1) / 2
-    ys, xs = torch.meshgrid(torch.arange(size) - c, torch.arange(size) - c, indexing="ij")
-    theta = math.radians(angle_deg)
-    dx, dy = math.sin(theta), -math.cos(theta)  # unit vector along the streak
-    along = xs * dx + ys * dy
-    across = xs * dy - ys * dx
-    if blur_sigma > 0:
-        profile = torch.exp(-0.5 * (across / blur_sigma) ** 2)
-    else:  # a one-pixel line, anti-aliased
-        profile = (1 - across.abs()).clamp(min=0)
-    kernel = profile * (along.abs() <= length / 2).float()
-    if kernel.sum() <= 0:
-        kernel = (along.abs() + across.abs() == 0).float()
-    return kernel / kernel.sum()
+from ..data.rain import streak_kernel
 
 
 def default_streak_bank(size: int = 9) -> torch.Tensor:
-    """Two groups of 8 kernels, (16, size, size): sharp streaks, then the same streaks blurred."""
+    """Two groups of 8 kernels, (16, size, size), each summing to 1: sharp streaks of two lengths at four
+    angles, then the same streaks with a blurred (wide) cross-section. Drawn like the renderer's streaks."""
     kernels = []
-    for blur in (0.0, 1.2):
+    for width in (0.0, 1.2):
         for length in (size * 0.5, size * 1.0):
             for angle in (-25.0, -8.0, 8.0, 25.0):
-                kernels.append(streak_kernel(size, length, angle, blur))
+                k = torch.from_numpy(streak_kernel(length, angle, width))
+                pad = size - k.shape[-1]
+                k = (
+                    F.pad(k, (pad // 2,) * 4)
+                    if pad > 0
+                    else k[-pad // 2 : size - pad // 2, -pad // 2 : size - pad // 2]
+                )
+                kernels.append(k / k.sum())
     return torch.stack(kernels)
 
 

@@ -161,10 +161,6 @@ class TMICS(nn.Module):
         self.aas = AttentionAveraging(config.aas_width)
 
     @property
-    def uses_flow(self) -> bool:
-        return self.config.search or self.config.genotype.alignment == "ofm"
-
-    @property
     def flow_estimator(self) -> nn.Module | None:
         """The OFM's flow estimator (DISFlow or PyramidFlowNet), or None when the model has no OFM."""
         if self.config.search:

@@ -7,33 +7,11 @@ L_arc = L + eta * sum_l entropy(softmax(alpha_l)), eta = 0.01 (Eq. 7)
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
+
+from ..metrics import ssim
 
 RHO = 0.75
 ETA = 0.01
-
-
-def _gaussian_window(
-    channels: int, size: int = 11, sigma: float = 1.5, device=None, dtype=None
-) -> torch.Tensor:
-    r = torch.arange(size, device=device, dtype=torch.float32) - (size - 1) / 2
-    g = torch.exp(-(r**2) / (2 * sigma**2))
-    w = torch.outer(g, g)
-    return (w / w.sum()).to(dtype).expand(channels, 1, size, size).contiguous()
-
-
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean SSIM of images (B, C, H, W) in [0, 1]: Gaussian 11x11 window, sigma 1.5, per channel."""
-    c = x.shape[1]
-    win = _gaussian_window(c, device=x.device, dtype=x.dtype)
-    c1, c2 = 0.01**2, 0.03**2
-    mu_x, mu_y = F.conv2d(x, win, groups=c), F.conv2d(y, win, groups=c)
-    sxx = F.conv2d(x * x, win, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, win, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, win, groups=c) - mu_x * mu_y
-    num = (2 * mu_x * mu_y + c1) * (2 * sxy + c2)
-    den = (mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2)
-    return (num / den).mean()
 
 
 def restoration_loss(output: torch.Tensor, target: torch.Tensor, rho: float = RHO) -> torch.Tensor:
