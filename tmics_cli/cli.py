@@ -68,7 +68,9 @@ def train(
     batch: int = typer.Option(8, min=1, help="Batch size per process."),
     crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
     lr: float = typer.Option(3e-4, help="Stage 1 learning rate (cosine to 1e-6)."),
-    fusion_lr: float = typer.Option(1e-6, help="Stage 2 learning rate."),
+    fusion_lr: float = typer.Option(
+        1e-3, help="Stage 2 learning rate (the paper: 1e-6, too small for a fresh AAS)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, min=0, help="Data loader worker processes."),
     seed: int = typer.Option(0, help="Seed for weights and data."),

@@ -84,7 +84,9 @@ class TrainConfig:
     crop: int = 128
     lr: float = 3e-4
     lr_min: float = 1e-6
-    fusion_lr: float = 1e-6
+    fusion_lr: float = (
+        1e-3  # the paper says 1e-6; measured: a fresh AAS does not move at 1e-6 (weights/README.md)
+    )
     device: str = "auto"
     workers: int = 2
     seed: int = 0
