@@ -251,6 +251,7 @@ class Trainer:
         self.optimizer: torch.optim.Optimizer | None = None
         self.log_file = self.run / LOG_NAME
         self._data: tuple[list[Clip], list[Clip], list[Any]] | None = None
+        self.last_scores: dict[str, float] | None = None  # held-out scores of the weights as they are now
 
     @property
     def data(self) -> tuple[list[Clip], list[Clip], list[Any]]:
@@ -389,6 +390,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
+            self.last_scores = None  # the weights moved
             self.step += 1
             sps = (self.step - start_step) / max(time.time() - start_time, 1e-9)
             record = {
@@ -404,7 +406,7 @@ class Trainer:
             if progress is not None:
                 progress.update(task, completed=self.step, loss=loss.item(), sps=sps)
             if val and self.is_main and (self.step % self.cfg.val_every == 0 or self.step == steps):
-                scores = evaluate(self.model, val, self.device)
+                scores = self.last_scores = evaluate(self.model, val, self.device)
                 self.log({"stage": name, "step": self.step, "val": scores})
                 if self.console is not None:
                     self.console.print(
@@ -483,7 +485,7 @@ class Trainer:
             )
         out = Path(cfg.output)
         if self.is_main:
-            scores = evaluate(self.model, val, self.device) if val else {}
+            scores = self.last_scores or (evaluate(self.model, val, self.device) if val else {})
             meta = {
                 "trained_by": "tmics train",
                 "command": " ".join(sys.argv),
