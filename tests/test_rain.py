@@ -1,11 +1,16 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
 from tmics_cli.data.rain import (
+    PRESETS,
     RainLayer,
     RainStyle,
     add_rain,
     degrade,
+    degrade_clip,
+    h264_roundtrip,
     rain_coverage,
     sample_style,
     streak_kernel,
@@ -89,3 +94,51 @@ def test_compression_is_applied_to_target_and_input_alike() -> None:
     assert np.array_equal(rainy[2], clean[2])
     assert not np.array_equal(clean[2], _scene()[2])  # and both are compressed
     assert np.abs(degrade(_scene()[0], style) - clean[0]).max() == 0
+
+
+def _textured(h: int, w: int, t: int = 5) -> list[np.ndarray]:
+    """A smooth moving gradient with texture: something a video codec compresses realistically."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    frames = []
+    for i in range(t):
+        r = 0.5 + 0.3 * np.sin((xx + 2 * i) / 7) * np.cos(yy / 9)
+        g = 0.5 + 0.2 * np.cos((xx - yy + i) / 11)
+        b = 0.4 + 0.1 * np.sin(yy / 5)
+        frames.append(np.stack([r, g, b], -1).astype(np.float32))
+    return frames
+
+
+def test_h264_roundtrip_keeps_size_is_lossy_and_deterministic() -> None:
+    frames = _textured(37, 50)  # odd height: padded for 4:2:0 and cropped back
+    fine = h264_roundtrip(frames, 18)
+    coarse = h264_roundtrip(frames, 40)
+    assert [f.shape for f in fine] == [f.shape for f in frames]
+    assert all(f.dtype == np.float32 and 0 <= f.min() and f.max() <= 1 for f in fine)
+    err_fine = np.mean([np.abs(a - b).mean() for a, b in zip(fine, frames, strict=True)])
+    err_coarse = np.mean([np.abs(a - b).mean() for a, b in zip(coarse, frames, strict=True)])
+    assert 0 < err_fine < err_coarse < 0.1
+    again = h264_roundtrip(frames, 40)
+    assert all(np.array_equal(a, b) for a, b in zip(coarse, again, strict=True))
+
+
+def test_h264_compresses_input_and_target_alike() -> None:
+    style = RainStyle(layers=(RainLayer(0.0, 10, 0.0, 0.0),), jpeg_quality=None, h264_crf=30)
+    rainy, clean = add_rain(_textured(48, 64), style, 0)  # no rain: input and target must be identical
+    assert all(np.array_equal(a, b) for a, b in zip(rainy, clean, strict=True))
+    assert np.abs(clean[2] - _textured(48, 64)[2]).mean() > 0  # and really compressed
+    assert all(
+        np.array_equal(a, b) for a, b in zip(degrade_clip(_textured(48, 64), style), clean, strict=True)
+    )
+
+
+def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> None:
+    with_h264 = replace(PRESETS["heavy"], h264_probability=0.5)
+    without = replace(PRESETS["heavy"], h264_probability=0.0)
+    styles = [sample_style(with_h264, np.random.default_rng(seed)) for seed in range(40)]
+    plain = [sample_style(without, np.random.default_rng(seed)) for seed in range(40)]
+    coded = [s for s in styles if s.h264_crf is not None]
+    assert 5 < len(coded) < 35
+    assert all(s.jpeg_quality is None and not s.chroma_420 for s in coded)
+    assert all(18 <= s.h264_crf <= 32 for s in coded)
+    for a, b in zip(styles, plain, strict=True):  # the codec draw leaves the streaks' random stream alone
+        assert (a.angle, a.layers, a.haze, a.noise) == (b.angle, b.layers, b.haze, b.noise)

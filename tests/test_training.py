@@ -249,3 +249,15 @@ def test_cli_bad_paths_give_one_line_and_exit_2(tmp_path: Path, clips: Path) -> 
     for args, message in cases:
         run = subprocess.run(base + args, capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and message in run.stderr and "Traceback" not in run.stderr, run.stderr
+
+
+def test_init_starts_from_given_weights_and_refuses_another_network(tmp_path: Path, clips: Path) -> None:
+    first = Trainer(_config(tmp_path, clips, steps=2, fusion_steps=0)).fit()
+    start = load_model(first)
+    cfg = _config(tmp_path / "ft", clips, init=str(first), steps=1, fusion_steps=0)
+    (tmp_path / "ft").mkdir()
+    trainer = Trainer(cfg)
+    for name, tensor in start.state_dict().items():  # before any step: exactly the given weights
+        assert torch.equal(trainer.model.state_dict()[name], tensor), name
+    with pytest.raises(ValueError, match="different network"):
+        Trainer(_config(tmp_path / "ft", clips, init=str(first), preset="heavy"))

@@ -61,6 +61,9 @@ def train(
     size: str = typer.Option("small", help="Named size: tiny, small or paper."),
     width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
     flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
+    init: Path | None = typer.Option(
+        None, help="Start from these weights (fine-tuning); they must describe the network asked for."
+    ),
     holdout: list[str] = typer.Option(["walk"], help="Clip names held out for validation. Repeatable."),
     steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA)."),
     fusion_steps: int = typer.Option(200, min=0, help="Stage 2 steps (AAS fusion alone)."),
@@ -89,6 +92,7 @@ def train(
 
     from .data.datasets import DataError
     from .model.genotypes import GenotypeError
+    from .model.io import WeightsError
     from .training.train import TrainConfig, Trainer
 
     cfg = TrainConfig(
@@ -99,6 +103,7 @@ def train(
         size=size,
         width=width,
         flow=flow,
+        init=str(init) if init else None,
         data=data,
         holdout=holdout,
         steps=steps,
@@ -131,7 +136,7 @@ def train(
         )
         with Progress(*columns, console=console, disable=not trainer.is_main) as progress:
             path = trainer.fit(progress)
-    except (DataError, GenotypeError, ValueError, OSError, RuntimeError) as exc:
+    except (DataError, GenotypeError, WeightsError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt:
         fail(f"interrupted; resume with --resume (checkpoints in {cfg.run_path})", 130)

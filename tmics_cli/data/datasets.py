@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import Dataset
 
 from ..video.windows import reflect_index, window_indices
-from .rain import PRESETS, add_rain, degrade, sample_style
+from .rain import PRESETS, add_rain, degrade_clip, sample_style
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
@@ -190,7 +190,7 @@ class RainyClipDataset(Dataset):
         floats = [f.astype(np.float32) / 255 for f in frames]
         style = sample_style(self.preset, rng)
         if rng.random() < self.clean_probability:
-            clean = [degrade(f, style) for f in floats]
+            clean = degrade_clip(floats, style)
             rainy = clean
         else:
             rainy, clean = add_rain(floats, style, rng)

@@ -12,8 +12,9 @@ fainter and denser):
 Then R = sum_l opacity_l * R_l, the frame gets the streaks by a screen blend (I = B + R (1 - B): streaks
 brighten dark regions more than bright sky, as real streaks do), heavy rain dims the scene and adds
 accumulation / haze (I = beta * I + (1 - beta) * A with airlight A), and last the rainy frame is degraded as
-footage in the wild is (JPEG at a random quality, optionally 4:2:0 chroma, mild noise). The clean target
-gets the same compression, so a network learns to remove rain, not compression.
+footage in the wild is: mild noise, then either per-frame JPEG at a random quality (optionally with 4:2:0
+chroma) or the whole clip through H.264 (libx264 via PyAV, at a random CRF). The clean target gets the same
+compression, so a network learns to remove rain, not compression.
 
 Presets: `light` (sparse, RainSynLight25-like) and `heavy` (dense, varied, hazy: RainSynComplex25 /
 NTURain-like, with slanted, fine, dense and hazy styles mixed). Everything is reachable through
@@ -28,6 +29,7 @@ import argparse
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -59,6 +61,7 @@ class RainStyle:
     drift: float = 0.6  # per-frame random-walk step of the angle (degrees) and 3x that in % of density
     jpeg_quality: int | None = 85  # None: no JPEG
     chroma_420: bool = False
+    h264_crf: int | None = None  # the whole clip through H.264 at this CRF (replaces JPEG); None: no H.264
     noise: float = 0.0  # Gaussian noise sigma on the rainy frame
     kernels_per_layer: int = 3
 
@@ -125,6 +128,41 @@ def degrade(frame: Frame, style: RainStyle, rng: np.random.Generator | None = No
     return np.clip(out, 0, 1).astype(np.float32)
 
 
+def h264_roundtrip(frames: list[Frame], crf: int) -> list[Frame]:
+    """Encode a clip with libx264 (4:2:0, the given CRF, one thread: deterministic) and decode it again,
+    as footage from phones, dashcams and the web has been. Odd sizes are padded for the encoder."""
+    import av  # lazy: training on frame folders must run where PyAV is missing
+
+    h, w = frames[0].shape[:2]
+    ph, pw = h % 2, w % 2
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = w + pw, h + ph, "yuv420p"
+    encoder.time_base = Fraction(1, 25)
+    encoder.options = {"crf": str(int(crf)), "preset": "veryfast", "threads": "1", "tune": "zerolatency"}
+    packets = []
+    for i, frame in enumerate(frames):
+        u8 = (np.clip(frame, 0, 1) * 255 + 0.5).astype(np.uint8)
+        if ph or pw:
+            u8 = np.pad(u8, ((0, ph), (0, pw), (0, 0)), mode="edge")
+        video_frame = av.VideoFrame.from_ndarray(u8, format="rgb24")
+        video_frame.pts = i
+        packets += encoder.encode(video_frame)
+    packets += encoder.encode(None)
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = [f for packet in [*packets, None] for f in decoder.decode(packet)]
+    if len(decoded) != len(frames):
+        raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {len(frames)} frames")
+    return [f.to_ndarray(format="rgb24")[:h, :w].astype(np.float32) / 255 for f in decoded]
+
+
+def degrade_clip(
+    frames: list[Frame], style: RainStyle, rng: np.random.Generator | None = None
+) -> list[Frame]:
+    """`degrade` on every frame, then the clip-level H.264 round trip when the style asks for one."""
+    out = [degrade(f, style, rng) for f in frames]
+    return h264_roundtrip(out, style.h264_crf) if style.h264_crf is not None else out
+
+
 def add_rain(
     frames: list[Frame], style: RainStyle, seed: int | np.random.Generator
 ) -> tuple[list[Frame], list[Frame]]:
@@ -148,6 +186,8 @@ def add_rain(
         clean.append(degrade(frame.astype(np.float32), replace(style, noise=0.0)))
         angle += rng.normal(0, style.drift)
         intensity = float(np.clip(intensity * (1 + rng.normal(0, 0.03 * style.drift)), 0.7, 1.3))
+    if style.h264_crf is not None:
+        rainy, clean = h264_roundtrip(rainy, style.h264_crf), h264_roundtrip(clean, style.h264_crf)
     return rainy, clean
 
 
@@ -164,11 +204,17 @@ class RainPreset:
     no_jpeg_probability: float = 0.15
     chroma_420_probability: float = 0.5
     noise: tuple[float, float] = (0.0, 0.01)
+    h264_probability: float = 0.0  # share of clips compressed with H.264 (instead of JPEG)
+    h264_crf: tuple[int, int] = (18, 32)
 
 
 PRESETS: dict[str, RainPreset] = {
-    "light": RainPreset(styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8)),
-    "heavy": RainPreset(styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8)),
+    "light": RainPreset(
+        styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8), h264_probability=0.3
+    ),
+    "heavy": RainPreset(
+        styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8), h264_probability=0.3
+    ),
 }
 
 
@@ -221,6 +267,13 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
         if rng.random() < p.no_jpeg_probability
         else int(rng.integers(p.jpeg_quality[0], p.jpeg_quality[1] + 1))
     )
+    crf = None
+    if p.h264_probability > 0:
+        # A spawned child generator leaves `rng`'s own stream untouched, so every other draw (and the
+        # streaks rendered after this) stays what it was before H.264 existed.
+        codec_rng = rng.spawn(1)[0]
+        if codec_rng.random() < p.h264_probability:
+            crf, quality = int(codec_rng.integers(p.h264_crf[0], p.h264_crf[1] + 1)), None
     return RainStyle(
         angle=float(angle),
         angle_spread=float(spread),
@@ -229,8 +282,9 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
         airlight=float(u(0.7, 0.95)),
         dim=float(dim),
         jpeg_quality=quality,
-        chroma_420=bool(rng.random() < p.chroma_420_probability),
+        chroma_420=bool(rng.random() < p.chroma_420_probability) and crf is None,
         noise=float(u(*p.noise)),
+        h264_crf=crf,
     )
 
 
@@ -240,7 +294,7 @@ def tensor_rain(preset: str) -> Callable[[torch.Tensor, torch.Generator], torch.
 
     def rain(frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         rng = np.random.default_rng(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
-        style = replace(sample_style(preset, rng), jpeg_quality=None, chroma_420=False)
+        style = replace(sample_style(preset, rng), jpeg_quality=None, chroma_420=False, h264_crf=None)
         images = [f.permute(1, 2, 0).numpy().astype(np.float32) for f in frames]
         rainy, _ = add_rain(images, style, rng)
         return torch.from_numpy(np.stack(rainy)).permute(0, 3, 1, 2).contiguous()
@@ -277,7 +331,9 @@ def preview(clip: Path, out: Path, preset: str, seed: int, count: int, reference
         rainy, clean = add_rain([frame], style, rng)
         rows.append(np.concatenate([clean[0], rainy[0]], 1))
         kind = f"angle {style.angle:+.0f}, {len(style.layers)} layers, haze {style.haze:.2f}"
-        kind += f", JPEG quality {style.jpeg_quality}"
+        kind += (
+            f", H.264 CRF {style.h264_crf}" if style.h264_crf is not None else f", JPEG {style.jpeg_quality}"
+        )
         print(f"row {len(rows)}: coverage {rain_coverage(rainy[0], clean[0]):.3f}; {kind}")
     sheet = np.concatenate(rows, 0)
     if reference is not None:

@@ -42,7 +42,7 @@ from ..data.rain import tensor_rain
 from ..metrics import psnr_y, ssim_y
 from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flows
 from ..model.genotypes import GENOTYPES, get_genotype
-from ..model.io import save_model
+from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
 from .flow import train_flow
 from .losses import restoration_loss
@@ -62,6 +62,7 @@ RESUME_MUST_MATCH = (
     "batch",
     "crop",
     "seed",
+    "init",
 )
 LOG_NAME = "log.jsonl"
 
@@ -75,6 +76,7 @@ class TrainConfig:
     size: str = "small"
     width: int | None = None
     flow: str | None = None  # flow estimator for OFM: "dis" (default) or "pyramid"
+    init: str | None = None  # weights file to start from (fine-tuning); must describe the same network
     data: list[str] = field(default_factory=list)
     holdout: list[str] = field(default_factory=lambda: ["walk"])  # whole clips kept for validation
     steps: int = 2000  # stage 1
@@ -181,7 +183,24 @@ def build_training_model(cfg: TrainConfig) -> TMICS:
         overrides["width"] = cfg.width
     if cfg.flow:
         overrides["flow"] = cfg.flow
-    return TMICS(model_config(genotype, cfg.size, **overrides))
+    model = TMICS(model_config(genotype, cfg.size, **overrides))
+    if cfg.init:
+        start = load_model(cfg.init)
+        if start.config != model.config:
+            raise ValueError(
+                f"--init {cfg.init} holds a different network ({_describe_config(start.config)}) than the "
+                f"options ask for ({_describe_config(model.config)}); pass matching "
+                "--preset/--genotype/--size/--width/--flow"
+            )
+        model.load_state_dict(start.state_dict())
+    return model
+
+
+def _describe_config(config: Any) -> str:
+    genotype = (
+        "search" if config.genotype is None else f"{config.genotype.alignment}, {config.genotype.layers}"
+    )
+    return f"{genotype}, width {config.width}, scale {config.scale}, flow {config.flow}"
 
 
 def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
