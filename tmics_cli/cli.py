@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import NoReturn
 
@@ -142,6 +143,121 @@ def train(
         fail(f"interrupted; resume with --resume (checkpoints in {cfg.run_path})", 130)
     if trainer.is_main:
         console.print(f"wrote {path}")
+
+
+@app.command()
+def derain(
+    src: Path | None = typer.Argument(
+        None, help="Input video, or a folder of frames (png/jpg).", show_default=False
+    ),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output video, or a name without suffix for PNG frames."
+    ),
+    sample: bool = typer.Option(False, "--sample", help="Derain the rainy sample clip shipped with tmics."),
+    rain: str | None = typer.Option(
+        None, help="Shipped weights for light or heavy rain, or auto (measured) [default: light]."
+    ),
+    weights: Path | None = typer.Option(None, help="A .safetensors weights file instead of --rain."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", help="auto (bf16/fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
+    batch: int | None = typer.Option(
+        None, min=1, help="Windows per model call (default: 8 on GPU, 2 on CPU)."
+    ),
+    tile: int = typer.Option(0, min=0, help="Tile size in pixels (0: whole frames; tiles are made on OOM)."),
+    tile_overlap: int = typer.Option(32, min=0, help="Overlap of neighbouring tiles in pixels."),
+    codec: str | None = typer.Option(None, help="Video encoder (default libx264; libvpx-vp9 for .webm)."),
+    crf: int = typer.Option(18, min=0, max=63, help="Encoder quality (lower is better)."),
+    preset: str = typer.Option("medium", help="x264/x265 speed preset."),
+    pix_fmt: str | None = typer.Option(
+        None, help="Output pixel format (default yuv420p; yuv444p for odd sizes)."
+    ),
+    compare: bool = typer.Option(False, help="Write input and output side by side."),
+    start: str | None = typer.Option(None, help="Start time: seconds or [hh:]mm:ss."),
+    end: str | None = typer.Option(None, help="End time: seconds or [hh:]mm:ss."),
+    fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
+    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
+    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+) -> None:
+    """Remove rain from a video: streaming, one output frame per input frame, audio and timing kept."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .derain import SAMPLE_CLIP, derain_video
+    from .model.io import WeightsError
+    from .video.reader import VideoError
+
+    if sample == (src is not None):
+        fail("give an input video or --sample (not both)")
+    if sample:
+        src = SAMPLE_CLIP
+    if weights is not None and rain is not None:
+        fail("give --rain or --weights, not both")
+    if threads:
+        torch.set_num_threads(threads)
+    console = Console(stderr=True)
+    columns = (
+        TextColumn("derain"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[fps]:.2f} fps"),
+        TimeRemainingColumn(),
+    )
+    progress = Progress(*columns, console=console, disable=quiet, transient=False)
+    task = progress.add_task("derain", total=None, fps=0.0)
+    began = [0.0]
+
+    def on_start(info, note: str) -> None:
+        if note and not quiet:
+            console.print(note)
+        progress.update(task, total=info.frames)
+        progress.start()  # only now: an input refused before this point gets its one line and nothing else
+        began[0] = time.perf_counter()
+
+    def on_frame(done: int) -> None:
+        elapsed = time.perf_counter() - began[0]
+        total = progress.tasks[0].total
+        progress.update(
+            task,
+            completed=done,
+            fps=done / elapsed if elapsed > 0 else 0.0,
+            total=max(total, done) if total else None,
+        )
+
+    try:
+        try:
+            summary = derain_video(
+                src,
+                output,
+                rain=rain or "light",
+                weights=weights,
+                device=device,
+                precision=precision,
+                batch=batch,
+                tile=tile,
+                tile_overlap=tile_overlap,
+                codec=codec,
+                crf=crf,
+                preset=preset,
+                pix_fmt=pix_fmt,
+                compare=compare,
+                start=start,
+                end=end,
+                fps=fps,
+                audio=not no_audio,
+                overwrite=overwrite,
+                on_start=on_start,
+                on_frame=on_frame,
+            )
+        finally:
+            progress.stop()
+    except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
+        fail(_first_line(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; nothing was written to {output}", 130)
+    console.print(summary.line(), soft_wrap=True)
 
 
 def main() -> None:

@@ -1,0 +1,332 @@
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.videos import audio_packets, decode, make_video, moving_texture
+from tmics_cli.cli import app
+from tmics_cli.derain import SAMPLE_CLIP, derain_video
+from tmics_cli.inference import Restorer, derain_frames, derain_stream, rain_coverage_estimate, stream_windows
+from tmics_cli.metrics import psnr_y
+from tmics_cli.model import build_model, load_model, save_model
+from tmics_cli.video.reader import VideoError, open_source
+from tmics_cli.video.windows import window_indices
+from tmics_cli.video.writer import EncodeOptions, VideoSink
+from tmics_cli.weights import resolve_weights
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_model(build_model("light", "tiny"), path)
+    return path
+
+
+def _run(src: Path, dst: Path, weights: Path, **kw):
+    return derain_video(src, dst, weights=weights, device="cpu", **kw)
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if ".partial" in p.name)
+
+
+# --- windows ---
+
+
+@pytest.mark.parametrize("length", [1, 2, 3, 4, 7])
+def test_streamed_windows_match_the_reflected_windows_and_hold_few_frames(length: int) -> None:
+    read = []
+
+    def frames():
+        for i in range(length):
+            read.append(i)
+            yield i
+
+    for t, (centre, window) in enumerate(stream_windows(frames())):
+        assert centre == t
+        assert window == window_indices(t, length)
+        assert len(read) <= t + 3  # never reads more than two frames ahead
+    assert t == length - 1
+
+
+def test_streaming_equals_the_in_memory_clip(tiny_weights: Path) -> None:
+    model = load_model(tiny_weights)
+    clip = np.stack([moving_texture(i, 32, 40) for i in range(6)])  # (T, H, W, 3) uint8
+    streamed = np.stack(list(derain_stream(iter(clip), Restorer(model, torch.device("cpu")), batch=4)))
+    frames = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255
+    expected = (derain_frames(model, frames) * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    assert streamed.shape == clip.shape
+    assert np.abs(streamed.astype(int) - expected.numpy().astype(int)).max() <= 1
+
+
+# --- the I/O path ---
+
+
+@pytest.mark.parametrize(("colorspace", "h"), [(1, 48), (6, 48), (None, 48), (None, 720)])
+def test_io_path_alone_keeps_colour(tmp_path: Path, colorspace: int | None, h: int) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=4, w=64, h=h, colorspace=colorspace)
+    for crf, max_error in ((0, 0.1), (18, 3.0)):  # lossless: the conversion alone; default: + codec loss
+        source = open_source(src)
+        dst = tmp_path / f"out{crf}.mp4"
+        sink = VideoSink(dst, source.info, EncodeOptions(crf=crf), source.info.width, source.info.height)
+        for item in source:
+            sink.write(item.rgb, item.pts)
+        sink.commit()
+        before, after = decode(src)[0], decode(dst)[0]
+        error = np.mean([np.abs(a.astype(float) - b).mean() for a, b in zip(before, after, strict=True)])
+        bias = np.mean([(a.astype(float) - b).mean((0, 1)) for a, b in zip(before, after, strict=True)], 0)
+        assert error < max_error and np.abs(bias).max() < 0.3, (crf, error, bias)
+
+
+def test_constant_frame_rate_count_and_timestamps_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=9)
+    summary = _run(src, tmp_path / "out.mkv", tiny_weights)
+    _, _, times_in, _ = decode(src)
+    frames, _, times_out, _ = decode(tmp_path / "out.mkv")
+    assert summary.frames == len(frames) == 9
+    assert np.allclose(times_out, times_in, atol=1e-3)
+
+
+def test_variable_frame_rate_timestamps_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    pts = [0, 40, 80, 200, 230, 400, 440, 1000]  # ms: gaps and bursts
+    src = make_video(tmp_path / "vfr.mp4", pts=pts)
+    _run(src, tmp_path / "out.mp4", tiny_weights)
+    _, _, times, _ = decode(tmp_path / "out.mp4")
+    assert np.allclose(times, [p / 1000 for p in pts], atol=1e-3)
+
+
+def test_audio_copied_bit_for_bit_and_rotation_kept(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=12, audio=True, rotation=90)
+    _run(src, tmp_path / "out.mp4", tiny_weights)
+    packets = audio_packets(src)
+    assert len(packets) > 3 and audio_packets(tmp_path / "out.mp4") == packets
+    assert decode(tmp_path / "out.mp4")[3] == 90
+    _run(src, tmp_path / "silent.mp4", tiny_weights, audio=False)
+    assert audio_packets(tmp_path / "silent.mp4") == []
+
+
+def test_audio_reencoded_when_the_container_cannot_hold_it(tmp_path: Path, tiny_weights: Path) -> None:
+    import av
+
+    src = make_video(tmp_path / "in.mp4", frames=6, audio=True)  # AAC, which WebM cannot hold
+    _run(src, tmp_path / "out.webm", tiny_weights)
+    with av.open(str(tmp_path / "out.webm")) as container:
+        assert container.streams.audio[0].codec_context.name == "opus"
+        assert container.streams.video[0].codec_context.name == "vp9"
+        assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+def test_odd_sizes_and_frame_folders_in_and_out(tmp_path: Path, tiny_weights: Path) -> None:
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(5):  # natural order: 2 before 10
+        cv2.imwrite(str(folder / f"f{[1, 2, 10, 11, 20][i]}.png"), moving_texture(i, 47, 63)[..., ::-1])
+    summary = _run(folder, tmp_path / "out.mp4", tiny_weights, fps=10)
+    frames, _, times, _ = decode(tmp_path / "out.mp4")
+    assert summary.frames == 5 and frames[0].shape == (47, 63, 3)
+    assert np.allclose(times, [0, 0.1, 0.2, 0.3, 0.4], atol=1e-3)
+    _run(tmp_path / "out.mp4", tmp_path / "pngs", tiny_weights)
+    pngs = sorted((tmp_path / "pngs").iterdir())
+    assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(1, 6)]
+    assert cv2.imread(str(pngs[0])).shape == (47, 63, 3)
+
+
+def test_compare_start_and_end(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=20)  # 25 fps: frame i at 0.04 i s
+    summary = _run(src, tmp_path / "out.mp4", tiny_weights, compare=True, start="0.2", end="0.5")
+    frames, _, times, _ = decode(tmp_path / "out.mp4")
+    assert summary.frames == len(frames) == 8  # frames 5..12
+    assert frames[0].shape == (48, 128, 3)
+    assert times[0] == pytest.approx(0.0, abs=1e-3) and times[-1] == pytest.approx(0.28, abs=1e-3)
+    left = decode(src)[0][5]
+    assert np.abs(frames[0][:, :64].astype(float) - left).mean() < 3  # the input half is the input
+
+
+# --- errors and safety ---
+
+
+def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    (tmp_path / "text.mp4").write_text("not a video at all\n" * 20)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    good = make_video(tmp_path / "good.mp4", frames=6)
+    data = good.read_bytes()
+    (tmp_path / "truncated.mp4").write_bytes(data[: len(data) // 3])
+    (tmp_path / "noframes").mkdir()
+    return {
+        "missing": (tmp_path / "missing.mp4", "does not exist"),
+        "text": (tmp_path / "text.mp4", "not a video"),
+        "empty": (tmp_path / "empty.mp4", "not a video"),
+        "truncated": (tmp_path / "truncated.mp4", ""),
+        "no frames": (tmp_path / "noframes", "no frames"),
+    }
+
+
+def test_bad_inputs_give_one_line_and_leave_no_output(tmp_path: Path, tiny_weights: Path) -> None:
+    runner = CliRunner()
+    for name, (src, words) in _bad_inputs(tmp_path).items():
+        out = tmp_path / f"out-{name.replace(' ', '_')}.mp4"
+        result = runner.invoke(
+            app, ["derain", str(src), "-o", str(out), "--weights", str(tiny_weights), "-q"]
+        )
+        lines = result.output.strip().splitlines()
+        assert result.exit_code != 0, name
+        assert len(lines) == 1 and lines[0].startswith("error:") and words in lines[0], (name, result.output)
+        assert not out.exists(), name
+    assert _leftovers(tmp_path) == []
+
+
+def test_refuses_to_overwrite_the_input_or_an_existing_output(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=5)
+    original = src.read_bytes()
+    runner = CliRunner()
+    result = runner.invoke(
+        app, ["derain", str(src), "-o", str(src), "--weights", str(tiny_weights), "--overwrite"]
+    )
+    assert result.exit_code != 0 and "is the input" in result.output and src.read_bytes() == original
+    existing = tmp_path / "old.mp4"
+    existing.write_bytes(b"keep me")
+    result = runner.invoke(app, ["derain", str(src), "-o", str(existing), "--weights", str(tiny_weights)])
+    assert result.exit_code != 0 and "--overwrite" in result.output and existing.read_bytes() == b"keep me"
+    result = runner.invoke(
+        app, ["derain", str(src), "-o", str(existing), "--weights", str(tiny_weights), "--overwrite"]
+    )
+    assert result.exit_code == 0, result.output
+    assert len(decode(existing)[0]) == 5
+    for bad in (
+        ["--weights", str(tmp_path / "nope.safetensors")],
+        ["--rain", "drizzle"],
+        ["--device", "cuda:7"],
+    ):
+        result = runner.invoke(app, ["derain", str(src), "-o", str(tmp_path / "x.mp4"), *bad])
+        assert result.exit_code != 0 and len(result.output.strip().splitlines()) == 1, bad
+
+
+def test_interrupted_run_leaves_no_partial_file(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=10)
+    dst = tmp_path / "out.mp4"
+
+    def interrupt(done: int) -> None:
+        if done == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _run(src, dst, tiny_weights, on_frame=interrupt)
+    assert not dst.exists() and _leftovers(tmp_path) == []
+
+
+def test_unknown_codec_and_unwritable_output(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=5)
+    with pytest.raises(VideoError, match="unknown video encoder"):
+        _run(src, tmp_path / "out.mp4", tiny_weights, codec="no-such-codec")
+    with pytest.raises(VideoError, match="does not exist"):
+        _run(src, tmp_path / "missing" / "out.mp4", tiny_weights)
+    assert _leftovers(tmp_path) == []
+
+
+# --- tiling, memory, rain level, weights, sample ---
+
+
+def _rainy_clip(h: int = 96, w: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    from tmics_cli.data.rain import RainLayer, RainStyle, add_rain
+
+    clean = [moving_texture(i, h, w).astype(np.float32) / 255 for i in range(5)]
+    style = RainStyle(angle=5, layers=(RainLayer(0.01, 12, 0.0, 0.6),), jpeg_quality=None)
+    rainy, clean = add_rain(clean, style, 3)
+    to = lambda frames: torch.from_numpy(np.stack(frames)).permute(0, 3, 1, 2)[None]  # noqa: E731
+    return to(rainy), to(clean)[0, 2]
+
+
+def test_tiled_output_within_half_a_db_of_whole_frames() -> None:
+    model = load_model(resolve_weights("light"))
+    rainy, clean = _rainy_clip()
+    whole = Restorer(model, torch.device("cpu")).restore(rainy)
+    tiled = Restorer(model, torch.device("cpu"), tile=64, tile_overlap=16).restore(rainy)
+    tiled, whole = tiled[0], whole[0]
+    assert abs(psnr_y(tiled, clean) - psnr_y(whole, clean)) < 0.5
+    assert psnr_y(tiled, whole) > 35
+
+
+def test_out_of_memory_retries_with_smaller_tiles_and_keeps_every_frame(monkeypatch) -> None:
+    model = load_model(resolve_weights("light"))
+    rainy, _ = _rainy_clip()
+    windows = rainy.repeat(3, 1, 1, 1, 1)  # three windows
+    restorer = Restorer(model, torch.device("cpu"))
+    forward = restorer._forward
+
+    def small_only(frames: torch.Tensor, tile: int | None) -> torch.Tensor:
+        if frames.shape[0] > 1 or not tile or tile > 64:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return forward(frames, tile)
+
+    monkeypatch.setattr(restorer, "_forward", small_only)
+    out = restorer.restore(windows)
+    assert out.shape == (3, 3, 96, 128) and restorer.tile == 64 and restorer.retries == 2
+    monkeypatch.setattr(
+        restorer, "_forward", lambda f, t: (_ for _ in ()).throw(torch.OutOfMemoryError("oom"))
+    )
+    with pytest.raises(MemoryError, match="64-pixel tiles"):
+        restorer.restore(windows)
+
+
+def test_rain_coverage_grows_with_rain() -> None:
+    from tmics_cli.data.rain import RainLayer, RainStyle, add_rain
+
+    clean = [moving_texture(i, 96, 128).astype(np.float32) / 255 for i in range(5)]
+    coverage = []
+    for density in (0.0, 0.004, 0.02):
+        style = RainStyle(layers=(RainLayer(density, 12, 0.0, 0.6),), jpeg_quality=None)
+        rainy, _ = add_rain(clean, style, 0)
+        coverage.append(rain_coverage_estimate([(f * 255 + 0.5).astype(np.uint8) for f in rainy]))
+    assert coverage[0] < 0.02 < coverage[1] < coverage[2]
+
+
+def test_named_weights_resolve_with_the_user_cache_first(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("TMICS_HOME", raising=False)
+    bundled = resolve_weights("heavy")
+    assert bundled.name == "tmics-heavy.safetensors" and load_model(bundled).config.genotype is not None
+    monkeypatch.setenv("TMICS_HOME", str(tmp_path))
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "tmics-heavy.safetensors").write_bytes(bundled.read_bytes())
+    assert resolve_weights("heavy") == tmp_path / "weights" / "tmics-heavy.safetensors"
+    with pytest.raises(FileNotFoundError, match="not found"):
+        resolve_weights(tmp_path / "nothing.safetensors")
+
+
+def test_the_sample_clip_ships_and_is_small() -> None:
+    assert SAMPLE_CLIP.is_file() and SAMPLE_CLIP.stat().st_size < 2_000_000
+    source = open_source(SAMPLE_CLIP)
+    assert source.info.frames >= 25 and source.info.width >= 320
+    source.close()
+
+
+def test_time_base_is_kept_for_folder_sources(tmp_path: Path) -> None:
+    folder = tmp_path / "f"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "1.png"), moving_texture(0, 8, 8))
+    source = open_source(folder, fps=30000 / 1001)
+    assert source.info.fps == Fraction(30000, 1001) and source.info.frames == 1
+
+
+def test_frame_iterator_yields_every_frame_in_order_with_its_timestamp(tmp_path: Path, tiny_weights: Path):
+    from tmics_cli import derained_frames
+
+    pts = [0, 40, 120, 160, 200, 320]
+    src = make_video(tmp_path / "in.mp4", pts=pts)
+    out = list(derained_frames(src, weights=tiny_weights, device="cpu", batch=4))
+    assert [item.index for item, _ in out] == list(range(6))
+    time_base = open_source(src).info.time_base
+    assert [item.pts * time_base for item, _ in out] == [Fraction(p, 1000) for p in pts]
+    assert all(frame.shape == (48, 64, 3) and frame.dtype == np.uint8 for _, frame in out)
+
+
+def test_sample_with_auto_rain_from_the_command_line(tmp_path: Path) -> None:
+    out = tmp_path / "demo.mp4"
+    result = CliRunner().invoke(app, ["derain", "--sample", "--rain", "auto", "--end", "0.6", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "rain auto:" in result.output and "-> heavy" in result.output  # the sample's rain is heavy
+    assert "15 frames" in result.output and len(decode(out)[0]) == 15

@@ -1,0 +1,102 @@
+"""Small videos generated with PyAV for the I/O and derain tests."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+
+def moving_texture(index: int, h: int, w: int) -> np.ndarray:
+    """(H, W, 3) uint8: a smooth colourful pattern drifting 2 pixels per frame (flow can follow it)."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    x = xx + 2 * index
+    r = 128 + 90 * np.sin(x / 7) * np.cos(yy / 9)
+    g = 120 + 70 * np.cos((x - yy) / 11)
+    b = 100 + 50 * np.sin(yy / 5 + x / 13)
+    return np.stack([r, g, b], -1).clip(0, 255).astype(np.uint8)
+
+
+def make_video(
+    path: Path,
+    frames: int = 10,
+    w: int = 64,
+    h: int = 48,
+    pts: list[int] | None = None,
+    time_base: Fraction = Fraction(1, 1000),
+    fps: int = 25,
+    audio: bool = False,
+    rotation: int = 0,
+    pix_fmt: str = "yuv420p",
+    colorspace: int | None = None,
+) -> Path:
+    """An H.264 video; `pts` (in `time_base` units) makes it variable frame rate."""
+    import av
+
+    pts = pts if pts is not None else [round(i / fps / time_base) for i in range(frames)]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.options = {"crf": "12", "preset": "ultrafast"}
+        if colorspace is not None:
+            ctx = stream.codec_context
+            ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = (
+                colorspace,
+                1,
+                colorspace,
+                colorspace,
+            )
+        if rotation:
+            stream.set_display_rotation(rotation)
+        sound = container.add_stream("aac", rate=16000, layout="mono") if audio else None
+        matrix = {1: "ITU709", 6: "ITU601"}.get(colorspace or 0, "ITU601")
+        for i, p in enumerate(pts):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, h, w), format="rgb24")
+            frame = frame.reformat(format=pix_fmt, dst_colorspace=matrix, dst_color_range="MPEG")
+            frame.pts, frame.time_base = p, time_base
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            seconds = (pts[-1] * time_base) + Fraction(1, fps)
+            samples = int(16000 * seconds)
+            t = np.arange(samples, dtype=np.float32) / 16000
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = wave[start : start + 1024][None]
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
+                frame.sample_rate, frame.pts = 16000, start
+                for packet in sound.encode(frame):
+                    container.mux(packet)
+            for packet in sound.encode(None):
+                container.mux(packet)
+    return path
+
+
+def decode(path: Path) -> tuple[list[np.ndarray], list[int], list[float], int]:
+    """(RGB frames, pts, times in seconds, rotation) of the first video stream."""
+    import av
+
+    from tmics_cli.video.colour import ColourTags, frame_to_rgb
+
+    images, pts, times, rotation = [], [], [], 0
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            images.append(frame_to_rgb(frame, ColourTags.of_frame(frame)))
+            pts.append(frame.pts)
+            times.append(float(frame.time))
+            rotation = int(frame.rotation or 0)
+    return images, pts, times, rotation
+
+
+def audio_packets(path: Path) -> list[bytes]:
+    import av
+
+    with av.open(str(path)) as container:
+        if not container.streams.audio:
+            return []
+        return [bytes(p) for p in container.demux(audio=0) if p.size]

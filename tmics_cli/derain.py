@@ -1,0 +1,334 @@
+"""`derain_video(src, dst)`: a whole video (or folder of frames) derained into a new one, streaming.
+
+    decode thread ──frames──▶ model (this thread, batches of 5-frame windows) ──frames──▶ encode thread
+
+Decoding and encoding overlap the model's compute through bounded queues, so memory stays flat in the
+video's length and a GPU does not wait on I/O. One output frame per input frame, in order, with the input's
+timestamps. The output is written to a temporary file beside `dst` and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .inference import (
+    HEAVY_RAIN_COVERAGE,
+    MIN_TILE,
+    Restorer,
+    derain_stream,
+    pick_device,
+    pick_precision,
+    rain_level,
+)
+from .model.io import load_model
+from .video.reader import SourceFrame, SourceInfo, VideoError, open_source, parse_time
+from .video.writer import EncodeOptions, check_output, open_sink
+from .weights import resolve_weights
+
+RAIN_LEVELS = ("light", "heavy", "auto")
+SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample-rain.mp4"
+
+
+@dataclass
+class DerainSummary:
+    frames: int
+    seconds: float
+    device: str
+    precision: str
+    weights: str
+    rain: str  # the rain level whose weights ran ("custom" for --weights)
+    output: Path
+    rain_note: str = ""  # why --rain auto chose what it chose
+    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in decode / model / encode
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} fps) on {self.device}, "
+            f"{self.precision}, weights {self.weights} -> {self.output}"
+        )
+
+
+class _Background:
+    """Run `iterable` in a thread; iterate the items here (bounded queue; errors re-raised here)."""
+
+    def __init__(self, iterable: Iterable[Any], size: int) -> None:
+        self.queue: queue.Queue = queue.Queue(size)
+        self.stop = threading.Event()
+        self.busy = 0.0
+        self.thread = threading.Thread(target=self._run, args=(iterable,), daemon=True)
+        self.thread.start()
+
+    def _run(self, iterable: Iterable[Any]) -> None:
+        try:
+            iterator = iter(iterable)
+            while not self.stop.is_set():
+                start = time.perf_counter()
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                self.busy += time.perf_counter() - start
+                self._put(("item", item))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
+            self._put(("error", exc))
+            return
+        self._put(("end", None))
+
+    def _put(self, message: tuple[str, Any]) -> None:
+        while not self.stop.is_set():
+            try:
+                self.queue.put(message, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            kind, item = self.queue.get()
+            if kind == "end":
+                return
+            if kind == "error":
+                raise item
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+class _Writer:
+    """Consume (rgb, pts) items in a thread and hand them to a sink; errors surface on put/finish."""
+
+    def __init__(self, sink: Any, size: int) -> None:
+        self.sink = sink
+        self.queue: queue.Queue = queue.Queue(size)
+        self.error: BaseException | None = None
+        self.busy = 0.0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is not None:
+                continue
+            try:
+                start = time.perf_counter()
+                self.sink.write(*item)
+                self.busy += time.perf_counter() - start
+            except BaseException as exc:  # noqa: BLE001 - handed to the producing thread
+                self.error = exc
+
+    def put(self, rgb: np.ndarray, pts: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put((rgb, pts))
+
+    def finish(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def load_weights(rain: str = "light", weights: str | Path | None = None, device: str | torch.device = "cpu"):
+    """The model for a rain level or a weights file; errors as one line (FileNotFoundError, WeightsError)."""
+    path = resolve_weights(weights if weights is not None else rain)
+    return load_model(path, device), path
+
+
+def _read_first(
+    src: Path, count: int, fps: float, start: float | None, end: float | None
+) -> list[np.ndarray]:
+    source = open_source(src, fps=fps, start=start, end=end)
+    try:
+        frames = []
+        for item in source:
+            frames.append(item.rgb)
+            if len(frames) >= count:
+                break
+        return frames
+    finally:
+        source.close()
+
+
+@dataclass
+class _Setup:
+    restorer: Restorer
+    weights: Path
+    rain: str
+    note: str
+    batch: int
+    dtype: torch.dtype
+
+
+def _setup(
+    src: Path,
+    rain: str,
+    weights: str | Path | None,
+    device: str,
+    precision: str,
+    batch: int | None,
+    tile: int | None,
+    tile_overlap: int,
+    fps: float,
+    start: float | None,
+    end: float | None,
+) -> _Setup:
+    """Check the options and load the model (choosing the rain level for auto); no output touched yet."""
+    if rain not in RAIN_LEVELS:
+        raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
+    torch_device = pick_device(device)
+    dtype = pick_precision(precision, torch_device)
+    if batch is not None and batch < 1:
+        raise ValueError("--batch must be at least 1")
+    if tile and tile < MIN_TILE:
+        raise ValueError(f"--tile must be 0 (whole frames) or at least {MIN_TILE} pixels")
+    note = ""
+    if weights is None and rain == "auto":
+        level, coverage = rain_level(_read_first(src, 13, fps, start, end))
+        note = (
+            f"rain auto: {coverage:.1%} of pixels brighter than their aligned neighbours -> {level}"
+            f" (heavy from {HEAVY_RAIN_COVERAGE:.0%})"
+        )
+        rain = level
+    model, path = load_weights(rain, weights, "cpu")
+    restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap)
+    batch = batch or (8 if torch_device.type == "cuda" else 2)
+    return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
+
+
+def derained_frames(
+    src: str | Path,
+    *,
+    rain: str = "light",
+    weights: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    start: str | float | None = None,
+    end: str | float | None = None,
+    fps: float = 25.0,
+) -> Iterator[tuple[SourceFrame, np.ndarray]]:
+    """Derain a video or frame folder lazily: yields (input frame, with its index and timestamp;
+    derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread."""
+    src = Path(src)
+    start_s, end_s = parse_time(start), parse_time(end)
+    setup = _setup(src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s)
+    source = open_source(src, fps=fps, start=start_s, end=end_s)
+    reader = _Background(source, size=2 * setup.batch + 6)
+    pending: list[SourceFrame] = []
+
+    def frames() -> Iterator[np.ndarray]:
+        for item in reader:
+            pending.append(item)
+            yield item.rgb
+
+    try:
+        for out in derain_stream(frames(), setup.restorer, setup.batch):
+            yield pending.pop(0), out
+    finally:
+        reader.close()
+        source.close()
+
+
+def derain_video(
+    src: str | Path,
+    dst: str | Path,
+    *,
+    rain: str = "light",
+    weights: str | Path | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    batch: int | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 32,
+    codec: str | None = None,
+    crf: int = 18,
+    preset: str = "medium",
+    pix_fmt: str | None = None,
+    compare: bool = False,
+    start: str | float | None = None,
+    end: str | float | None = None,
+    fps: float = 25.0,
+    audio: bool = True,
+    overwrite: bool = False,
+    on_start: Callable[[SourceInfo, str], None] | None = None,
+    on_frame: Callable[[int], None] | None = None,
+) -> DerainSummary:
+    """Derain the video (or frame folder) `src` into `dst` (a video file, or a folder of PNG frames when
+    `dst` has no suffix). `rain` picks the shipped weights (light, heavy, or auto: measured on the first
+    frames), `weights` a file instead. Raises VideoError / ValueError / FileNotFoundError / WeightsError /
+    MemoryError with one-line messages; after any error no file is left at `dst`."""
+    src, dst = Path(src), Path(dst)
+    begin = time.perf_counter()
+    if not src.exists():
+        raise VideoError(f"{src} does not exist")
+    check_output(src, dst, overwrite)
+    start_s, end_s = parse_time(start), parse_time(end)
+    source = open_source(src, fps=fps, start=start_s, end=end_s)
+    info = source.info
+    try:
+        setup = _setup(src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s)
+        out_w = info.width * (2 if compare else 1)
+        sink = open_sink(dst, info, EncodeOptions(codec, crf, preset, pix_fmt, audio), out_w, info.height)
+    except BaseException:
+        source.close()
+        raise
+    if on_start is not None:
+        on_start(info, setup.note)
+    reader = _Background(source, size=2 * setup.batch + 6)
+    writer = _Writer(sink, size=2 * setup.batch + 2)
+    pending: list[SourceFrame] = []
+    done = 0
+    try:
+
+        def frames() -> Iterator[np.ndarray]:
+            for item in reader:
+                pending.append(item)
+                yield item.rgb
+
+        for out in derain_stream(frames(), setup.restorer, setup.batch):
+            item = pending.pop(0)
+            writer.put(np.concatenate([item.rgb, out], 1) if compare else out, item.pts)
+            done += 1
+            if on_frame is not None:
+                on_frame(done)
+        writer.finish()
+        sink.commit()
+    except BaseException:
+        reader.close()
+        writer.queue.put(None)
+        writer.thread.join(timeout=10)
+        sink.abort()
+        raise
+    finally:
+        source.close()
+    return DerainSummary(
+        frames=done,
+        seconds=time.perf_counter() - begin,
+        device=str(setup.restorer.device),
+        precision={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[setup.dtype],
+        weights=setup.weights.name if weights is None else str(setup.weights),
+        rain=setup.rain,
+        output=dst,
+        rain_note=setup.note,
+        timings={"decode": reader.busy, "model": setup.restorer.seconds, "encode": writer.busy},
+    )

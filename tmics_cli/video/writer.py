@@ -1,0 +1,311 @@
+"""Streaming frame sinks: a video file (PyAV) or a folder of PNG frames, written atomically.
+
+Everything goes to a temporary file (or folder) beside the output and is renamed onto the output's name
+only by `commit()`; `abort()` (after an error or Ctrl-C) deletes it, so a failed run never leaves a
+partial file under the output's name nor touches an existing one.
+
+A video sink keeps what the input had: the timestamps of every frame (variable frame rate too), the time
+base and frame rate, the display rotation, the colour tags (and converts with the same matrix), and the
+audio streams, whose packets are copied without re-encoding, interleaved with the video as it is written.
+Audio is re-encoded (AAC, or Opus for WebM) only when the output container cannot hold its codec.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .colour import rgb_to_frame
+from .reader import SourceInfo, VideoError, _reason
+
+VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts"}
+_DEFAULT_CODEC = {".webm": "libvpx-vp9"}
+_FALLBACK_AUDIO = {".webm": "libopus"}
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    codec: str | None = None  # default: libx264 (libvpx-vp9 for .webm)
+    crf: int = 18
+    preset: str = "medium"
+    pix_fmt: str | None = None  # default: yuv420p, or yuv444p when a side is odd
+    audio: bool = True
+
+
+def is_folder_output(path: Path) -> bool:
+    """Frames go to a folder when the output has no suffix (or is an existing folder)."""
+    return path.is_dir() or not path.suffix
+
+
+def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+    """Refuse outputs that would lose data or cannot be written, before any work is done."""
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise VideoError(f"output {dst} is the input; choose another output")
+    if dst.exists() and not overwrite:
+        raise VideoError(f"{dst} exists; pass --overwrite to replace it")
+    if dst.exists() and dst.is_dir() != is_folder_output(dst):
+        raise VideoError(
+            f"{dst} exists and is {'a folder' if dst.is_dir() else 'a file'}; choose another output"
+        )
+    parent = dst.absolute().parent
+    if not parent.is_dir():
+        raise VideoError(f"output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise VideoError(f"output folder {parent} is not writable")
+    if not is_folder_output(dst) and dst.suffix.lower() not in VIDEO_SUFFIXES:
+        known = ", ".join(sorted(VIDEO_SUFFIXES))
+        raise VideoError(
+            f"unknown output type {dst.suffix!r}: use {known}, or a name without suffix for PNG frames"
+        )
+
+
+class FolderSink:
+    """PNG frames 000001.png, 000002.png, ... in a folder."""
+
+    def __init__(self, dst: Path) -> None:
+        self.dst = dst
+        self.tmp = Path(
+            tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.absolute().parent)
+        )
+        self.count = 0
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        import cv2
+
+        self.count += 1
+        if not cv2.imwrite(str(self.tmp / f"{self.count:06d}.png"), np.ascontiguousarray(rgb[..., ::-1])):
+            raise VideoError(f"cannot write frame {self.count} to {self.tmp}")
+
+    def commit(self) -> None:
+        old = None
+        if self.dst.exists():  # replaced only now, when the new frames are complete
+            old = self.dst.with_name(f".{self.dst.name}.old-{os.getpid()}")
+            os.replace(self.dst, old)
+        os.chmod(self.tmp, 0o777 & ~_umask())
+        os.replace(self.tmp, self.dst)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+class VideoSink:
+    """One encoded video stream (+ copied audio) in a container chosen by the output's extension."""
+
+    def __init__(self, dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int) -> None:
+        import av
+
+        self.dst, self.info, self.options = dst, info, options
+        suffix = dst.suffix.lower()
+        fd, name = tempfile.mkstemp(
+            prefix=f".{dst.stem}.", suffix=f".partial{suffix}", dir=dst.absolute().parent
+        )
+        os.close(fd)
+        self.tmp = Path(name)
+        self.count = 0
+        self.audio: _AudioCopy | None = None
+        try:
+            self.container = av.open(str(self.tmp), "w", format=_format_for(suffix))
+        except av.error.FFmpegError as exc:
+            self.tmp.unlink(missing_ok=True)
+            raise VideoError(f"cannot write {dst}: {_reason(exc)}") from None
+        try:
+            self.stream = self._video_stream(width, height)
+            if options.audio and info.audio_streams:
+                self.audio = _AudioCopy(info.path, self.container, info.start, suffix)
+        except BaseException:
+            self.abort()
+            raise
+        self.tags = info.colour
+        self.pix_fmt = self.stream.pix_fmt
+
+    def _video_stream(self, width: int, height: int) -> Any:
+        import av
+
+        opts, info = self.options, self.info
+        codec = opts.codec or _DEFAULT_CODEC.get(self.dst.suffix.lower(), "libx264")
+        try:
+            av.codec.Codec(codec, "w")
+        except Exception:  # noqa: BLE001 - PyAV raises several types for unknown codecs
+            raise VideoError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9)") from None
+        if (
+            codec not in self.container.supported_codecs
+            and codec.split("_")[0] not in self.container.supported_codecs
+        ):
+            raise VideoError(
+                f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
+            )
+        odd = width % 2 or height % 2
+        pix_fmt = opts.pix_fmt or ("yuv444p" if odd else "yuv420p")
+        formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+        if formats and pix_fmt not in formats:
+            raise VideoError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(formats[:8])}")
+        stream = self.container.add_stream(codec, rate=info.fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = info.time_base
+        stream.codec_context.time_base = info.time_base
+        ctx = stream.codec_context
+        tags = info.colour
+        if tags.colorspace not in (0, 2):
+            ctx.colorspace = tags.colorspace
+        if tags.color_range:
+            ctx.color_range = tags.color_range
+        if tags.primaries not in (0, 2):
+            ctx.color_primaries = tags.primaries
+        if tags.trc not in (0, 2):
+            ctx.color_trc = tags.trc
+        options = {}
+        if codec in ("libx264", "libx265"):
+            options = {"crf": str(opts.crf), "preset": opts.preset}
+        elif codec in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
+            options = {"crf": str(opts.crf), "b": "0"}
+        stream.options = options
+        if info.rotation:
+            stream.set_display_rotation(info.rotation)
+        return stream
+
+    def write(self, rgb: np.ndarray, pts: int) -> None:
+        import av
+
+        frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
+        frame.pts, frame.time_base = pts, self.info.time_base
+        try:
+            for packet in self.stream.encode(frame):
+                self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.copy_until(float(pts * self.info.time_base) + 0.5)
+        except av.error.FFmpegError as exc:
+            raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
+        self.count += 1
+
+    def commit(self) -> None:
+        import av
+
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+            if self.audio is not None:
+                self.audio.copy_until(None)
+                self.audio.close()
+            self.container.close()
+        except av.error.FFmpegError as exc:
+            self.abort()
+            raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
+        _plain_mode(self.tmp)
+        os.replace(self.tmp, self.dst)
+
+    def abort(self) -> None:
+        try:
+            if self.audio is not None:
+                self.audio.close()
+            self.container.close()
+        except Exception:  # noqa: BLE001 - closing a half-written file may fail; the file goes anyway
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+class _AudioCopy:
+    """Audio packets of the input, muxed into the output in step with the video (flat memory)."""
+
+    def __init__(self, src: Path, out: Any, start: float, suffix: str) -> None:
+        import av
+
+        self.input = av.open(str(src))
+        self.out, self.start = out, start
+        self.pairs: dict[int, tuple[Any, Any | None]] = {}  # input stream index -> (output stream, encoder?)
+        for stream in self.input.streams.audio:
+            name = stream.codec_context.name
+            if name in out.supported_codecs:
+                self.pairs[stream.index] = (out.add_stream_from_template(stream), None)
+            else:  # the container cannot hold this codec: decode and re-encode
+                codec = _FALLBACK_AUDIO.get(suffix, "aac")
+                encoded = out.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
+                if stream.codec_context.layout:
+                    encoded.layout = stream.codec_context.layout
+                self.pairs[stream.index] = (encoded, stream)
+        if start:
+            self.input.seek(int(start * 1_000_000), backward=True)
+        self.packets = self.input.demux(*self.input.streams.audio)
+        self.pending: Any = None
+        self.done = False
+
+    def copy_until(self, seconds: float | None) -> None:
+        """Mux every audio packet that starts before `seconds` (all remaining ones for None)."""
+        while not self.done:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None:
+                self.done = True
+                self._flush_encoders()
+                return
+            if packet.pts is None or packet.size == 0:
+                continue
+            time = float(packet.pts * packet.time_base) - self.start
+            if seconds is not None and time > seconds:
+                self.pending = packet
+                return
+            if self.start and time < -1e-6:  # before --start (without it, keep encoder priming at t < 0)
+                continue
+            self._mux(packet)
+
+    def _mux(self, packet: Any) -> None:
+        out_stream, decoder = self.pairs[packet.stream.index]
+        if decoder is None:
+            if self.start:
+                shift = int(round(self.start / packet.time_base))
+                packet.pts -= shift
+                if packet.dts is not None:
+                    packet.dts -= shift
+            packet.stream = out_stream
+            self.out.mux(packet)
+            return
+        for frame in decoder.codec_context.decode(packet):
+            frame.pts = None
+            for encoded in out_stream.encode(frame):
+                self.out.mux(encoded)
+
+    def _flush_encoders(self) -> None:
+        for out_stream, decoder in self.pairs.values():
+            if decoder is not None:
+                for encoded in out_stream.encode(None):
+                    self.out.mux(encoded)
+
+    def close(self) -> None:
+        self.input.close()
+
+
+def _plain_mode(path: Path) -> None:
+    """Temporary files are created 0600; the output gets the mode any new file would (0666 - umask)."""
+    os.chmod(path, 0o666 & ~_umask())
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _format_for(suffix: str) -> str | None:
+    return {
+        ".mkv": "matroska",
+        ".webm": "webm",
+        ".mov": "mov",
+        ".mp4": "mp4",
+        ".m4v": "mp4",
+        ".ts": "mpegts",
+        ".mts": "mpegts",
+        ".avi": "avi",
+    }.get(suffix)
+
+
+def open_sink(
+    dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int
+) -> VideoSink | FolderSink:
+    return FolderSink(dst) if is_folder_output(dst) else VideoSink(dst, info, options, width, height)
