@@ -1,0 +1,154 @@
+"""What the paper's machinery adds on top of optical-flow alignment: the same data, width and steps for
+
+    full     TMICS light: OFM -> GARS -> DNA + CNA -> AAS (stage 1, then stage 2 for the fusion)
+    no-gars  the same, but the DNA sees the plain centre frame (GARS off): two networks + AAS
+    single   OFM -> GARS -> DNA alone (the paper's TMICS_S trained on its own; no CNA, no AAS)
+    plain    OFM -> one restoration network on the plain centre frame: the plain aligned net
+
+each trained from scratch by `tmics train`'s Trainer (same seed, so the same rainy windows in the same
+order) and scored like the model card: Y-PSNR / SSIM on fixed synthetic windows of the held-out clip
+`walk` (light preset, seed 1234) and on nturain_a2 (a check only).
+
+    python benchmarks/ablation.py --data ../shared/data --steps 800 --threads 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from tmics_cli.model.network import TMICS, TMICSOutput, model_config
+from tmics_cli.training import train as train_module
+from tmics_cli.training.train import TrainConfig, Trainer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from model_card_eval import evaluate_set, nturain_a2, synthetic  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
+VARIANTS = {  # name: (GARS for the DNA, CNA + AAS)
+    "full": (True, True),
+    "no-gars": (False, True),
+    "single": (True, False),
+    "plain": (False, False),
+}
+
+
+class AblatedTMICS(TMICS):
+    """TMICS with GARS and/or the CNA + AAS pair switched off (the removed modules are deleted, so
+    parameter counts and optimisers see only what runs)."""
+
+    def __init__(self, config, gars: bool = True, pair: bool = True) -> None:  # noqa: ANN001
+        super().__init__(config)
+        self.use_gars, self.use_pair = gars, pair
+        if not gars:
+            del self.gars
+        if not pair:
+            del self.cna, self.aas
+
+    def fusion_parameters(self) -> list[torch.nn.Parameter]:
+        return list(self.aas.parameters()) if self.use_pair else []
+
+    def network_parameters(self) -> list[torch.nn.Parameter]:
+        skip = {id(p) for p in self.fusion_parameters()}
+        return [p for p in self.parameters() if id(p) not in skip]
+
+    def forward(self, frames, flows=None, return_all: bool = False):  # noqa: ANN001, ANN201
+        # frames: (B, 5, 3, H, W) in [0, 1]; same padding rule as TMICS (scale divides H, W)
+        h, w = frames.shape[-2:]
+        s = self.config.scale
+        pad = ((-h) % s, (-w) % s)
+        if any(pad):
+            frames = torch.nn.functional.pad(frames.flatten(0, 1), (0, pad[1], 0, pad[0]), mode="replicate")
+            frames = frames.unflatten(0, (-1, 5))
+            flows = None
+        features = self.align(frames, flows)
+        centre = frames[:, 2]
+        dna = self.dna(features, self.gars(centre) if self.use_gars else centre)[..., :h, :w]
+        if self.use_pair:
+            cna = self.cna(features, centre)[..., :h, :w]
+            fused, lam = self.aas(dna, cna)
+        else:
+            cna, fused, lam = dna, dna, torch.ones(dna.shape[0], 3, 1, 1, device=dna.device)
+        return TMICSOutput(fused, dna, cna, lam) if return_all else fused
+
+
+def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[AblatedTMICS, dict]:
+    gars, pair = VARIANTS[name]
+
+    def build(cfg: TrainConfig) -> AblatedTMICS:
+        return AblatedTMICS(model_config(cfg.preset, cfg.size), gars=gars, pair=pair)
+
+    train_module.build_training_model = build  # the Trainer builds its model through this hook
+    cfg = TrainConfig(
+        output=str(run / f"{name}.safetensors"),
+        preset="light",
+        size=args.size,
+        data=[str(args.data / "clean")],
+        steps=args.steps,
+        fusion_steps=args.fusion_steps if pair else 0,
+        batch=args.batch,
+        crop=args.crop,
+        workers=args.workers,
+        seed=args.seed,
+        val_every=args.steps,
+        checkpoint_every=max(50, args.steps // 4),
+        threads=args.threads,
+    )
+    start = time.perf_counter()
+    trainer = Trainer(cfg)
+    trainer.fit()
+    seconds = time.perf_counter() - start
+    params = sum(p.numel() for p in trainer.model.parameters())
+    return trainer.model.eval(), {
+        "train_seconds": round(seconds),
+        "params": params,
+        "val": trainer.last_scores,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--size", default="small")
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--fusion-steps", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--crop", type=int, default=128)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--windows", type=int, default=8)
+    parser.add_argument("--json", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sets = {
+        "nturain_a2": nturain_a2(args.data / "nturain_a2"),
+        "synthetic-light": synthetic(args.data / "clean" / "walk", "light", args.windows),
+    }
+    report = json.loads(args.json.read_text()) if args.json.exists() else {}
+    report["settings"] = {k: str(v) for k, v in vars(args).items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in args.variants:
+            model, info = train_variant(name, args, Path(tmp))
+            scores = {}
+            for set_name, (windows, targets) in sets.items():
+                scores[set_name] = evaluate_set(windows, targets, {name: model})[name]
+            report[name] = {**info, **scores}
+            line = ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
+            print(f"{name:8s} {info['params']:>8,d} params, {info['train_seconds']} s: {line}", flush=True)
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
