@@ -258,7 +258,7 @@ def test_out_of_memory_retries_with_smaller_tiles_and_keeps_every_frame(monkeypa
     restorer = Restorer(model, torch.device("cpu"))
     forward = restorer._forward
 
-    def small_only(frames: torch.Tensor, tile: int | None) -> torch.Tensor:
+    def small_only(frames: torch.Tensor, tile: int | None) -> tuple[torch.Tensor, torch.Tensor]:
         if frames.shape[0] > 1 or not tile or tile > 64:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return forward(frames, tile)

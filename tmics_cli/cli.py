@@ -260,5 +260,126 @@ def derain(
     console.print(summary.line(), soft_wrap=True)
 
 
+@app.command()
+def benchmark(
+    name: str = typer.Argument(
+        ...,
+        help="RainSynLight25, RainSynComplex25, NTURain, LasVR, synthetic-light, synthetic-heavy, or a path.",
+        show_default=False,
+    ),
+    data: Path | None = typer.Option(None, help="Folder of the set (default: $TMICS_DATA/NAME)."),
+    method: list[str] = typer.Option(
+        ["input", "median", "median-unaligned", "light", "heavy"],
+        "--method",
+        "-m",
+        help="input, median, median-unaligned, light, heavy or a weights file. Repeatable.",
+    ),
+    weights: list[Path] = typer.Option([], help="Also score this weights file. Repeatable."),
+    ablate: bool = typer.Option(False, help="Also score each network's DNA output alone (TMICS_S)."),
+    per_video: bool = typer.Option(False, "--per-video", help="Show every video's scores."),
+    json_path: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
+    csv_path: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
+    save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
+    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
+    batch: int | None = typer.Option(None, min=1, help="Windows per model call."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+) -> None:
+    """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from .benchmark import BASELINES, BenchmarkResult, baseline, load_set, model_method, run_benchmark
+    from .data.datasets import DataError
+    from .inference import Restorer, pick_device, pick_precision
+    from .model.io import WeightsError, load_model
+    from .weights import resolve_weights
+
+    if threads:
+        torch.set_num_threads(threads)
+    console, out = Console(stderr=True), Console()
+    try:
+        bench = load_set(name, data)
+        torch_device = pick_device(device)
+        dtype = pick_precision(precision, torch_device)
+        batch = batch or (8 if torch_device.type == "cuda" else 2)
+        methods = []
+        for entry in [*method, *map(str, weights)]:
+            if entry in BASELINES:
+                methods.append(baseline(entry))
+                continue
+            path = resolve_weights(entry)
+            label = entry if entry in ("light", "heavy") else Path(entry).stem
+            methods.append(model_method(label, Restorer(load_model(path), torch_device, dtype), ablate))
+        for target in (json_path, csv_path):
+            if target is not None and not target.absolute().parent.is_dir():
+                raise DataError(f"folder {target.absolute().parent} does not exist")
+    except (DataError, WeightsError, FileNotFoundError, ValueError, OSError) as exc:
+        fail(_first_line(exc))
+    if len({m.name for m in methods}) != len(methods):
+        fail("a method is listed twice")
+    total = sum(v.count for v in bench.videos) * len(methods)
+    result = BenchmarkResult(bench, [m.name for m in methods], str(torch_device))
+    columns = (TextColumn(bench.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    interrupted = False
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task("frames", total=total)
+        try:
+            run_benchmark(
+                bench, methods, str(torch_device), batch, save_frames, lambda: progress.advance(task), result
+            )
+        except KeyboardInterrupt:
+            interrupted = True
+        except (DataError, OSError, ValueError) as exc:
+            fail(_first_line(exc))
+    _print_benchmark(out, result, per_video)
+    if json_path is not None:
+        result.write_json(json_path)
+    if csv_path is not None:
+        result.write_csv(csv_path)
+    if interrupted:
+        fail("interrupted: the table holds the videos finished so far", 130)
+
+
+def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - rich Console, BenchmarkResult
+    from rich.table import Table
+
+    def fmt(value, spec: str) -> str:  # noqa: ANN001
+        return "-" if value is None else format(value, spec)
+
+    bench = result.set
+    scored = sum(len(v.scored) for v in bench.videos)
+    title = f"{bench.name}: {len(bench.videos)} videos, {scored} scored frames ({bench.protocol} protocol)"
+    table = Table(title=title + ("" if result.complete else " [interrupted]"))
+    for column in ("method", "Y-PSNR", "SSIM", "temporal err", "fps", "videos"):
+        table.add_column(column, justify="left" if column == "method" else "right")
+    for row, mean in result.means().items():
+        table.add_row(
+            row,
+            fmt(mean["psnr"], ".2f"),
+            fmt(mean["ssim"], ".4f"),
+            fmt(mean["temporal"], ".3f"),
+            fmt(mean["fps"], ".2f"),
+            str(mean["videos"]),
+        )
+    out.print(table)
+    if per_video:
+        detail = Table(title="per video")
+        for column in ("method", "video", "Y-PSNR", "SSIM", "temporal err", "frames"):
+            detail.add_column(column, justify="left" if column in ("method", "video") else "right")
+        for row, videos in result.per_video.items():
+            for video, r in videos.items():
+                detail.add_row(
+                    row,
+                    video,
+                    fmt(r["psnr"], ".2f"),
+                    fmt(r["ssim"], ".4f"),
+                    fmt(r["temporal"], ".3f"),
+                    str(r["frames_scored"]),
+                )
+        out.print(detail)
+
+
 def main() -> None:
     app()

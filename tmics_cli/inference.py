@@ -113,12 +113,13 @@ class Restorer:
         return torch.autocast(self.device.type, dtype=self.dtype)
 
     @torch.no_grad()
-    def _forward(self, frames: torch.Tensor, tile: int | None) -> torch.Tensor:
-        # frames: (B, 5, 3, H, W) in [0, 1] on the device -> (B, 3, H, W) in [0, 1]
+    def _forward(self, frames: torch.Tensor, tile: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        # frames: (B, 5, 3, H, W) in [0, 1] on the device -> fused and DNA-only (B, 3, H, W) in [0, 1]
         h, w = frames.shape[-2:]
         with self._autocast():
             if not tile or (tile >= h and tile >= w):
-                return self.model(frames).float().clamp(0, 1)
+                out = self.model(frames, return_all=True)
+                return out.derained.float().clamp(0, 1), out.dna.float().clamp(0, 1)
             flow_net = self.model.flow_estimator
             flows = estimate_flows(flow_net, frames) if flow_net is not None else None
             b = frames.shape[0]
@@ -139,20 +140,24 @@ class Restorer:
                     weight[crop] += mask
             dna, cna = dna / weight, cna / weight
             fused, _ = self.model.aas(dna, cna)  # the fusion weight from the whole frame
-            return fused.float().clamp(0, 1)
+            return fused.float().clamp(0, 1), dna.clamp(0, 1)
 
     def restore(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, 5, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1] on the CPU. On out-of-memory: one window at a
         time, then ever smaller tiles (never dropping a frame); fails only below 64-pixel tiles."""
+        return self.restore_all(frames)[0]
+
+    def restore_all(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """As `restore`, returning (fused output, the DNA's output alone: the paper's TMICS_S)."""
         tile = self.tile or None
         batch = frames.shape[0]
         while True:
             try:
-                out = [
+                parts = [
                     self._forward(frames[i : i + batch].to(self.device), tile)
                     for i in range(0, len(frames), batch)
                 ]
-                return torch.cat(out).cpu()
+                return torch.cat([f for f, _ in parts]).cpu(), torch.cat([d for _, d in parts]).cpu()
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_oom(exc):
                     raise

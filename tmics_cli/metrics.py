@@ -62,14 +62,19 @@ def gaussian_window(channels: int, size: int = 11, sigma: float = 1.5, **like: o
 
 def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
     """Mean SSIM (Wang et al.) of (B, C, H, W) images, per channel: Gaussian 11x11 window, sigma 1.5,
-    K1 = 0.01, K2 = 0.03, 'valid' windows only. Differentiable: the training loss uses it too."""
+    K1 = 0.01, K2 = 0.03, 'valid' windows only. Differentiable: the training loss uses it too.
+
+    The window is separable, so the local means run as two 1-D passes over the five maps at once (the
+    11x11 2-D convolution in float64 took 0.7 s per 640x272 frame on the CPU, mostly in page faults)."""
     c = x.shape[1]
-    win = gaussian_window(c, device=x.device, dtype=x.dtype)
+    g = gaussian_window(1, device=x.device, dtype=x.dtype)[0, 0].sum(0)  # (11,) normalised 1-D Gaussian
+    k = g.numel()
+    maps = torch.cat([x, y, x * x, y * y, x * y], 1)  # (B, 5C, H, W)
+    blurred = F.conv2d(maps, g.view(1, 1, 1, k).expand(5 * c, 1, 1, k), groups=5 * c)
+    blurred = F.conv2d(blurred, g.view(1, 1, k, 1).expand(5 * c, 1, k, 1), groups=5 * c)
+    mu_x, mu_y, exx, eyy, exy = blurred.split(c, 1)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
-    mu_x, mu_y = F.conv2d(x, win, groups=c), F.conv2d(y, win, groups=c)
-    sxx = F.conv2d(x * x, win, groups=c) - mu_x**2
-    syy = F.conv2d(y * y, win, groups=c) - mu_y**2
-    sxy = F.conv2d(x * y, win, groups=c) - mu_x * mu_y
+    sxx, syy, sxy = exx - mu_x**2, eyy - mu_y**2, exy - mu_x * mu_y
     ssim_map = ((2 * mu_x * mu_y + c1) * (2 * sxy + c2)) / ((mu_x**2 + mu_y**2 + c1) * (sxx + syy + c2))
     return ssim_map.mean()
 

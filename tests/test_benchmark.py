@@ -1,0 +1,181 @@
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.videos import moving_texture
+from tmics_cli.benchmark import (
+    BENCHMARK_FORMAT,
+    BenchmarkResult,
+    baseline,
+    load_set,
+    protocol_frames,
+    run_benchmark,
+    synthetic_set,
+)
+from tmics_cli.cli import app
+from tmics_cli.data.datasets import DataError
+from tmics_cli.metrics import psnr_y
+from tmics_cli.model import build_model, save_model
+
+
+def _pair(index: int, h: int = 40, w: int = 48, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(rainy, clean) uint8 RGB frames: clean texture plus bright vertical streaks at random places."""
+    clean = moving_texture(index, h, w)
+    rng = np.random.default_rng([seed, index])
+    rainy = clean.astype(int)
+    for x in rng.integers(0, w, 6):
+        y = int(rng.integers(0, h - 10))
+        rainy[y : y + 10, x] += 90
+    return np.clip(rainy, 0, 255).astype(np.uint8), clean
+
+
+def _write(path: Path, rgb: np.ndarray) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), rgb[..., ::-1])
+
+
+def make_j4r(root: Path, videos: int = 2, frames: int = 7) -> Path:
+    for v in range(videos):
+        for i in range(frames):
+            rainy, clean = _pair(i, seed=v)
+            _write(root / f"video{v + 1}" / f"rfc-{i + 1}.png", rainy)
+            _write(root / f"video{v + 1}" / f"gtc-{i + 1}.png", clean)
+    return root
+
+
+def make_nturain(root: Path, frames: int = 6) -> Path:
+    for i in range(frames):
+        rainy, clean = _pair(i)
+        _write(root / "a1_Rain" / f"{i + 1:05d}.png", rainy)
+        _write(root / "a1_GT" / f"{i + 1:05d}.png", clean)
+    return root
+
+
+def make_generic(root: Path, frames: int = 5) -> Path:
+    for i in range(frames):
+        rainy, clean = _pair(i)
+        _write(root / "rain" / f"{i + 1}.png", rainy)
+        _write(root / "gt" / f"{i + 1}.png", clean)
+    return root
+
+
+def test_protocol_frames() -> None:
+    assert protocol_frames("j4r", 31) == list(range(2, 29))  # frames 3..29 of 31 (1-based)
+    assert len(protocol_frames("j4r", 31)) == 27
+    assert protocol_frames("all", 9) == list(range(9))
+
+
+def test_layouts_are_detected_and_protocols_chosen(tmp_path: Path) -> None:
+    j4r = load_set(str(make_j4r(tmp_path / "j4r")))
+    assert j4r.protocol == "j4r" and [v.name for v in j4r.videos] == ["video1", "video2"]
+    assert j4r.videos[0].scored == [2, 3, 4]
+    ntu = load_set(str(make_nturain(tmp_path / "ntu")))
+    assert ntu.protocol == "all" and ntu.videos[0].count == 6 and ntu.videos[0].scored == list(range(6))
+    generic = load_set("LasVR", data=make_generic(tmp_path / "lasvr"))
+    assert generic.name == "LasVR" and generic.videos[0].count == 5
+    named = load_set("RainSynComplex25", data=tmp_path / "j4r")
+    assert named.name == "RainSynComplex25" and named.protocol == "j4r"
+
+
+def test_missing_or_wrong_sets_name_the_expected_layout(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("TMICS_DATA", raising=False)
+    with pytest.raises(DataError, match=r"\$TMICS_DATA.*J4R.*flyywh"):
+        load_set("RainSynLight25")
+    monkeypatch.setenv("TMICS_DATA", str(tmp_path))
+    with pytest.raises(DataError, match=r"no NTURain at .*NTURain_Rain|no NTURain at .*published"):
+        load_set("NTURain")
+    (tmp_path / "NTURain").mkdir()
+    with pytest.raises(DataError, match="does not look like NTURain"):
+        load_set("NTURain")
+    with pytest.raises(DataError, match="unknown set"):
+        load_set("Rain100H")
+
+
+def test_baselines_and_a_model_scored_as_the_protocol_says(tmp_path: Path) -> None:
+    bench = load_set(str(make_j4r(tmp_path / "j4r", videos=2, frames=7)))
+    methods = [baseline("input"), baseline("median-unaligned")]
+    result = run_benchmark(bench, methods)
+    assert result.complete
+    expected = []
+    for v in range(2):  # the input's score by hand: frames 3..5 of 7, per video, then averaged
+        expected.append(np.mean([psnr_y(*_pair(i, seed=v)) for i in range(2, 5)]))
+    means = result.means()
+    assert means["input"]["psnr"] == pytest.approx(np.mean(expected), abs=1e-9)
+    assert means["median-unaligned"]["psnr"] > means["input"]["psnr"]  # streaks are brief: a median helps
+    assert result.per_video["input"]["video1"]["frames_scored"] == 3
+    assert result.per_video["input"]["video1"]["frames"] == 7
+
+
+def test_temporal_error_is_zero_for_the_ground_truth(tmp_path: Path) -> None:
+    root = tmp_path / "g"
+    for i in range(4):
+        _, clean = _pair(i)
+        _write(root / "rain" / f"{i}.png", clean)
+        _write(root / "gt" / f"{i}.png", clean)
+    result = run_benchmark(load_set(str(root)), [baseline("input")])
+    assert result.means()["input"]["temporal"] == 0.0
+    assert result.means()["input"]["psnr"] == float("inf")
+
+
+def test_interrupted_run_keeps_the_finished_videos(tmp_path: Path) -> None:
+    bench = load_set(str(make_j4r(tmp_path / "j4r", videos=3, frames=5)))
+    result = BenchmarkResult(bench, ["input"], "cpu")
+    calls = []
+
+    def stop_in_second_video() -> None:
+        calls.append(1)
+        if len(calls) == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_benchmark(bench, [baseline("input")], on_frame=stop_in_second_video, result=result)
+    assert not result.complete and list(result.per_video["input"]) == ["video1"]
+    assert result.to_json()["complete"] is False
+
+
+def test_cli_end_to_end_json_csv_and_frames(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_model(build_model("light", "tiny"), weights)
+    root = make_nturain(tmp_path / "ntu", frames=5)
+    args = ["benchmark", str(root), "-m", "input", "-m", "median", "--weights", str(weights), "--ablate"]
+    args += ["--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    args += ["--save-frames", str(tmp_path / "frames"), "--per-video", "--device", "cpu"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "Y-PSNR" in result.output and "tiny DNA only (TMICS_S)" in result.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["format"] == BENCHMARK_FORMAT and report["complete"] is True
+    assert report["set"] == "ntu" and report["protocol"] == "all" and report["videos"] == 1
+    assert set(report["methods"]) == {"input", "median", "tiny", "tiny DNA only (TMICS_S)"}
+    for row in report["methods"].values():
+        assert {"psnr", "ssim", "temporal", "fps", "videos", "per_video"} <= set(row)
+        assert row["per_video"]["a1"]["frames_scored"] == 5
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert lines[0].startswith("method,video,psnr") and len(lines) == 1 + 4 + 4
+    assert len(list((tmp_path / "frames" / "median" / "a1").glob("*.png"))) == 5
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv("TMICS_DATA", raising=False)
+    runner = CliRunner()
+    for args in (
+        ["RainSynLight25"],
+        [str(tmp_path / "nope")],
+        ["synthetic-light", "-m", "nothing.safetensors"],
+    ):
+        result = runner.invoke(app, ["benchmark", *args])
+        assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1, (args, result.output)
+
+
+def test_builtin_synthetic_set_is_deterministic_and_rainy() -> None:
+    a, b = synthetic_set("synthetic-heavy"), synthetic_set("synthetic-heavy")
+    assert len(a.videos) == 3 and all(v.count == 20 for v in a.videos)
+    first_a, first_b = next(a.videos[1].rain()), next(b.videos[1].rain())
+    assert np.array_equal(first_a, first_b)
+    assert psnr_y(first_a, a.videos[1].gt(0)) < 30  # visibly rainy

@@ -1,0 +1,384 @@
+"""`tmics benchmark`: the paper's evaluation protocol on a paired rainy / clean set, for several methods.
+
+Per video, each method derains every frame (5-frame windows reflected at the ends, exactly as `tmics
+derain`); the frames the set's protocol scores are compared with the ground truth on luma, MATLAB style
+(tmics_cli.metrics): Y-PSNR and SSIM averaged over the video's scored frames, then over videos. Also a
+temporal figure that needs no flow network: mean |(O_t - O_t-1) - (G_t - G_t-1)| on Y over consecutive
+scored frames (lower is steadier), and frames per second of the method alone.
+
+Sets: the public ones by name (RainSynLight25, RainSynComplex25, NTURain, LasVR) under --data or
+$TMICS_DATA/NAME, any paired folder by path (layouts detected by tmics_cli.data.datasets), and the built-in
+`synthetic-light` / `synthetic-heavy`: rain from tmics' renderer over the clean clip that ships in the
+package, fixed seeds, so they need nothing downloaded.
+
+Methods: `input` (no processing), `median` (temporal median of the 5 frames aligned by DIS optical flow),
+`median-unaligned`, the shipped weights `light` and `heavy`, and any weights file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .data.datasets import DataError, LayoutNotFound, find_paired_videos, read_image
+from .inference import Restorer, stream_windows
+from .metrics import luma, psnr_y, ssim_y
+from .model.align import DISFlow, align_frames, estimate_flows
+
+BENCHMARK_FORMAT = "tmics-benchmark/1"
+BASELINES = ("input", "median", "median-unaligned")
+
+
+@dataclass(frozen=True)
+class KnownSet:
+    layout: str
+    protocol: str  # "j4r": frames 3..N-2 (3..29 of 31); "all"
+    where: str
+
+
+KNOWN_SETS: dict[str, KnownSet] = {
+    "RainSynLight25": KnownSet(
+        "J4R: <root>/<video>/rfc-<n>.jpg + gtc-<n>.jpg",
+        "j4r",
+        "J4R-Net, Liu et al., CVPR 2018 (github.com/flyywh/J4RNet-Deep-Video-Deraining-CVPR-2018)",
+    ),
+    "RainSynComplex25": KnownSet(
+        "J4R: <root>/<video>/rfc-<n>.jpg + gtc-<n>.jpg",
+        "j4r",
+        "J4R-Net, Liu et al., CVPR 2018 (github.com/flyywh/J4RNet-Deep-Video-Deraining-CVPR-2018)",
+    ),
+    "NTURain": KnownSet(
+        "NTURain: <root>/<name>_Rain/ + <root>/<name>_GT/",
+        "all",
+        "SPAC-CNN, Chen et al., CVPR 2018 (github.com/hotndy/SPAC-SupplementaryMaterials)",
+    ),
+    "LasVR": KnownSet(
+        "generic: <root>/<video>/rain/ + <root>/<video>/gt/ (rearrange LasVR's test videos so)",
+        "all",
+        "Liu, Xu and Wang, ICME 2019 (github.com/stayhungry1/Video-Rain-Removal)",
+    ),
+}
+SYNTHETIC_SETS = {"synthetic-light": "light", "synthetic-heavy": "heavy"}
+SYNTHETIC_VIDEOS, SYNTHETIC_LENGTH, SYNTHETIC_SEED = 3, 20, 2026
+CLEAN_CLIP = Path(__file__).resolve().parent / "assets" / "sample-clean.mp4"
+
+
+@dataclass
+class BenchVideo:
+    name: str
+    count: int
+    rain: Callable[[], Iterator[np.ndarray]]  # (H, W, 3) uint8 frames, in order
+    gt: Callable[[int], np.ndarray]  # ground truth of frame i
+    scored: list[int]
+
+
+@dataclass
+class BenchSet:
+    name: str
+    source: str
+    protocol: str
+    videos: list[BenchVideo]
+
+
+def protocol_frames(protocol: str, count: int) -> list[int]:
+    """0-based indices the protocol scores: J4R sets score frames 3..N-2 of N (3..29 of 31)."""
+    if protocol == "j4r":
+        return list(range(2, count - 2)) if count > 4 else list(range(count))
+    return list(range(count))
+
+
+def _on_disk(path: Path, protocol: str | None) -> BenchSet:
+    layout, videos = find_paired_videos(path)
+    protocol = protocol or ("j4r" if layout == "j4r" else "all")
+    bench = []
+    for v in videos:
+        rain, gt = list(v.rain), list(v.gt)
+        bench.append(
+            BenchVideo(
+                v.name,
+                len(rain),
+                lambda rain=rain: (read_image(p) for p in rain),
+                lambda i, gt=gt: read_image(gt[i]),
+                protocol_frames(protocol, len(rain)),
+            )
+        )
+    return BenchSet(path.name, str(path), protocol, bench)
+
+
+def synthetic_set(name: str) -> BenchSet:
+    """Rain from the renderer over the packaged clean clip: 3 videos of 20 frames, fixed seeds."""
+    from .data.rain import add_rain, sample_style
+    from .video.reader import open_source
+
+    preset = SYNTHETIC_SETS[name]
+    source = open_source(CLEAN_CLIP)
+    clean = [item.rgb.astype(np.float32) / 255 for item in source]
+    source.close()
+    videos = []
+    for i in range(SYNTHETIC_VIDEOS):
+        part = clean[i * SYNTHETIC_LENGTH : (i + 1) * SYNTHETIC_LENGTH]
+        rng = np.random.default_rng([SYNTHETIC_SEED, i, 0 if preset == "light" else 1])
+        rainy, target = add_rain(part, sample_style(preset, rng), rng)
+        rain_u8 = [(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in rainy]
+        gt_u8 = [(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in target]
+        videos.append(
+            BenchVideo(
+                f"bikes-{i + 1}",
+                len(rain_u8),
+                lambda frames=rain_u8: iter(frames),
+                lambda j, frames=gt_u8: frames[j],
+                list(range(len(rain_u8))),
+            )
+        )
+    return BenchSet(name, f"built in: {CLEAN_CLIP.name} + {preset} rain", "all", videos)
+
+
+def load_set(name: str, data: str | Path | None = None) -> BenchSet:
+    """A benchmark set by name (known public set, built-in synthetic set) or by path."""
+    if name in SYNTHETIC_SETS:
+        return synthetic_set(name)
+    known = KNOWN_SETS.get(name)
+    if known is None and data is None:
+        path = Path(name)
+        if not path.exists():
+            names = ", ".join([*KNOWN_SETS, *SYNTHETIC_SETS])
+            raise DataError(f"unknown set {name!r}: give one of {names}, or a path to a paired folder")
+        return _on_disk(path, None)
+    if data is None:
+        root = os.environ.get("TMICS_DATA")
+        if not root:
+            raise DataError(
+                f"where is {name}? pass --data DIR or set $TMICS_DATA (then $TMICS_DATA/{name}); "
+                f"expected layout {known.layout}; published with {known.where}"
+            )
+        data = Path(root) / name
+    path = Path(data)
+    if known is None:
+        return _on_disk(path, None)
+    if not path.is_dir():
+        raise DataError(f"no {name} at {path}: expected layout {known.layout}; published with {known.where}")
+    try:
+        bench = _on_disk(path, known.protocol)
+    except LayoutNotFound:
+        raise DataError(
+            f"{path} does not look like {name}: expected layout {known.layout}; published with {known.where}"
+        ) from None
+    bench.name = name
+    return bench
+
+
+# --- methods ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Method:
+    """A named way of turning 5-frame windows into frames; `run` returns one (H, W, 3) uint8 per window,
+    or a dict of named outputs (a weights file gives its fused output and the DNA alone)."""
+
+    name: str
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]  # (B, 5, H, W, 3) uint8 -> {row name: (B, H, W, 3)}
+    rows: list[str]
+
+
+def _to_tensor(windows: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(windows).permute(0, 1, 4, 2, 3).float().div_(255)  # (B, 5, 3, H, W)
+
+
+def _to_uint8(frames: torch.Tensor) -> np.ndarray:
+    return frames.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+
+
+def aligned_median(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 5, 3, H, W) -> (B, 3, H, W): median of the DIS-aligned frames (outside pixels: the centre's)."""
+    aligned, valid = align_frames(frames, estimate_flows(DISFlow("medium"), frames))
+    centre = frames[:, 2:3].expand_as(aligned)
+    return torch.where(valid > 0, aligned, centre).median(1).values
+
+
+def baseline(name: str) -> Method:
+    if name == "input":
+        return Method(name, lambda w: {name: w[:, 2].copy()}, [name])
+    if name == "median":
+        return Method(name, lambda w: {name: _to_uint8(aligned_median(_to_tensor(w)))}, [name])
+    if name == "median-unaligned":
+        return Method(name, lambda w: {name: np.median(w, axis=1).astype(np.uint8)}, [name])
+    raise ValueError(f"unknown baseline {name!r}")
+
+
+def model_method(name: str, restorer: Restorer, ablate: bool) -> Method:
+    dna_row = f"{name} DNA only (TMICS_S)"
+
+    def run(windows: np.ndarray) -> dict[str, np.ndarray]:
+        fused, dna = restorer.restore_all(_to_tensor(windows))
+        out = {name: _to_uint8(fused)}
+        if ablate:
+            out[dna_row] = _to_uint8(dna)
+        return out
+
+    return Method(name, run, [name, dna_row] if ablate else [name])
+
+
+# --- scoring ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VideoScore:
+    psnr: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    temporal: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    frames: int = 0
+    _previous: tuple[int, torch.Tensor, torch.Tensor] | None = None
+
+    def add(self, index: int, output: np.ndarray, target: np.ndarray) -> None:
+        self.psnr.append(psnr_y(output, target))
+        self.ssim.append(ssim_y(output, target))
+        y_out, y_gt = luma(output), luma(target)
+        if self._previous is not None and self._previous[0] == index - 1:
+            _, p_out, p_gt = self._previous
+            self.temporal.append(float(torch.mean(torch.abs((y_out - p_out) - (y_gt - p_gt)))))
+        self._previous = (index, y_out, y_gt)
+
+    def summary(self) -> dict[str, float | int | None]:
+        return {
+            "psnr": float(np.mean(self.psnr)),
+            "ssim": float(np.mean(self.ssim)),
+            "temporal": float(np.mean(self.temporal)) if self.temporal else None,
+            "fps": self.frames / self.seconds if self.seconds > 0 else None,
+            "frames_scored": len(self.psnr),
+        }
+
+
+@dataclass
+class BenchmarkResult:
+    set: BenchSet
+    methods: list[str]
+    device: str
+    per_video: dict[str, dict[str, dict]] = field(default_factory=dict)  # row -> video -> summary
+    complete: bool = False
+
+    def means(self) -> dict[str, dict[str, float | None]]:
+        out = {}
+        for row, videos in self.per_video.items():
+            if not videos:
+                continue
+            rows = list(videos.values())
+            temporal = [r["temporal"] for r in rows if r["temporal"] is not None]
+            frames = sum(r["frames"] for r in rows)
+            seconds = sum(r["seconds"] for r in rows)
+            out[row] = {
+                "psnr": float(np.mean([r["psnr"] for r in rows])),
+                "ssim": float(np.mean([r["ssim"] for r in rows])),
+                "temporal": float(np.mean(temporal)) if temporal else None,
+                "fps": frames / seconds if seconds > 0 else None,
+                "videos": len(rows),
+            }
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": BENCHMARK_FORMAT,
+            "set": self.set.name,
+            "source": self.set.source,
+            "protocol": self.set.protocol,
+            "videos": len(self.set.videos),
+            "device": self.device,
+            "complete": self.complete,
+            "methods": {
+                row: {**mean, "per_video": self.per_video[row]} for row, mean in self.means().items()
+            },
+        }
+
+    def write_json(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def write_csv(self, path: Path) -> None:
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored"])
+            for row, videos in self.per_video.items():
+                for video, r in videos.items():
+                    writer.writerow(
+                        [row, video, r["psnr"], r["ssim"], r["temporal"], r["fps"], r["frames_scored"]]
+                    )
+            for row, mean in self.means().items():
+                writer.writerow([row, "mean", mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""])
+
+
+def score_video(
+    video: BenchVideo,
+    method: Method,
+    batch: int = 2,
+    save_frames: Path | None = None,
+    on_frame: Callable[[], None] | None = None,
+) -> dict[str, VideoScore]:
+    """Run one method over one video (streaming, `batch` windows at a time) and score its output rows."""
+    scored = set(video.scored)
+    scores = {row: VideoScore() for row in method.rows}
+    index = 0
+    windows = (np.stack(window) for _, window in stream_windows(video.rain()))
+    while True:
+        chunk = list(islice(windows, batch))
+        if not chunk:
+            return scores
+        start = time.perf_counter()
+        outputs = method.run(np.stack(chunk))
+        share = (time.perf_counter() - start) / len(chunk)
+        for k in range(len(chunk)):
+            i = index + k
+            for row, frames in outputs.items():
+                scores[row].seconds += share
+                scores[row].frames += 1
+                if i in scored:
+                    scores[row].add(i, frames[k], video.gt(i))
+                if save_frames is not None:
+                    _save(save_frames / _safe(row) / _safe(video.name) / f"{i + 1:05d}.png", frames[k])
+            if on_frame is not None:
+                on_frame()
+        index += len(chunk)
+
+
+def run_benchmark(
+    bench: BenchSet,
+    methods: list[Method],
+    device: str = "cpu",
+    batch: int = 2,
+    save_frames: Path | None = None,
+    on_frame: Callable[[], None] | None = None,
+    result: BenchmarkResult | None = None,
+) -> BenchmarkResult:
+    """Score every method on every video of `bench`. Fills `result` as it goes (so that an interrupted
+    run still has every finished video), marks it complete at the end."""
+    result = result or BenchmarkResult(bench, [m.name for m in methods], device)
+    for method in methods:
+        for row in method.rows:
+            result.per_video.setdefault(row, {})
+    for video in bench.videos:
+        for method in methods:
+            scores = score_video(video, method, batch, save_frames, on_frame)
+            for row, score in scores.items():
+                summary = {**score.summary(), "seconds": score.seconds, "frames": score.frames}
+                result.per_video[row][video.name] = summary
+    result.complete = True
+    return result
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _save(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
