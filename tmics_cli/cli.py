@@ -381,5 +381,96 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
         out.print(detail)
 
 
+@app.command()
+def search(
+    output: Path = typer.Option(..., "-o", "--output", help="Genotype JSON to write (for train --genotype)."),
+    data: list[str] = typer.Option(..., "--data", help="Clean clips or a paired set. Repeatable."),
+    preset: str = typer.Option("light", help="Rain preset for rendered rain: light or heavy."),
+    holdout: list[str] = typer.Option([], help="Clips for the validation pool (default: other seeds)."),
+    size: str = typer.Option("tiny", help="Named size of the search network: tiny, small or paper."),
+    width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
+    epochs: int = typer.Option(80, min=1, help="Epochs over the training pool."),
+    warmup: int = typer.Option(30, min=0, help="First epochs update the weights only."),
+    groups: int = typer.Option(20, min=1, help="5-frame windows in the training pool."),
+    val_groups: int = typer.Option(20, min=1, help="5-frame windows in the validation pool."),
+    batch: int = typer.Option(4, min=1, help="Batch size."),
+    crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
+    lr: float = typer.Option(3e-4, help="Weight learning rate (cosine to 1e-6)."),
+    weight_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
+    arch_lr: float = typer.Option(1e-4, help="Learning rate of alpha and beta."),
+    arch_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
+    eta: float = typer.Option(0.01, help="Weight of the alpha entropy in L_arc (Eq. 7)."),
+    fusion_lr: float = typer.Option(1e-3, help="Learning rate of the AAS fusion (level 3)."),
+    seed: int = typer.Option(0, help="Seed for weights and pools."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+) -> None:
+    """The paper's triple-level search: weights, then alpha/beta (micro/macro), then the AAS fusion."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Table
+
+    from .data.datasets import DataError
+    from .model.ops import OPERATION_NAMES
+    from .training.search import SearchConfig, Searcher
+
+    cfg = SearchConfig(
+        output=str(output),
+        data=data,
+        preset=preset,
+        holdout=holdout,
+        size=size,
+        width=width,
+        epochs=epochs,
+        warmup=warmup,
+        groups=groups,
+        val_groups=val_groups,
+        batch=batch,
+        crop=crop,
+        lr=lr,
+        weight_optimizer=weight_optimizer,
+        arch_lr=arch_lr,
+        arch_optimizer=arch_optimizer,
+        eta=eta,
+        fusion_lr=fusion_lr,
+        seed=seed,
+        device=device,
+        resume=resume,
+        threads=threads,
+    )
+    console = Console(stderr=True)
+    columns = (TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"))
+    columns += (TimeRemainingColumn(),)
+    try:
+        searcher = Searcher(cfg)
+        with Progress(*columns, console=console) as progress:
+            task = progress.add_task("epochs", total=epochs, completed=0, note="")
+
+            def on_epoch(r: dict) -> None:
+                beta = ", ".join(f"{b:.3f}" for b in r["beta"])
+                note = f"loss {r['loss']:.4f} entropy {r['entropy']:.3f} beta ({beta})"
+                progress.update(task, completed=r["epoch"], note=note)
+
+            genotype = searcher.fit(on_epoch)
+    except (DataError, ValueError, OSError, RuntimeError) as exc:
+        fail(_first_line(exc))
+    except KeyboardInterrupt:
+        fail(f"interrupted; resume with --resume (checkpoint in {cfg.run_path})", 130)
+    table = Table(title=f"softmax(alpha) per layer after {searcher.epoch} epochs")
+    table.add_column("layer")
+    for op in OPERATION_NAMES:
+        short = op.replace("residual", "res").replace("_attention", " att").replace("dilated", "dil")
+        table.add_column(short.replace("_", " "), justify="right")
+    for i, row in enumerate(genotype.search["alpha"]):
+        best = max(range(len(row)), key=row.__getitem__)
+        cells = [f"[bold]{v:.3f}[/bold]" if j == best else f"{v:.3f}" for j, v in enumerate(row)]
+        table.add_row(str(i + 1), *cells)
+    console.print(table)
+    beta = ", ".join(f"{k} {v:.3f}" for k, v in genotype.search["beta"].items())
+    console.print(f"beta: {beta} -> {genotype.alignment}; cell: {', '.join(genotype.layers)}", soft_wrap=True)
+    console.print(f"wrote {output} (and {output.with_suffix('.history.csv')})", soft_wrap=True)
+
+
 def main() -> None:
     app()
