@@ -451,6 +451,8 @@ def search(
                 beta = ", ".join(f"{b:.3f}" for b in r["beta"])
                 note = f"loss {r['loss']:.4f} entropy {r['entropy']:.3f} beta ({beta})"
                 progress.update(task, completed=r["epoch"], note=note)
+                if not console.is_terminal:  # logs get one line per epoch instead of a live bar
+                    console.print(f"epoch {r['epoch']}/{epochs}: {note}", soft_wrap=True)
 
             genotype = searcher.fit(on_epoch)
     except (DataError, ValueError, OSError, RuntimeError) as exc:
