@@ -474,5 +474,64 @@ def search(
     console.print(f"wrote {output} (and {output.with_suffix('.history.csv')})", soft_wrap=True)
 
 
+@app.command("fetch-weights")
+def fetch_weights(
+    names: list[str] = typer.Argument(
+        None, help="Registered weights to download (see --list).", show_default=False
+    ),
+    all_: bool = typer.Option(False, "--all", help="Download every registered weights file."),
+    list_: bool = typer.Option(False, "--list", help="Show the registry and what is present locally."),
+    verify_: bool = typer.Option(False, "--verify", help="Re-check the sha256 of the cached files."),
+    force: bool = typer.Option(False, help="Download again even when an intact copy is cached."),
+) -> None:
+    """Download named weights from their Hugging Face repository into the user cache, sha256-checked."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from . import weights as registry
+
+    console = Console(stderr=True)
+    names = list(names or [])
+    if not (names or all_ or list_ or verify_):
+        fail("give weights names, --all, --list or --verify")
+    unknown = [n for n in names if n not in registry.REGISTRY]
+    if unknown:
+        fail(f"unknown weights {', '.join(unknown)}; registered: {', '.join(registry.REGISTRY)}")
+    if list_:
+        out = Console()
+        table = Table(title="registered weights")
+        for column in ("name", "file", "MB", "sha256", "cached", "bundled"):
+            table.add_column(column, no_wrap=True)
+        for name, entry in registry.REGISTRY.items():
+            cached = registry.cached_path(name)
+            state = "-" if not cached.exists() else ("ok" if registry.verify(name) else "corrupt")
+            bundled = "yes" if registry.bundled_path(name) else "-"
+            table.add_row(name, entry.filename, f"{entry.size / 1e6:.2f}", entry.sha256[:12], state, bundled)
+        out.print(table)
+        for name, entry in registry.REGISTRY.items():
+            out.print(f"{name}: {entry.description}; from {entry.repo_id}@{entry.revision}", soft_wrap=True)
+        out.print(f"cache: {registry.cache_dir()}", soft_wrap=True)
+    if verify_:
+        bad = []
+        for name in registry.REGISTRY:
+            path = registry.cached_path(name)
+            if not path.exists():
+                continue
+            if registry.verify(name):
+                console.print(f"{name}: {path} ok")
+            else:
+                path.unlink()
+                bad.append(name)
+                console.print(f"{name}: {path} does not match its sha256; deleted")
+        if bad:
+            fail(f"corrupt cached weights deleted: {', '.join(bad)}; fetch them again")
+    for name in list(registry.REGISTRY) if all_ else names:
+        try:
+            path = registry.fetch(name, force=force)
+        except registry.FetchError as exc:
+            fail(_first_line(exc))
+        console.print(f"{name}: {path} (sha256 {registry.REGISTRY[name].sha256[:12]}... ok)", soft_wrap=True)
+
+
 def main() -> None:
     app()

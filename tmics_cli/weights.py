@@ -1,20 +1,62 @@
-"""Where named weights come from: the user cache, then the weights bundled with the package.
+"""Named weights: the registry, where a command finds them, and fetching them from a Hugging Face repo.
 
-Names are the rain levels, "light" and "heavy". A path to a .safetensors file is used as it is. The wheel
-carries the shipped files inside the package (`tmics_cli/_weights/`, via hatch force-include); a source
-checkout finds them in the repository's `weights/` folder. The user cache (platformdirs' user cache dir,
-or $TMICS_HOME) is searched first, so weights fetched later override the bundled ones.
+A path to a .safetensors file is used as it is. A name from the registry ("light", "heavy", ...) is looked
+up in the user cache (platformdirs' user cache dir, or $TMICS_HOME), then in the weights bundled with the
+package: the wheel carries the shipped files (`tmics_cli/_weights/`, via hatch force-include), a source
+checkout has them in the repository's `weights/` folder. `fetch()` downloads registered weights into the
+cache with huggingface_hub and checks their sha256 (the hub itself checks only the size).
+
+The registry's sha256 and sizes are those of the files in `weights/` (a test keeps them in step). The
+revision stays `main` until a commit of the hub repository is pinned: integrity rests on the sha256.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
-NAMED_WEIGHTS: dict[str, str] = {
-    "light": "tmics-light.safetensors",
-    "heavy": "tmics-heavy.safetensors",
+
+@dataclass(frozen=True)
+class RegisteredWeights:
+    name: str
+    filename: str
+    sha256: str
+    size: int  # bytes
+    repo_id: str  # Hugging Face model repository they are published to
+    revision: str
+    description: str
+
+
+HUB_REPO = "tmics/tmics-weights"  # the repository tmics publishes its weights to
+REGISTRY: dict[str, RegisteredWeights] = {
+    "light": RegisteredWeights(
+        "light",
+        "tmics-light.safetensors",
+        "fe593c85805768d6a78298d6ff386c74745a80a6e329788999e9375ace31626e",
+        441_900,
+        HUB_REPO,
+        "main",
+        "paper's light cell + OFM, width 16; the default (best measured on all rain)",
+    ),
+    "heavy": RegisteredWeights(
+        "heavy",
+        "tmics-heavy.safetensors",
+        "2677270d0b70bf9436fa84d613ddae8bfbf33406877500bab2b8b16373c7a295",
+        507_484,
+        HUB_REPO,
+        "main",
+        "paper's heavy cell + OFM, width 16, trained on heavy rendered rain",
+    ),
 }
+NAMED_WEIGHTS: dict[str, str] = {name: entry.filename for name, entry in REGISTRY.items()}
+
+
+class FetchError(Exception):
+    """A download or check that failed; the message is one line meant for the user."""
+
 
 _PACKAGE = Path(__file__).resolve().parent
 
@@ -39,17 +81,135 @@ def search_path() -> list[Path]:
 
 
 def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
-    """A weights file for a name ("light", "heavy") or a path. Raises FileNotFoundError with one line."""
+    """A weights file for a registered name or a path. A cached copy that fails its sha256 check is
+    passed over for the bundled one. Raises FileNotFoundError with one line."""
     text = str(name_or_path)
-    if text in NAMED_WEIGHTS:
-        for folder in search_path():
-            candidate = folder / NAMED_WEIGHTS[text]
-            if candidate.is_file():
-                return candidate
+    if text in REGISTRY:
+        if verify(text):
+            return cached_path(text)
+        bundled = bundled_path(text)
+        if bundled is not None:
+            return bundled
         places = ", ".join(str(p) for p in search_path())
-        raise FileNotFoundError(f"no {text} weights ({NAMED_WEIGHTS[text]}) in {places}")
+        raise FileNotFoundError(
+            f"no {text} weights ({NAMED_WEIGHTS[text]}) in {places}; see tmics fetch-weights"
+        )
     path = Path(text).expanduser()
     if not path.is_file():
         known = ", ".join(NAMED_WEIGHTS)
         raise FileNotFoundError(f"weights {text} not found (give a .safetensors file or one of: {known})")
     return path
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def cached_path(name: str) -> Path:
+    return cache_dir() / REGISTRY[name].filename
+
+
+def bundled_path(name: str) -> Path | None:
+    for folder in bundled_dirs():
+        candidate = folder / REGISTRY[name].filename
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def verify(name: str, path: Path | None = None) -> bool:
+    """Whether the file (default: the cached copy) has the registered size and sha256."""
+    entry, path = REGISTRY[name], path or cached_path(name)
+    return path.is_file() and path.stat().st_size == entry.size and sha256_of(path) == entry.sha256
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def fetch(name: str, force: bool = False) -> Path:
+    """Download registered weights into the cache and check them; returns the cached file.
+
+    An already cached, intact file is kept unless `force`. HF_ENDPOINT, HF_TOKEN and HF_HUB_OFFLINE are
+    read at call time. A file whose sha256 does not match is deleted and FetchError raised."""
+    if name not in REGISTRY:
+        raise FetchError(f"unknown weights {name!r}; registered: {', '.join(REGISTRY)}")
+    entry, target = REGISTRY[name], cached_path(name)
+    if not force and verify(name):
+        return target
+    if _offline():
+        raise FetchError(
+            f"offline (HF_HUB_OFFLINE is set) and {entry.filename} is not in the cache {cache_dir()}"
+            + ("" if bundled_path(name) is None else "; the copy bundled with tmics is used meanwhile")
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.utils import logging as hub_logging
+
+    hub_logging.set_verbosity_error()  # its retry warnings would break the one-line error
+    target.parent.mkdir(parents=True, exist_ok=True)
+    endpoint = os.environ.get("HF_ENDPOINT") or None
+    where = f"{entry.repo_id}@{entry.revision} on {endpoint or 'huggingface.co'}"
+    _check_reachable(endpoint or "https://huggingface.co", where)
+    try:
+        downloaded = Path(
+            hf_hub_download(
+                entry.repo_id,
+                entry.filename,
+                revision=entry.revision,
+                local_dir=target.parent,
+                force_download=force or target.exists(),
+                endpoint=endpoint,
+                token=os.environ.get("HF_TOKEN") or None,
+            )
+        )
+    except Exception as exc:  # noqa: BLE001 - huggingface_hub and httpx raise many types; one line for all
+        raise FetchError(f"cannot download {entry.filename} from {where}: {_describe(exc)}") from None
+    if downloaded.resolve() != target.resolve():
+        shutil.move(str(downloaded), target)
+    if not verify(name, target):
+        actual = sha256_of(target) if target.exists() else "nothing"
+        _remove(target)
+        raise FetchError(
+            f"{entry.filename} from {where} failed its check (sha256 {actual[:16]}..., expected "
+            f"{entry.sha256[:16]}...); the corrupt file was deleted"
+        )
+    return target
+
+
+def _check_reachable(endpoint: str, where: str) -> None:
+    """Fail at once when nothing listens at the endpoint (huggingface_hub would retry for about 25 s)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(endpoint)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname or "", port), timeout=10).close()
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise FetchError(
+            f"cannot download from {where}: the server cannot be reached ({reason}); "
+            "offline? set HF_ENDPOINT for a mirror"
+        ) from None
+
+
+def _remove(path: Path) -> None:
+    """Delete a downloaded file and huggingface_hub's record of it (so that a retry downloads again)."""
+    path.unlink(missing_ok=True)
+    meta = path.parent / ".cache" / "huggingface" / "download"
+    for extra in meta.glob(path.name + ".*"):
+        extra.unlink(missing_ok=True)
+
+
+def _describe(exc: BaseException) -> str:
+    name = type(exc).__name__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "404" in text or name in ("EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError"):
+        return "not found (404): the file, revision or repository is not there (not published yet?)"
+    if name in ("ConnectError", "ConnectionError", "LocalEntryNotFoundError") or "connect" in text.lower():
+        return "the server cannot be reached (offline? set HF_ENDPOINT for a mirror)"
+    return f"{name}: {text}"[:200]
