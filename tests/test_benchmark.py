@@ -179,3 +179,20 @@ def test_builtin_synthetic_set_is_deterministic_and_rainy() -> None:
     first_a, first_b = next(a.videos[1].rain()), next(b.videos[1].rain())
     assert np.array_equal(first_a, first_b)
     assert psnr_y(first_a, a.videos[1].gt(0)) < 30  # visibly rainy
+
+
+def test_optional_fsim_and_vif_columns(tmp_path: Path) -> None:
+    root = tmp_path / "big"
+    for i in range(3):
+        rainy, clean = _pair(i, h=72, w=80)
+        _write(root / "rain" / f"{i}.png", rainy)
+        _write(root / "gt" / f"{i}.png", clean)
+    args = ["benchmark", str(root), "-m", "input", "-m", "median-unaligned", "--fsim", "--vif"]
+    result = CliRunner().invoke(
+        app, [*args, "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    )
+    assert result.exit_code == 0, result.output
+    assert "FSIM" in result.output and "VIF" in result.output
+    methods = json.loads((tmp_path / "r.json").read_text())["methods"]
+    assert 0 < methods["input"]["fsim"] < 1 and 0 < methods["input"]["vif"] < 1
+    assert (tmp_path / "r.csv").read_text().splitlines()[0].endswith("fsim,vif")

@@ -68,3 +68,39 @@ def test_temporal_error_is_zero_for_a_constant_offset_and_sees_flicker() -> None
     assert temporal_error(shifted, gt) < 1e-9
     flicker = [g + (0.05 if t % 2 else 0) for t, g in enumerate(gt)]
     assert temporal_error(flicker, gt) == pytest.approx(0.05 * (65.481 + 128.553 + 24.966), rel=1e-6)
+
+
+def _noisy_pair() -> tuple[np.ndarray, np.ndarray]:
+    from tests.videos import moving_texture
+
+    clean = moving_texture(0, 96, 128)
+    rng = np.random.default_rng(0)
+    noisy = np.clip(clean.astype(int) + rng.integers(-20, 21, clean.shape), 0, 255).astype(np.uint8)
+    return noisy, clean
+
+
+def test_fsim_and_vif_match_an_independent_implementation() -> None:
+    # Reference values from piq 0.8.0 (piq.fsim(chromatic=False), piq.vif_p; data_range 1, float64) on
+    # this exact pair: an implementation written apart from ours, following the same MATLAB code.
+    from tmics_cli.metrics import fsim, vif
+
+    noisy, clean = _noisy_pair()
+    assert fsim(noisy, clean) == pytest.approx(0.8627163732, abs=1e-4)
+    assert vif(noisy, clean) == pytest.approx(0.4236763036, abs=1e-6)
+    assert fsim(clean, clean) == pytest.approx(1.0) and vif(clean, clean) == pytest.approx(1.0)
+
+
+def test_fsim_downsampling_is_matlab_conv2_same_then_every_f_th_pixel() -> None:
+    from tmics_cli.metrics import _box_then_subsample
+
+    image = np.random.default_rng(1).random((7, 9))
+    for f in (2, 3):
+        # MATLAB: the full 2-D convolution with ones(f)/f^2, of which 'same' keeps the central part
+        # starting at ceil((f - 1) / 2); then every f-th row and column from the first.
+        full = np.zeros((7 + f - 1, 9 + f - 1))
+        for a in range(f):
+            for b in range(f):
+                full[a : a + 7, b : b + 9] += image / f**2
+        start = -(-(f - 1) // 2)
+        same = full[start : start + 7, start : start + 9]
+        assert np.allclose(_box_then_subsample(image, f), same[::f, ::f])

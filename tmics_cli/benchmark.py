@@ -32,11 +32,12 @@ import torch
 
 from .data.datasets import DataError, LayoutNotFound, find_paired_videos, read_image
 from .inference import Restorer, stream_windows
-from .metrics import luma, psnr_y, ssim_y
+from .metrics import fsim, luma, psnr_y, ssim_y, vif
 from .model.align import DISFlow, align_frames, estimate_flows
 
 BENCHMARK_FORMAT = "tmics-benchmark/1"
 BASELINES = ("input", "median", "median-unaligned")
+EXTRA_METRICS: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {"fsim": fsim, "vif": vif}
 
 
 @dataclass(frozen=True)
@@ -233,9 +234,11 @@ def model_method(name: str, restorer: Restorer, ablate: bool) -> Method:
 
 @dataclass
 class VideoScore:
+    extra: tuple[str, ...] = ()  # optional metrics: "fsim", "vif"
     psnr: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     temporal: list[float] = field(default_factory=list)
+    others: dict[str, list[float]] = field(default_factory=dict)
     seconds: float = 0.0
     frames: int = 0
     _previous: tuple[int, torch.Tensor, torch.Tensor] | None = None
@@ -243,6 +246,8 @@ class VideoScore:
     def add(self, index: int, output: np.ndarray, target: np.ndarray) -> None:
         self.psnr.append(psnr_y(output, target))
         self.ssim.append(ssim_y(output, target))
+        for name in self.extra:
+            self.others.setdefault(name, []).append(EXTRA_METRICS[name](output, target))
         y_out, y_gt = luma(output), luma(target)
         if self._previous is not None and self._previous[0] == index - 1:
             _, p_out, p_gt = self._previous
@@ -256,6 +261,7 @@ class VideoScore:
             "temporal": float(np.mean(self.temporal)) if self.temporal else None,
             "fps": self.frames / self.seconds if self.seconds > 0 else None,
             "frames_scored": len(self.psnr),
+            **{name: float(np.mean(values)) for name, values in self.others.items()},
         }
 
 
@@ -282,6 +288,7 @@ class BenchmarkResult:
                 "temporal": float(np.mean(temporal)) if temporal else None,
                 "fps": frames / seconds if seconds > 0 else None,
                 "videos": len(rows),
+                **{m: float(np.mean([r[m] for r in rows])) for m in EXTRA_METRICS if m in rows[0]},
             }
         return out
 
@@ -321,10 +328,11 @@ def score_video(
     batch: int = 2,
     save_frames: Path | None = None,
     on_frame: Callable[[], None] | None = None,
+    extra: tuple[str, ...] = (),
 ) -> dict[str, VideoScore]:
     """Run one method over one video (streaming, `batch` windows at a time) and score its output rows."""
     scored = set(video.scored)
-    scores = {row: VideoScore() for row in method.rows}
+    scores = {row: VideoScore(extra) for row in method.rows}
     index = 0
     windows = (np.stack(window) for _, window in stream_windows(video.rain()))
     while True:
@@ -356,6 +364,7 @@ def run_benchmark(
     save_frames: Path | None = None,
     on_frame: Callable[[], None] | None = None,
     result: BenchmarkResult | None = None,
+    extra: tuple[str, ...] = (),
 ) -> BenchmarkResult:
     """Score every method on every video of `bench`. Fills `result` as it goes (so that an interrupted
     run still has every finished video), marks it complete at the end."""
@@ -365,7 +374,7 @@ def run_benchmark(
             result.per_video.setdefault(row, {})
     for video in bench.videos:
         for method in methods:
-            scores = score_video(video, method, batch, save_frames, on_frame)
+            scores = score_video(video, method, batch, save_frames, on_frame, extra)
             for row, score in scores.items():
                 summary = {**score.summary(), "seconds": score.seconds, "frames": score.frames}
                 result.per_video[row][video.name] = summary

@@ -276,6 +276,8 @@ def benchmark(
     ),
     weights: list[Path] = typer.Option([], help="Also score this weights file. Repeatable."),
     ablate: bool = typer.Option(False, help="Also score each network's DNA output alone (TMICS_S)."),
+    fsim: bool = typer.Option(False, "--fsim", help="Also FSIM (Zhang et al.; slower)."),
+    vif: bool = typer.Option(False, "--vif", help="Also pixel-domain VIF (Sheikh and Bovik)."),
     per_video: bool = typer.Option(False, "--per-video", help="Show every video's scores."),
     json_path: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
@@ -326,9 +328,9 @@ def benchmark(
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("frames", total=total)
         try:
-            run_benchmark(
-                bench, methods, str(torch_device), batch, save_frames, lambda: progress.advance(task), result
-            )
+            extra = tuple(m for m, on in (("fsim", fsim), ("vif", vif)) if on)
+            advance = lambda: progress.advance(task)  # noqa: E731
+            run_benchmark(bench, methods, str(torch_device), batch, save_frames, advance, result, extra)
         except KeyboardInterrupt:
             interrupted = True
         except (DataError, OSError, ValueError) as exc:
@@ -352,13 +354,16 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
     scored = sum(len(v.scored) for v in bench.videos)
     title = f"{bench.name}: {len(bench.videos)} videos, {scored} scored frames ({bench.protocol} protocol)"
     table = Table(title=title + ("" if result.complete else " [interrupted]"))
-    for column in ("method", "Y-PSNR", "SSIM", "temporal err", "fps", "videos"):
+    means = result.means()
+    extra = [m for m in ("fsim", "vif") if any(m in mean for mean in means.values())]
+    for column in ("method", "Y-PSNR", "SSIM", *(m.upper() for m in extra), "temporal err", "fps", "videos"):
         table.add_column(column, justify="left" if column == "method" else "right")
-    for row, mean in result.means().items():
+    for row, mean in means.items():
         table.add_row(
             row,
             fmt(mean["psnr"], ".2f"),
             fmt(mean["ssim"], ".4f"),
+            *(fmt(mean.get(m), ".4f") for m in extra),
             fmt(mean["temporal"], ".3f"),
             fmt(mean["fps"], ".2f"),
             str(mean["videos"]),
