@@ -310,16 +310,18 @@ class BenchmarkResult:
         path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
 
     def write_csv(self, path: Path) -> None:
+        means = self.means()
+        extra = [m for m in EXTRA_METRICS if any(m in mean for mean in means.values())]
         with path.open("w", newline="") as f:
             writer = csv.writer(f)
-            writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored"])
+            writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored", *extra])
             for row, videos in self.per_video.items():
                 for video, r in videos.items():
-                    writer.writerow(
-                        [row, video, r["psnr"], r["ssim"], r["temporal"], r["fps"], r["frames_scored"]]
-                    )
-            for row, mean in self.means().items():
-                writer.writerow([row, "mean", mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""])
+                    values = [r["psnr"], r["ssim"], r["temporal"], r["fps"], r["frames_scored"]]
+                    writer.writerow([row, video, *values, *(r.get(m) for m in extra)])
+            for row, mean in means.items():
+                values = [mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""]
+                writer.writerow([row, "mean", *values, *(mean.get(m) for m in extra)])
 
 
 def score_video(
