@@ -330,3 +330,12 @@ def test_sample_with_auto_rain_from_the_command_line(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "rain auto:" in result.output and "-> heavy" in result.output  # the sample's rain is heavy
     assert "15 frames" in result.output and len(decode(out)[0]) == 15
+
+
+@pytest.mark.parametrize("suffix", [".ts", ".avi", ".mov"])
+def test_other_containers_keep_every_frame_in_order(tmp_path: Path, tiny_weights: Path, suffix: str) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=7, audio=True)
+    summary = _run(src, tmp_path / f"out{suffix}", tiny_weights)
+    frames, _, times, _ = decode(tmp_path / f"out{suffix}")
+    assert summary.frames == len(frames) == 7
+    assert all(b > a for a, b in zip(times, times[1:], strict=False))

@@ -132,13 +132,12 @@ class VideoSink:
         opts, info = self.options, self.info
         codec = opts.codec or _DEFAULT_CODEC.get(self.dst.suffix.lower(), "libx264")
         try:
-            av.codec.Codec(codec, "w")
+            encoder = av.codec.Codec(codec, "w")
         except Exception:  # noqa: BLE001 - PyAV raises several types for unknown codecs
             raise VideoError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9)") from None
-        if (
-            codec not in self.container.supported_codecs
-            and codec.split("_")[0] not in self.container.supported_codecs
-        ):
+        if encoder.type != "video":
+            raise VideoError(f"{codec} is not a video encoder")
+        if not _accepts(self.container, codec, getattr(encoder, "canonical_name", codec)):
             raise VideoError(
                 f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
             )
@@ -164,6 +163,8 @@ class VideoSink:
         options = {}
         if codec in ("libx264", "libx265"):
             options = {"crf": str(opts.crf), "preset": opts.preset}
+            if self.dst.suffix.lower() == ".avi":
+                options["bf"] = "0"  # AVI keeps no presentation timestamps: B-frames would scramble them
         elif codec in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
             options = {"crf": str(opts.crf), "b": "0"}
         stream.options = options
@@ -222,7 +223,7 @@ class _AudioCopy:
         self.pairs: dict[int, tuple[Any, Any | None]] = {}  # input stream index -> (output stream, encoder?)
         for stream in self.input.streams.audio:
             name = stream.codec_context.name
-            if name in out.supported_codecs:
+            if _accepts(out, name, name):
                 self.pairs[stream.index] = (out.add_stream_from_template(stream), None)
             else:  # the container cannot hold this codec: decode and re-encode
                 codec = _FALLBACK_AUDIO.get(suffix, "aac")
@@ -279,6 +280,18 @@ class _AudioCopy:
 
     def close(self) -> None:
         self.input.close()
+
+
+# avformat_query_codec cannot tell for MPEG-TS (PyAV lists 8 codecs); these are the ones it carries.
+_MPEGTS_CODECS = {"h264", "hevc", "mpeg2video", "mpeg1video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
+
+
+def _accepts(container: Any, encoder_name: str, codec_name: str) -> bool:
+    """Whether the output container can hold this codec."""
+    if container.format.name == "mpegts":
+        return codec_name in _MPEGTS_CODECS
+    supported = container.supported_codecs
+    return encoder_name in supported or codec_name in supported
 
 
 def _plain_mode(path: Path) -> None:
