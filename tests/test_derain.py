@@ -7,7 +7,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.videos import audio_packets, decode, make_video, moving_texture
+from tests.videos import audio_packets, audio_seconds, decode, make_video, moving_texture
 from tmics_cli.cli import app
 from tmics_cli.derain import SAMPLE_CLIP, derain_video
 from tmics_cli.inference import Restorer, derain_frames, derain_stream, rain_coverage_estimate, stream_windows
@@ -339,3 +339,26 @@ def test_other_containers_keep_every_frame_in_order(tmp_path: Path, tiny_weights
     frames, _, times, _ = decode(tmp_path / f"out{suffix}")
     assert summary.frames == len(frames) == 7
     assert all(b > a for a, b in zip(times, times[1:], strict=False))
+
+
+def test_end_cuts_the_audio_too_and_times_count_from_the_stream_start(tmp_path: Path, tiny_weights: Path):
+    src = make_video(tmp_path / "in.mp4", frames=25, audio=True)  # 1 s of video and audio
+    _run(src, tmp_path / "cut.mp4", tiny_weights, end=0.4)
+    assert len(decode(tmp_path / "cut.mp4")[0]) == 10
+    assert audio_seconds(tmp_path / "cut.mp4") < 0.5 < audio_seconds(src)
+    late = make_video(tmp_path / "late.mkv", frames=20, offset=10.0)  # timestamps start at 10 s
+    summary = _run(late, tmp_path / "late-cut.mp4", tiny_weights, start=0.2, end=0.4)
+    frames, _, times, _ = decode(tmp_path / "late-cut.mp4")
+    assert summary.frames == len(frames) == 5 and times[0] == pytest.approx(0.0, abs=1e-3)
+
+
+def test_webm_takes_44k_audio_and_avi_keeps_the_frame_count(tmp_path: Path, tiny_weights: Path) -> None:
+    import av
+
+    src = make_video(tmp_path / "in.mp4", frames=8, audio=True, sample_rate=44100)
+    _run(src, tmp_path / "out.webm", tiny_weights)
+    assert audio_seconds(tmp_path / "out.webm") > 0.2
+    _run(src, tmp_path / "out.avi", tiny_weights)
+    with av.open(str(tmp_path / "out.avi")) as container:
+        assert container.streams.video[0].frames <= 9  # was thousands of empty index entries
+    assert len(decode(tmp_path / "out.avi")[0]) == 8

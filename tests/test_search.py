@@ -138,3 +138,24 @@ def test_beta_gradient_matches_finite_differences() -> None:
             model.beta[i] += eps
         assert grad[i].item() == pytest.approx((up - down) / (2 * eps), rel=1e-4, abs=1e-9)
     assert grad.abs().sum() > 0
+
+
+def test_pools_mix_clean_clips_and_paired_videos_and_hold_out_by_name(tmp_path: Path, clips: Path) -> None:
+    import cv2
+    import numpy as np
+
+    from tmics_cli.training.search import build_pools
+
+    for video in ("pair_a", "pair_b"):  # flat grey ground truth: easy to tell from the textured clips
+        for i in range(6):
+            for kind, value in (("rain", 140), ("gt", 128)):
+                folder = tmp_path / "paired" / video / kind
+                folder.mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(folder / f"{i}.png"), np.full((40, 48, 3), value, np.uint8))
+    cfg = _config(tmp_path, clips, data=[str(clips), str(tmp_path / "paired")], holdout=["held", "pair_b"])
+    cfg.groups, cfg.val_groups = 4, 4
+    train, val = build_pools(cfg)
+    flat = [float(s["target"].std()) == 0.0 for s in train]
+    assert flat == [False, True, False, True]  # clean clip, paired video, in turn
+    assert [float(s["target"].std()) == 0.0 for s in val] == [False, True, False, True]
+    assert all(s["flows"].shape == (4, 2, 32, 32) for s in train + val)

@@ -30,11 +30,14 @@ def make_video(
     rotation: int = 0,
     pix_fmt: str = "yuv420p",
     colorspace: int | None = None,
+    sample_rate: int = 16000,
+    offset: float = 0.0,
 ) -> Path:
     """An H.264 video; `pts` (in `time_base` units) makes it variable frame rate."""
     import av
 
     pts = pts if pts is not None else [round(i / fps / time_base) for i in range(frames)]
+    pts = [p + round(offset / time_base) for p in pts]  # a stream that starts late (as TS captures do)
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
@@ -51,7 +54,7 @@ def make_video(
             )
         if rotation:
             stream.set_display_rotation(rotation)
-        sound = container.add_stream("aac", rate=16000, layout="mono") if audio else None
+        sound = container.add_stream("aac", rate=sample_rate, layout="mono") if audio else None
         matrix = {1: "ITU709", 6: "ITU601"}.get(colorspace or 0, "ITU601")
         for i, p in enumerate(pts):
             frame = av.VideoFrame.from_ndarray(moving_texture(i, h, w), format="rgb24")
@@ -63,13 +66,13 @@ def make_video(
             container.mux(packet)
         if sound is not None:
             seconds = (pts[-1] * time_base) + Fraction(1, fps)
-            samples = int(16000 * seconds)
-            t = np.arange(samples, dtype=np.float32) / 16000
+            samples = int(sample_rate * seconds)
+            t = np.arange(samples, dtype=np.float32) / sample_rate
             wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, samples, 1024):
                 chunk = wave[start : start + 1024][None]
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = 16000, start
+                frame.sample_rate, frame.pts = sample_rate, start
                 for packet in sound.encode(frame):
                     container.mux(packet)
             for packet in sound.encode(None):
@@ -91,6 +94,15 @@ def decode(path: Path) -> tuple[list[np.ndarray], list[int], list[float], int]:
             times.append(float(frame.time))
             rotation = int(frame.rotation or 0)
     return images, pts, times, rotation
+
+
+def audio_seconds(path: Path) -> float:
+    """End time of the last audio packet, in seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio=0) if p.size]
+    return max(ends)
 
 
 def audio_packets(path: Path) -> list[bytes]:

@@ -257,6 +257,8 @@ def derain(
         fail(_first_line(exc))
     except KeyboardInterrupt:
         fail(f"interrupted; nothing was written to {output}", 130)
+    except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
+        fail(f"{type(exc).__name__}: {_first_line(exc)}")
     console.print(summary.line(), soft_wrap=True)
 
 

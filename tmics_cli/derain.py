@@ -105,8 +105,14 @@ class _Background:
             yield item
 
     def close(self) -> None:
+        """Stop the thread and wait for it, so the source can be closed under it safely."""
         self.stop.set()
-        self.thread.join(timeout=5)
+        while self.thread.is_alive():
+            try:  # make room in case it waits to put
+                self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            self.thread.join(timeout=0.05)
 
 
 class _Writer:
@@ -116,6 +122,7 @@ class _Writer:
         self.sink = sink
         self.queue: queue.Queue = queue.Queue(size)
         self.error: BaseException | None = None
+        self.cancelled = threading.Event()
         self.busy = 0.0
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -125,8 +132,8 @@ class _Writer:
             item = self.queue.get()
             if item is None:
                 return
-            if self.error is not None:
-                continue
+            if self.error is not None or self.cancelled.is_set():
+                continue  # drain: after an error or a cancel nothing more reaches the sink
             try:
                 start = time.perf_counter()
                 self.sink.write(*item)
@@ -144,6 +151,12 @@ class _Writer:
         self.thread.join()
         if self.error is not None:
             raise self.error
+
+    def cancel(self) -> None:
+        """Stop writing; returns once the thread no longer touches the sink (so it may be closed)."""
+        self.cancelled.set()
+        self.queue.put(None)  # the thread drains the queue without writing, so this put cannot block long
+        self.thread.join()
 
 
 def load_weights(rain: str = "light", weights: str | Path | None = None, device: str | torch.device = "cpu"):
@@ -199,6 +212,8 @@ def _setup(
         raise ValueError("--batch must be at least 1")
     if tile and tile < MIN_TILE:
         raise ValueError(f"--tile must be 0 (whole frames) or at least {MIN_TILE} pixels")
+    if tile_overlap < 0 or (tile and tile_overlap >= tile // 2):
+        raise ValueError("--tile-overlap must be at least 0 and less than half of --tile")
     note = ""
     if weights is None and rain == "auto":
         level, coverage = rain_level(_read_first(src, 13, fps, start, end))
@@ -314,12 +329,12 @@ def derain_video(
         writer.finish()
         sink.commit()
     except BaseException:
+        writer.cancel()
         reader.close()
-        writer.queue.put(None)
-        writer.thread.join(timeout=10)
         sink.abort()
         raise
     finally:
+        reader.close()
         source.close()
     return DerainSummary(
         frames=done,

@@ -75,7 +75,7 @@ def _tiles(size: int, tile: int, overlap: int) -> list[int]:
     """Start offsets of tiles of `tile` pixels covering `size`, neighbours overlapping by >= `overlap`."""
     if tile >= size:
         return [0]
-    step = max(1, tile - overlap)
+    step = max(tile // 2, tile - overlap)  # an overlap near the tile size would mean millions of tiles
     starts = list(range(0, size - tile, step)) + [size - tile]
     return sorted(set(starts))
 
@@ -175,6 +175,7 @@ class Restorer:
                         f"out of memory even with {MIN_TILE}-pixel tiles on {self.device}{hint}"
                     ) from None
                 self.tile = tile  # later chunks start from the size that worked
+                self.tile_overlap = min(self.tile_overlap, tile // 4)  # tiles must still advance
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 derained centre frames."""

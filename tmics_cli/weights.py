@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,29 +155,34 @@ def fetch(name: str, force: bool = False) -> Path:
     endpoint = os.environ.get("HF_ENDPOINT") or None
     where = f"{entry.repo_id}@{entry.revision} on {endpoint or 'huggingface.co'}"
     _check_reachable(endpoint or "https://huggingface.co", where)
+    # Download beside the cache, and replace the cached file only with a copy that passed its check:
+    # a failed --force never costs the good copy.
+    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
     try:
-        downloaded = Path(
-            hf_hub_download(
-                entry.repo_id,
-                entry.filename,
-                revision=entry.revision,
-                local_dir=target.parent,
-                force_download=force or target.exists(),
-                endpoint=endpoint,
-                token=os.environ.get("HF_TOKEN") or None,
+        try:
+            downloaded = Path(
+                hf_hub_download(
+                    entry.repo_id,
+                    entry.filename,
+                    revision=entry.revision,
+                    local_dir=staging,
+                    force_download=True,
+                    endpoint=endpoint,
+                    token=os.environ.get("HF_TOKEN") or None,
+                )
             )
-        )
-    except Exception as exc:  # noqa: BLE001 - huggingface_hub and httpx raise many types; one line for all
-        raise FetchError(f"cannot download {entry.filename} from {where}: {_describe(exc)}") from None
-    if downloaded.resolve() != target.resolve():
-        shutil.move(str(downloaded), target)
-    if not verify(name, target):
-        actual = sha256_of(target) if target.exists() else "nothing"
-        _remove(target)
-        raise FetchError(
-            f"{entry.filename} from {where} failed its check (sha256 {actual[:16]}..., expected "
-            f"{entry.sha256[:16]}...); the corrupt file was deleted"
-        )
+        except Exception as exc:  # noqa: BLE001 - huggingface_hub raises many types; one line for all
+            raise FetchError(f"cannot download {entry.filename} from {where}: {_describe(exc)}") from None
+        if not verify(name, downloaded):
+            actual = sha256_of(downloaded) if downloaded.exists() else "nothing"
+            kept = " (the cached copy was kept)" if target.exists() else ""
+            raise FetchError(
+                f"{entry.filename} from {where} failed its check (sha256 {actual[:16]}..., expected "
+                f"{entry.sha256[:16]}...); the corrupt file was deleted{kept}"
+            )
+        os.replace(downloaded, target)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
@@ -185,6 +191,9 @@ def _check_reachable(endpoint: str, where: str) -> None:
     import socket
     from urllib.parse import urlsplit
 
+    proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in proxies):
+        return  # only the proxy can tell; let huggingface_hub go through it
     parts = urlsplit(endpoint)
     port = parts.port or (443 if parts.scheme == "https" else 80)
     try:
@@ -195,14 +204,6 @@ def _check_reachable(endpoint: str, where: str) -> None:
             f"cannot download from {where}: the server cannot be reached ({reason}); "
             "offline? set HF_ENDPOINT for a mirror"
         ) from None
-
-
-def _remove(path: Path) -> None:
-    """Delete a downloaded file and huggingface_hub's record of it (so that a retry downloads again)."""
-    path.unlink(missing_ok=True)
-    meta = path.parent / ".cache" / "huggingface" / "download"
-    for extra in meta.glob(path.name + ".*"):
-        extra.unlink(missing_ok=True)
 
 
 def _describe(exc: BaseException) -> str:

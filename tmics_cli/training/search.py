@@ -116,16 +116,25 @@ def build_pools(cfg: SearchConfig) -> tuple[list[dict[str, torch.Tensor]], list[
     """Fixed training and validation pools of (frames, target, flows) windows."""
     tc = TrainConfig(output=cfg.output, data=cfg.data, holdout=cfg.holdout, preset="light")
     train_clips, val_clips, paired = split_data(tc)
+    paired_train = [v for v in paired if v.name not in cfg.holdout]
+    paired_val = [v for v in paired if v.name in cfg.holdout]
+    if not train_clips and not paired_train:
+        raise ValueError("every clip and video is held out: nothing is left for the training pool")
 
-    def draw(clips: list, seed: int, count: int) -> list[dict[str, torch.Tensor]]:
+    def draw(clips: list, videos: list, seed: int, count: int) -> list[dict[str, torch.Tensor]]:
+        """Windows taken in turn from the clean clips (rain rendered) and the paired videos."""
+        sources: list[Any] = []
         if clips:
-            ds = RainyClipDataset(clips, cfg.preset, crop=cfg.crop, seed=seed)
-        else:
-            ds = PairedWindowDataset(paired, crop=cfg.crop, seed=seed)
-        return [ds[i] for i in range(count)]
+            sources.append(RainyClipDataset(clips, cfg.preset, crop=cfg.crop, seed=seed))
+        if videos:
+            sources.append(PairedWindowDataset(videos, crop=cfg.crop, seed=seed))
+        return [sources[i % len(sources)][i] for i in range(count)]
 
-    train = draw(train_clips, cfg.seed, cfg.groups)
-    val = draw(val_clips or train_clips, cfg.seed + (0 if val_clips else 1_000_003), cfg.val_groups)
+    train = draw(train_clips, paired_train, cfg.seed, cfg.groups)
+    if val_clips or paired_val:  # held-out clips and videos
+        val = draw(val_clips, paired_val, cfg.seed, cfg.val_groups)
+    else:  # other windows of the training data (another seed)
+        val = draw(train_clips, paired_train, cfg.seed + 1_000_003, cfg.val_groups)
     flow = DISFlow("medium")
     for sample in train + val:
         sample["flows"] = estimate_flows(flow, sample["frames"][None])[0]

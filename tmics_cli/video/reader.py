@@ -48,7 +48,15 @@ class SourceInfo:
     codec: str = ""
     pix_fmt: str = ""
     audio_streams: int = 0
-    start: float = 0.0  # seconds skipped at the start (--start)
+    start: float = 0.0  # seconds skipped at the start (--start), counted from `origin`
+    end: float | None = None  # where the output stops (--end), counted from `origin`
+    origin: float = 0.0  # the stream's own start time in seconds (TS captures often start at 10 s or more)
+
+    @property
+    def shift(self) -> float:
+        """Seconds taken off every output timestamp: the cut's start when --start is given, else 0 (the
+        input's timestamps are kept as they are)."""
+        return self.origin + self.start if self.start else 0.0
 
 
 def natural_key(path: Path) -> list[Any]:
@@ -88,6 +96,10 @@ class VideoFileSource:
             raise VideoError(f"{path} has no video stream")
         self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        # times given by the user count from the stream's first timestamp, not the container's zero
+        self.origin = (
+            float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
+        )
         self._frames = self._decode()
         try:
             first = next(self._frames)
@@ -95,6 +107,9 @@ class VideoFileSource:
             self._container.close()
             what = "no video frames" if not start else f"no video frames after {self.start:g} s"
             raise VideoError(f"{path} has {what}") from None
+        except BaseException:
+            self._container.close()
+            raise
         self._first = first
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         duration = None
@@ -125,6 +140,8 @@ class VideoFileSource:
             pix_fmt=first.format.name,
             audio_streams=len(self._container.streams.audio),
             start=self.start,
+            end=end,
+            origin=self.origin,
         )
 
     def _decode(self) -> Iterator[Any]:
@@ -133,11 +150,12 @@ class VideoFileSource:
         stream = self._stream
         tb = stream.time_base
         if self.start and tb:
-            self._container.seek(int(self.start / tb), stream=stream, backward=True, any_frame=False)
+            target = int((self.origin + self.start) / tb)
+            self._container.seek(target, stream=stream, backward=True, any_frame=False)
         decoded = 0
         try:
             for frame in self._container.decode(stream):
-                time = frame.time
+                time = None if frame.time is None else frame.time - self.origin
                 if time is not None and time < self.start - 1e-6:
                     continue
                 if self.end is not None and time is not None and time >= self.end - 1e-6:
@@ -151,7 +169,7 @@ class VideoFileSource:
 
     def __iter__(self) -> Iterator[SourceFrame]:
         info, tb = self.info, self.info.time_base
-        offset = int(round(self.start / tb)) if self.start else 0
+        offset = int(round(info.shift / tb))
         step = 1 / (info.fps * tb) if info.fps else 1
         last = None
         frames = self._frames
@@ -209,6 +227,7 @@ class FrameFolderSource:
             duration=len(self.files) / float(rate),
             pix_fmt="rgb24",
             start=float(start or 0),
+            end=end,
         )
 
     @staticmethod

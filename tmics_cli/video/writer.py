@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,11 @@ class VideoSink:
         self.tmp = Path(name)
         self.count = 0
         self.audio: _AudioCopy | None = None
+        # AVI has no timestamps, only frame numbers at one rate: a fine time base would make the muxer
+        # write an index entry per tick (thousands of empty frames). Everywhere else: the input's.
+        self.avi = suffix == ".avi"
+        self.time_base = 1 / Fraction(info.fps).limit_denominator(1001) if self.avi else info.time_base
+        self._last_pts: int | None = None
         try:
             self.container = av.open(str(self.tmp), "w", format=_format_for(suffix))
         except av.error.FFmpegError as exc:
@@ -119,7 +125,7 @@ class VideoSink:
         try:
             self.stream = self._video_stream(width, height)
             if options.audio and info.audio_streams:
-                self.audio = _AudioCopy(info.path, self.container, info.start, suffix)
+                self.audio = _AudioCopy(info, self.container, suffix)
         except BaseException:
             self.abort()
             raise
@@ -148,8 +154,8 @@ class VideoSink:
             raise VideoError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(formats[:8])}")
         stream = self.container.add_stream(codec, rate=info.fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
-        stream.time_base = info.time_base
-        stream.codec_context.time_base = info.time_base
+        stream.time_base = self.time_base
+        stream.codec_context.time_base = self.time_base
         ctx = stream.codec_context
         tags = info.colour
         if tags.colorspace not in (0, 2):
@@ -176,12 +182,18 @@ class VideoSink:
         import av
 
         frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
-        frame.pts, frame.time_base = pts, self.info.time_base
+        seconds = float(pts * self.info.time_base)
+        if self.avi:
+            pts = round(pts * self.info.time_base / self.time_base)
+            if self._last_pts is not None and pts <= self._last_pts:
+                pts = self._last_pts + 1
+        self._last_pts = pts
+        frame.pts, frame.time_base = pts, self.time_base
         try:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
             if self.audio is not None:
-                self.audio.copy_until(float(pts * self.info.time_base) + 0.5)
+                self.audio.copy_until(seconds + 0.5)
         except av.error.FFmpegError as exc:
             raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
         self.count += 1
@@ -215,30 +227,38 @@ class VideoSink:
 class _AudioCopy:
     """Audio packets of the input, muxed into the output in step with the video (flat memory)."""
 
-    def __init__(self, src: Path, out: Any, start: float, suffix: str) -> None:
+    def __init__(self, info: SourceInfo, out: Any, suffix: str) -> None:
         import av
 
-        self.input = av.open(str(src))
-        self.out, self.start = out, start
-        self.pairs: dict[int, tuple[Any, Any | None]] = {}  # input stream index -> (output stream, encoder?)
+        self.input = av.open(str(info.path))
+        self.out = out
+        self.shift = info.shift  # seconds taken off every timestamp (the video's are shifted alike)
+        self.first = info.origin + info.start if info.start else None  # absolute cut points, seconds
+        self.last = info.origin + info.end if info.end is not None else None
+        self.pairs: dict[int, tuple[Any, Any | None]] = {}  # input stream index -> (output stream, decoder?)
         for stream in self.input.streams.audio:
             name = stream.codec_context.name
             if _accepts(out, name, name):
                 self.pairs[stream.index] = (out.add_stream_from_template(stream), None)
             else:  # the container cannot hold this codec: decode and re-encode
                 codec = _FALLBACK_AUDIO.get(suffix, "aac")
-                encoded = out.add_stream(codec, rate=stream.codec_context.sample_rate or 48000)
+                rate = stream.codec_context.sample_rate or 48000
+                if codec == "libopus":
+                    rate = 48000  # Opus takes 48/24/16/12/8 kHz only; the encoder resamples
+                encoded = out.add_stream(codec, rate=rate)
                 if stream.codec_context.layout:
                     encoded.layout = stream.codec_context.layout
                 self.pairs[stream.index] = (encoded, stream)
-        if start:
-            self.input.seek(int(start * 1_000_000), backward=True)
+        if self.first is not None:
+            self.input.seek(int(self.first * 1_000_000), backward=True)
         self.packets = self.input.demux(*self.input.streams.audio)
         self.pending: Any = None
         self.done = False
+        self.past_end: set[int] = set()
 
     def copy_until(self, seconds: float | None) -> None:
-        """Mux every audio packet that starts before `seconds` (all remaining ones for None)."""
+        """Mux every audio packet that starts before `seconds` on the output's clock (all the remaining
+        ones, up to --end, for None)."""
         while not self.done:
             packet = self.pending or next(self.packets, None)
             self.pending = None
@@ -248,22 +268,29 @@ class _AudioCopy:
                 return
             if packet.pts is None or packet.size == 0:
                 continue
-            time = float(packet.pts * packet.time_base) - self.start
-            if seconds is not None and time > seconds:
+            absolute = float(packet.pts * packet.time_base)
+            if self.last is not None and absolute >= self.last - 1e-6:
+                self.past_end.add(packet.stream.index)  # after --end
+                if len(self.past_end) == len(self.pairs):
+                    self.done = True
+                    self._flush_encoders()
+                    return
+                continue
+            if seconds is not None and absolute - self.shift > seconds:
                 self.pending = packet
                 return
-            if self.start and time < -1e-6:  # before --start (without it, keep encoder priming at t < 0)
-                continue
+            if self.first is not None and absolute < self.first - 1e-6:
+                continue  # before --start (without it, encoder priming at t < 0 is kept)
             self._mux(packet)
 
     def _mux(self, packet: Any) -> None:
         out_stream, decoder = self.pairs[packet.stream.index]
         if decoder is None:
-            if self.start:
-                shift = int(round(self.start / packet.time_base))
-                packet.pts -= shift
+            if self.shift:
+                ticks = int(round(self.shift / packet.time_base))
+                packet.pts -= ticks
                 if packet.dts is not None:
-                    packet.dts -= shift
+                    packet.dts -= ticks
             packet.stream = out_stream
             self.out.mux(packet)
             return
