@@ -155,7 +155,7 @@ def derain(
     ),
     sample: bool = typer.Option(False, "--sample", help="Derain the rainy sample clip shipped with tmics."),
     rain: str | None = typer.Option(
-        None, help="Shipped weights for light or heavy rain, or auto (measured) [default: light]."
+        None, help="Shipped weights for light or heavy rain, or auto (measured); default light."
     ),
     weights: Path | None = typer.Option(None, help="A .safetensors weights file instead of --rain."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
@@ -172,8 +172,8 @@ def derain(
         None, help="Output pixel format (default yuv420p; yuv444p for odd sizes)."
     ),
     compare: bool = typer.Option(False, help="Write input and output side by side."),
-    start: str | None = typer.Option(None, help="Start time: seconds or [hh:]mm:ss."),
-    end: str | None = typer.Option(None, help="End time: seconds or [hh:]mm:ss."),
+    start: str | None = typer.Option(None, help="Start time: seconds, mm:ss or hh:mm:ss."),
+    end: str | None = typer.Option(None, help="End time: seconds, mm:ss or hh:mm:ss."),
     fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
