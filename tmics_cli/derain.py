@@ -228,6 +228,13 @@ def _setup(
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
+def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterator[np.ndarray]:
+    """The frames' pixels for the model; each frame waits in `pending` until its output comes back."""
+    for item in frames:
+        pending.append(item)
+        yield item.rgb
+
+
 def derained_frames(
     src: str | Path,
     *,
@@ -250,14 +257,8 @@ def derained_frames(
     source = open_source(src, fps=fps, start=start_s, end=end_s)
     reader = _Background(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
-
-    def frames() -> Iterator[np.ndarray]:
-        for item in reader:
-            pending.append(item)
-            yield item.rgb
-
     try:
-        for out in derain_stream(frames(), setup.restorer, setup.batch):
+        for out in derain_stream(_pixels(reader, pending), setup.restorer, setup.batch):
             yield pending.pop(0), out
     finally:
         reader.close()
@@ -314,13 +315,7 @@ def derain_video(
     pending: list[SourceFrame] = []
     done = 0
     try:
-
-        def frames() -> Iterator[np.ndarray]:
-            for item in reader:
-                pending.append(item)
-                yield item.rgb
-
-        for out in derain_stream(frames(), setup.restorer, setup.batch):
+        for out in derain_stream(_pixels(reader, pending), setup.restorer, setup.batch):
             item = pending.pop(0)
             writer.put(np.concatenate([item.rgb, out], 1) if compare else out, item.pts)
             done += 1

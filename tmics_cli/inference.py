@@ -13,6 +13,7 @@ weight comes from the whole stitched frame, so tiles differ from one pass only n
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,10 +32,12 @@ MIN_TILE = 64
 
 
 def pick_device(name: str = "auto") -> torch.device:
-    """auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps; a clear error when absent."""
+    """auto (CUDA, then Apple MPS, then CPU), cpu, cuda, cuda:N or mps, checked against this machine; a
+    bare CUDA device is the one of this process's LOCAL_RANK (torchrun), else GPU 0."""
+    rank = int(os.environ.get("LOCAL_RANK", 0))
     if name == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return torch.device("cuda", rank)
         if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
@@ -44,11 +47,15 @@ def pick_device(name: str = "auto") -> torch.device:
         raise ValueError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError(f"device {name} asked for, but this torch build sees no CUDA GPU")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name} asked for, but only {torch.cuda.device_count()} GPU(s) exist")
-    elif device.type == "mps" and not (torch.backends.mps.is_available()):
-        raise ValueError("device mps asked for, but Apple MPS is not available")
+            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU")
+        if device.index is None:
+            device = torch.device("cuda", rank)
+        if device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
+            )
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' asked for, but Apple MPS is not available here")
     elif device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {name!r}: use auto, cpu, cuda, cuda:N or mps")
     return device

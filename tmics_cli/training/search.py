@@ -30,12 +30,13 @@ import torch
 
 from ..data.datasets import PairedWindowDataset, RainyClipDataset
 from ..data.rain import PRESETS as RAIN_PRESETS
+from ..inference import pick_device
 from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
 from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
 from .losses import ETA, alpha_entropy, restoration_loss
-from .train import TrainConfig, cosine_lr, pick_device, split_data
+from .train import TrainConfig, cosine_lr, split_data
 
 CHECKPOINT_NAME = "search.pt"
 RESUME_MUST_MATCH = ("preset", "size", "width", "data", "holdout", "groups", "val_groups", "crop", "seed")

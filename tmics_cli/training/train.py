@@ -39,6 +39,7 @@ from ..data.datasets import (
 )
 from ..data.rain import PRESETS as RAIN_PRESETS
 from ..data.rain import tensor_rain
+from ..inference import pick_device
 from ..metrics import psnr_y, ssim_y
 from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flows
 from ..model.genotypes import GENOTYPES, get_genotype
@@ -144,32 +145,6 @@ class WithFlows(Dataset):
         sample = self.base[index]
         sample["flows"] = estimate_flows(self.flow, sample["frames"][None])[0]
         return sample
-
-
-def pick_device(name: str) -> torch.device:
-    """auto | cpu | cuda | cuda:N | mps, checked against what this machine has."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r} asked for, but this machine has no CUDA GPU")
-        if device.index is None:
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        if device.index >= torch.cuda.device_count():
-            raise ValueError(
-                f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s)"
-            )
-    elif device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError("device 'mps' asked for, but MPS is not available here")
-    elif device.type not in ("cpu", "cuda", "mps"):
-        raise ValueError(f"unsupported device {name!r}; use auto, cpu, cuda, cuda:N or mps")
-    return device
 
 
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
