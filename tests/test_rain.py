@@ -142,3 +142,29 @@ def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> N
     assert all(18 <= s.h264_crf <= 32 for s in coded)
     for a, b in zip(styles, plain, strict=True):  # the codec draw leaves the streaks' random stream alone
         assert (a.angle, a.layers, a.haze, a.noise) == (b.angle, b.layers, b.haze, b.noise)
+
+
+def test_h264_falls_back_to_jpeg_where_pyav_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from tmics_cli.data import rain
+
+    monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
+    monkeypatch.setattr(rain, "_warned_no_pyav", False)
+    style = RainStyle(layers=(RainLayer(0.0, 10, 0.0, 0.0),), jpeg_quality=None, h264_crf=30)
+    with pytest.warns(UserWarning, match="PyAV is not installed"):
+        rainy, clean = add_rain(_textured(48, 64), style, 0)
+    assert all(np.array_equal(a, b) for a, b in zip(rainy, clean, strict=True))  # still alike
+    assert np.abs(clean[2] - _textured(48, 64)[2]).mean() > 0  # and still compressed
+
+
+def test_weights_cache_without_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    import sys
+
+    from tmics_cli import weights
+
+    monkeypatch.delenv("TMICS_HOME", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setitem(sys.modules, "platformdirs", None)
+    assert weights.cache_dir() == tmp_path / "tmics" / "weights"
+    assert weights.resolve_weights("light") == weights.bundled_path("light")

@@ -67,8 +67,10 @@ def cache_dir() -> Path:
     home = os.environ.get("TMICS_HOME")
     if home:
         return Path(home).expanduser() / "weights"
-    from platformdirs import user_cache_dir
-
+    try:
+        from platformdirs import user_cache_dir
+    except ImportError:  # a bare environment (the lent GPU machines have no platformdirs)
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tmics" / "weights"
     return Path(user_cache_dir("tmics")) / "weights"
 
 

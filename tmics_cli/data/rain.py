@@ -130,8 +130,14 @@ def degrade(frame: Frame, style: RainStyle, rng: np.random.Generator | None = No
 
 def h264_roundtrip(frames: list[Frame], crf: int) -> list[Frame]:
     """Encode a clip with libx264 (4:2:0, the given CRF, one thread: deterministic) and decode it again,
-    as footage from phones, dashcams and the web has been. Odd sizes are padded for the encoder."""
-    import av  # lazy: training on frame folders must run where PyAV is missing
+    as footage from phones, dashcams and the web has been. Odd sizes are padded for the encoder.
+
+    Where PyAV is missing (the lent GPU machines), the clip gets 4:2:0 chroma and per-frame JPEG at a
+    quality of similar strength instead, with a warning once: training must not stop for it."""
+    try:
+        import av  # lazy: training on frame folders must run where PyAV is missing
+    except ImportError:
+        return _jpeg_instead_of_h264(frames, crf)
 
     h, w = frames[0].shape[:2]
     ph, pw = h % 2, w % 2
@@ -153,6 +159,23 @@ def h264_roundtrip(frames: list[Frame], crf: int) -> list[Frame]:
     if len(decoded) != len(frames):
         raise RuntimeError(f"H.264 round trip returned {len(decoded)} of {len(frames)} frames")
     return [f.to_ndarray(format="rgb24")[:h, :w].astype(np.float32) / 255 for f in decoded]
+
+
+_warned_no_pyav = False
+
+
+def _jpeg_instead_of_h264(frames: list[Frame], crf: int) -> list[Frame]:
+    global _warned_no_pyav
+    if not _warned_no_pyav:
+        import warnings
+
+        warnings.warn(
+            "PyAV is not installed: H.264 compression of rendered rain falls back to JPEG", stacklevel=3
+        )
+        _warned_no_pyav = True
+    quality = int(round(np.interp(crf, [18, 32], [92, 55])))
+    style = RainStyle(layers=(), jpeg_quality=quality, chroma_420=True)
+    return [degrade(f, style) for f in frames]
 
 
 def degrade_clip(
