@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from .data.datasets import DataError, LayoutNotFound, find_paired_videos, read_image
-from .inference import Restorer, stream_windows
+from .inference import Restorer, frames_to_uint8, stream_windows, windows_to_tensor
 from .metrics import fsim, luma, psnr_y, ssim_y, vif
 from .model.align import DISFlow, align_frames, estimate_flows
 
@@ -191,17 +191,9 @@ class Method:
     rows: list[str]
 
 
-def _to_tensor(windows: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(windows).permute(0, 1, 4, 2, 3).float().div_(255)  # (B, 5, 3, H, W)
-
-
-def _to_uint8(frames: torch.Tensor) -> np.ndarray:
-    return frames.clamp(0, 1).mul(255).add(0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def aligned_median(frames: torch.Tensor) -> torch.Tensor:
+def aligned_median(frames: torch.Tensor, preset: str = "medium") -> torch.Tensor:
     """(B, 5, 3, H, W) -> (B, 3, H, W): median of the DIS-aligned frames (outside pixels: the centre's)."""
-    aligned, valid = align_frames(frames, estimate_flows(DISFlow("medium"), frames))
+    aligned, valid = align_frames(frames, estimate_flows(DISFlow(preset), frames))
     centre = frames[:, 2:3].expand_as(aligned)
     return torch.where(valid > 0, aligned, centre).median(1).values
 
@@ -210,7 +202,7 @@ def baseline(name: str) -> Method:
     if name == "input":
         return Method(name, lambda w: {name: w[:, 2].copy()}, [name])
     if name == "median":
-        return Method(name, lambda w: {name: _to_uint8(aligned_median(_to_tensor(w)))}, [name])
+        return Method(name, lambda w: {name: frames_to_uint8(aligned_median(windows_to_tensor(w)))}, [name])
     if name == "median-unaligned":
         return Method(name, lambda w: {name: np.median(w, axis=1).astype(np.uint8)}, [name])
     raise ValueError(f"unknown baseline {name!r}")
@@ -220,10 +212,10 @@ def model_method(name: str, restorer: Restorer, ablate: bool) -> Method:
     dna_row = f"{name} DNA only (TMICS_S)"
 
     def run(windows: np.ndarray) -> dict[str, np.ndarray]:
-        fused, dna = restorer.restore_all(_to_tensor(windows))
-        out = {name: _to_uint8(fused)}
+        fused, dna = restorer.restore_all(windows_to_tensor(windows))
+        out = {name: frames_to_uint8(fused)}
         if ablate:
-            out[dna_row] = _to_uint8(dna)
+            out[dna_row] = frames_to_uint8(dna)
         return out
 
     return Method(name, run, [name, dna_row] if ablate else [name])

@@ -187,10 +187,19 @@ class Restorer:
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 derained centre frames."""
         start = time.perf_counter()
-        frames = torch.from_numpy(windows).permute(0, 1, 4, 2, 3).float().div_(255)
-        out = self.restore(frames)
+        out = self.restore(windows_to_tensor(windows))
         self.seconds += time.perf_counter() - start
-        return out.mul_(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        return frames_to_uint8(out)
+
+
+def windows_to_tensor(windows: np.ndarray) -> torch.Tensor:
+    """(B, 5, H, W, 3) uint8 -> (B, 5, 3, H, W) float in [0, 1]."""
+    return torch.from_numpy(windows).permute(0, 1, 4, 2, 3).float().div_(255)
+
+
+def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float -> (B, H, W, 3) uint8, rounded and clamped."""
+    return frames.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
 
 
 def stream_windows(frames: Iterable[T]) -> Iterator[tuple[T, list[T]]]:
