@@ -10,6 +10,12 @@ order) and scored like the model card: Y-PSNR / SSIM on fixed synthetic windows 
 `walk` (light preset, seed 1234) and on nturain_a2 (a check only).
 
     python benchmarks/ablation.py --data ../shared/data --steps 800 --threads 2
+
+Training and scoring can run apart (train on a GPU machine without the check sets, score here):
+
+    python benchmarks/ablation.py --variants plain --size medium --time-budget 400 --device cuda \
+        --keep runs/ablation --no-eval                      # writes runs/ablation/plain.pt
+    python benchmarks/ablation.py --variants plain --load runs/ablation --json results/x.json
 """
 
 from __future__ import annotations
@@ -99,17 +105,36 @@ def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[Ablat
         val_every=args.steps,
         checkpoint_every=max(50, args.steps // 4),
         threads=args.threads,
+        device=args.device,
+        time_budget=args.time_budget,
     )
     start = time.perf_counter()
     trainer = Trainer(cfg)
     trainer.fit()
     seconds = time.perf_counter() - start
     params = sum(p.numel() for p in trainer.model.parameters())
-    return trainer.model.eval(), {
+    info = {
         "train_seconds": round(seconds),
         "params": params,
+        "steps": cfg.steps,
+        "size": args.size,
+        "device": str(trainer.device),
         "val": trainer.last_scores,
     }
+    model = trainer.model.cpu().eval()
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": model.state_dict(), "info": info}, args.keep / f"{name}.pt")
+    return model, info
+
+
+def load_variant(name: str, args: argparse.Namespace) -> tuple[AblatedTMICS, dict]:
+    """A variant trained earlier with --keep (on another machine, say)."""
+    saved = torch.load(args.load / f"{name}.pt", map_location="cpu", weights_only=True)
+    gars, pair = VARIANTS[name]
+    model = AblatedTMICS(model_config("light", saved["info"]["size"]), gars=gars, pair=pair)
+    model.load_state_dict(saved["state"])
+    return model.eval(), saved["info"]
 
 
 def main() -> None:
@@ -128,8 +153,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--windows", type=int, default=8)
     parser.add_argument("--json", type=Path, default=RESULTS)
+    parser.add_argument("--device", default="auto", help="training device: auto, cpu, cuda")
+    parser.add_argument("--time-budget", type=float, default=None, help="seconds per variant (--steps caps)")
+    parser.add_argument("--keep", type=Path, default=None, help="save each trained variant here (NAME.pt)")
+    parser.add_argument("--load", type=Path, default=None, help="score variants saved by --keep")
+    parser.add_argument("--no-eval", action="store_true", help="train (and --keep) only")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.no_eval:
+        for name in args.variants:
+            _, info = train_variant(name, args, Path(tempfile.mkdtemp()))
+            print(f"{name}: {json.dumps(info)}", flush=True)
+        return
     sets = {
         "nturain_a2": nturain_a2(args.data / "nturain_a2"),
         "synthetic-light": synthetic(args.data / "clean" / "walk", "light", args.windows),
@@ -138,7 +173,7 @@ def main() -> None:
     report["settings"] = {k: str(v) for k, v in vars(args).items()}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.variants:
-            model, info = train_variant(name, args, Path(tmp))
+            model, info = load_variant(name, args) if args.load else train_variant(name, args, Path(tmp))
             scores = {}
             for set_name, (windows, targets) in sets.items():
                 scores[set_name] = evaluate_set(windows, targets, {name: model})[name]

@@ -9,6 +9,7 @@ import torch
 
 from tests.test_datasets import write_clip
 from tmics_cli.model import load_model
+from tmics_cli.model.io import read_metadata
 from tmics_cli.training.losses import alpha_entropy, restoration_loss, ssim
 from tmics_cli.training.train import TrainConfig, Trainer, _RankSlice
 
@@ -261,3 +262,22 @@ def test_init_starts_from_given_weights_and_refuses_another_network(tmp_path: Pa
         assert torch.equal(trainer.model.state_dict()[name], tensor), name
     with pytest.raises(ValueError, match="different network"):
         Trainer(_config(tmp_path / "ft", clips, init=str(first), preset="heavy"))
+
+
+def test_time_budget_fixes_stage_one_steps_once_and_keeps_them(
+    tmp_path: Path, clips: Path, monkeypatch
+) -> None:
+    monkeypatch.setattr("tmics_cli.training.train.BUDGET_PROBE", (1, 3))
+    # a budget already spent when the probe starts: stage 1 stops there, stage 2 after its first step
+    spent = _config(tmp_path, clips, steps=50, time_budget=1e-3, run_dir=str(tmp_path / "spent"))
+    Trainer(spent).fit()
+    records = [json.loads(line) for line in (tmp_path / "spent" / "log.jsonl").read_text().splitlines()]
+    assert [r["stage1_steps"] for r in records if "stage1_steps" in r] == [1]
+    assert json.loads(read_metadata(spent.output)["steps"]) == {"stage1": 1, "stage2": 1}
+    checkpoint = torch.load(tmp_path / "spent" / "checkpoint.pt", weights_only=True)
+    assert checkpoint["budget_steps"] == 1 and checkpoint["stage"] == "stage2" and checkpoint["step"] == 1
+    # an ample budget: --steps is the ceiling
+    ample = _config(tmp_path, clips, steps=5, time_budget=1e6, run_dir=str(tmp_path / "ample"))
+    Trainer(ample).fit()
+    records = [json.loads(line) for line in (tmp_path / "ample" / "log.jsonl").read_text().splitlines()]
+    assert [r["stage1_steps"] for r in records if "stage1_steps" in r] == [5]

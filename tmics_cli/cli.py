@@ -59,7 +59,7 @@ def train(
         None, help="Genotype JSON (from `tmics search`), overriding the preset's."
     ),
     rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
-    size: str = typer.Option("small", help="Named size: tiny, small or paper."),
+    size: str = typer.Option("small", help="Named size: tiny, small, medium or paper."),
     width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
     flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
     init: Path | None = typer.Option(
@@ -86,6 +86,12 @@ def train(
     resume: bool = typer.Option(False, help="Continue from the run directory's checkpoint."),
     fp32: bool = typer.Option(False, help="Store float32 weights (default float16)."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    time_budget: float | None = typer.Option(
+        None,
+        min=1,
+        help="Seconds for the whole run: stage 1 then takes as many steps (at most --steps) as the "
+        "measured speed allows, cosine schedule included.",
+    ),
 ) -> None:
     """Train TMICS weights: DNA + CNA end to end, then the AAS fusion (the paper's two stages)."""
     from rich.console import Console
@@ -123,6 +129,7 @@ def train(
         resume=resume,
         fp16_weights=not fp32,
         threads=threads,
+        time_budget=time_budget,
     )
     console = Console(stderr=True)
     try:

@@ -66,6 +66,8 @@ RESUME_MUST_MATCH = (
     "init",
 )
 LOG_NAME = "log.jsonl"
+BUDGET_PROBE = (10, 40)  # stage 1 speed is measured between these steps (after the loader's start-up)
+BUDGET_MARGIN = 0.93  # share of the remaining budget given to stage 1 steps (validation, saving)
 
 
 @dataclass
@@ -100,6 +102,9 @@ class TrainConfig:
     resume: bool = False
     fp16_weights: bool = True
     threads: int | None = None
+    # seconds for the whole run: stage 1 then gets as many steps (at most `steps`) as the measured speed
+    # allows, fixed once after BUDGET_PROBE steps and kept in the checkpoint, so a resumed run agrees
+    time_budget: float | None = None
 
     def validate(self) -> None:
         """Refuse bad settings before any work is done (one clear message each)."""
@@ -111,6 +116,8 @@ class TrainConfig:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
         if self.flow is not None and self.flow not in FLOW_ESTIMATORS:
             raise ValueError(f"unknown flow estimator {self.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
+        if self.time_budget is not None and self.time_budget <= 0:
+            raise ValueError("the time budget must be a positive number of seconds")
         out = Path(self.output)
         if out.is_dir():
             raise ValueError(
@@ -230,6 +237,7 @@ class Trainer:
         self.device = pick_device(cfg.device)
         if self.device.type == "cuda":
             torch.cuda.set_device(self.device)
+            torch.backends.cudnn.benchmark = True  # fixed crop sizes: let cuDNN pick its fastest kernels
         if self.world > 1 and not dist.is_initialized():
             backend = "nccl" if self.device.type == "cuda" else "gloo"
             dist.init_process_group(backend)
@@ -246,6 +254,8 @@ class Trainer:
         self.log_file = self.run / LOG_NAME
         self._data: tuple[list[Clip], list[Clip], list[Any]] | None = None
         self.last_scores: dict[str, float] | None = None  # held-out scores of the weights as they are now
+        self.started = time.time()
+        self.steps_fixed = cfg.time_budget is None  # stage 1's step count is final
 
     @property
     def data(self) -> tuple[list[Clip], list[Clip], list[Any]]:
@@ -289,6 +299,7 @@ class Trainer:
             num_workers=self.cfg.workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
+            worker_init_fn=_one_cv2_thread,
         )
 
     # --- checkpoints ---------------------------------------------------------------------------------------
@@ -302,6 +313,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "world_size": self.world,
+            "budget_steps": self.cfg.steps if self.cfg.time_budget and self.steps_fixed else None,
         }
         tmp = self.run / (CHECKPOINT_NAME + ".tmp")
         torch.save(state, tmp)
@@ -328,6 +340,8 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.stage, self.step = state["stage"], state["step"]
+        if self.cfg.time_budget and state.get("budget_steps"):
+            self.cfg.steps, self.steps_fixed = state["budget_steps"], True
         return state
 
     def log(self, record: dict[str, Any]) -> None:
@@ -367,7 +381,33 @@ class Trainer:
             else None
         )
         start_time, start_step = time.time(), self.step
+        probe_time: float | None = None
+        probe_step = self.step
         for batch in self.loader(dataset, self.step, steps):
+            budget = self.cfg.time_budget
+            if name == "stage2" and budget and time.time() - self.started > budget and self.step > 0:
+                # the fusion's lr is constant: ending it when the budget is spent costs no schedule
+                self.cfg.fusion_steps = steps = self.step
+                self.log({"event": "budget", "stage2_steps": steps})
+                self.save_checkpoint()
+                break
+            if name == "stage1" and not self.steps_fixed:
+                if probe_time is None and self.step >= BUDGET_PROBE[0]:
+                    probe_time, probe_step = time.time(), self.step
+                # measured from BUDGET_PROBE[0] to [1], or sooner when a quarter of the budget is gone
+                # (one process only: under DDP every rank must decide at the same step)
+                late = self.world == 1 and time.time() - self.started > self.cfg.time_budget / 4
+                if probe_time is not None and (self.step >= BUDGET_PROBE[1] or late):
+                    elapsed = time.time() - probe_time
+                    rate = (self.step - probe_step) / elapsed if self.step > probe_step else None
+                    if rate is None and late:  # no step measured yet: from the stage's start
+                        rate = (self.step - start_step) / max(time.time() - start_time, 1e-9) or None
+                    if rate is not None:
+                        steps = self.cfg.steps = self._steps_from_budget(rate)
+                        if progress is not None:
+                            progress.update(task, total=steps)
+                        if self.step >= steps:
+                            break
             frames = batch["frames"].to(self.device, non_blocking=True)
             target = batch["target"].to(self.device, non_blocking=True)
             flows = batch["flows"].to(self.device, non_blocking=True) if "flows" in batch else None
@@ -410,6 +450,27 @@ class Trainer:
                     )
             if self.step % self.cfg.checkpoint_every == 0 or self.step == steps:
                 self.save_checkpoint()
+            if self.step >= steps:
+                break
+
+    def _steps_from_budget(self, steps_per_s: float | None) -> int:
+        """Stage 1's step count from the time budget and the measured speed (agreed across processes)."""
+        cfg = self.cfg
+        steps = self.step
+        if steps_per_s is not None:
+            left = cfg.time_budget - (time.time() - self.started)
+            stage1_seconds = left * BUDGET_MARGIN - cfg.fusion_steps / steps_per_s
+            steps = min(cfg.steps, max(self.step, self.step + int(stage1_seconds * steps_per_s)))
+        if self.world > 1:
+            box = [steps]
+            dist.broadcast_object_list(box, src=0)
+            steps = box[0]
+        self.steps_fixed = True
+        self.log({"event": "budget", "steps_per_s": steps_per_s, "stage1_steps": steps})
+        if self.console is not None and self.is_main:
+            rate = f"{steps_per_s:.2f} steps/s" if steps_per_s else "resumed"
+            self.console.print(f"time budget {cfg.time_budget:.0f} s at {rate}: stage 1 runs {steps} steps")
+        return steps
 
     def flow_stage(self) -> None:
         """Pre-train PyramidFlowNet on synthetic motion with known flow, rain on half the pairs (one go:
@@ -500,6 +561,13 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return out
+
+
+def _one_cv2_thread(_worker: int) -> None:
+    """Loader workers are the parallelism: keep OpenCV (rain kernels, DIS flow) to one thread in each."""
+    import cv2
+
+    cv2.setNumThreads(1)
 
 
 class _RankSlice(Sampler[int]):

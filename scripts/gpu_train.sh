@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# One prepared job for a lent GPU machine (../shared/GPU.md): no network, no PyAV, 15 minutes in all.
+#
+# Trains, side by side on the one GPU, each within the same time budget and from the same rendered data:
+#   tmics-light  light genotype, light rain            (tmics train)
+#   tmics-heavy  heavy genotype with OFM, heavy rain   (tmics train)
+#   plain        the plain aligned network, light rain (benchmarks/ablation.py: OFM + one network)
+# then measures the network's GPU speed and bf16/fp16 precision (benchmarks/gpu_speed.py).
+# The CPU renders the rain (loader workers), so the three runs share its 16 cores.
+#
+#   OUT=/tmp/out DATA=.gpu-data BUDGET=390 scripts/gpu_train.sh       # on the GPU machine
+#   OUT=/tmp/out BUDGET=60 SIZE=tiny DEVICE=cpu WORKERS="1 1 1" scripts/gpu_train.sh   # dry run here
+#
+# Writes under $OUT: tmics-light.safetensors, tmics-heavy.safetensors, plain.pt, gpu_speed.json and
+# logs.tar.gz (console output and log.jsonl of each run, nvidia-smi).
+set -u
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+: "${OUT:?set OUT to the output folder}"
+DATA=${DATA:-.gpu-data}
+BUDGET=${BUDGET:-390}
+SIZE=${SIZE:-medium}
+BATCH=${BATCH:-16}
+CROP=${CROP:-128}
+LR=${LR:-3e-4}
+DEVICE=${DEVICE:-cuda}
+read -r W_LIGHT W_HEAVY W_PLAIN <<< "${WORKERS:-6 4 6}"
+PY=${PYTHON:-python3}
+RUNS=$(mktemp -d)
+LOGS="$RUNS/logs"
+mkdir -p "$OUT" "$LOGS"
+LIMIT=$(( ${BUDGET%.*} + 90 ))  # a stuck run is killed; the others still report
+
+(nvidia-smi || true) > "$LOGS/nvidia-smi.txt" 2>&1
+$PY -c "import torch, cv2, os; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__, 'cpus', os.cpu_count())"
+
+common=(--size "$SIZE" --steps 100000 --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --lr "$LR"
+        --device "$DEVICE" --val-every 1000 --checkpoint-every 500 --fusion-steps 100)
+timeout "$LIMIT" $PY -m tmics_cli train -o "$OUT/tmics-light.safetensors" --data "$DATA/clean" --preset light \
+    "${common[@]}" --workers "$W_LIGHT" --run-dir "$RUNS/light" > "$LOGS/light.txt" 2>&1 &
+timeout "$LIMIT" $PY -m tmics_cli train -o "$OUT/tmics-heavy.safetensors" --data "$DATA/clean" --preset heavy \
+    --genotype weights/heavy-ofm.genotype.json "${common[@]}" --workers "$W_HEAVY" --run-dir "$RUNS/heavy" \
+    > "$LOGS/heavy.txt" 2>&1 &
+timeout "$LIMIT" $PY benchmarks/ablation.py --variants plain --data "$DATA" --size "$SIZE" --steps 100000 \
+    --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --workers "$W_PLAIN" --device "$DEVICE" \
+    --threads 1 --keep "$OUT" --no-eval > "$LOGS/plain.txt" 2>&1 &
+
+# progress every 30 s: the newest log line of each run
+( while sleep 30; do
+    for f in "$RUNS"/light/log.jsonl "$RUNS"/heavy/log.jsonl; do
+      [ -f "$f" ] && echo "$(basename "$(dirname "$f")"): $(tail -n 1 "$f" | cut -c1-220)"
+    done
+  done ) &
+MONITOR=$!
+wait %1 %2 %3
+kill "$MONITOR" 2>/dev/null
+for run in light heavy; do
+  cp "$RUNS/$run/log.jsonl" "$LOGS/$run.log.jsonl" 2>/dev/null
+  tail -n 4 "$LOGS/$run.txt"
+done
+tail -n 3 "$LOGS/plain.txt"
+
+speed_args=(--frames "$DATA/clean/tennis" --runs 5 --json "$OUT/gpu_speed.json" --device "$DEVICE")
+[ "$DEVICE" = cpu ] && speed_args+=(--sizes 160x120 --runs 1)
+weights=()
+for w in "$OUT/tmics-light.safetensors" "$OUT/tmics-heavy.safetensors" weights/tmics-light.safetensors; do
+  [ -f "$w" ] && weights+=("$w")
+done
+timeout 90 $PY benchmarks/gpu_speed.py "${weights[@]}" "${speed_args[@]}" 2>&1 | tee "$LOGS/gpu_speed.txt"
+tar -czf "$OUT/logs.tar.gz" -C "$RUNS" logs
+ls -la "$OUT"
