@@ -24,7 +24,7 @@ import torch
 from tmics_cli.data.datasets import list_images, read_image
 from tmics_cli.inference import Restorer
 from tmics_cli.metrics import psnr_y
-from tmics_cli.model import load_model
+from tmics_cli.model import align, load_model
 from tmics_cli.model.align import estimate_flows
 
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -70,6 +70,13 @@ def measure(
     if flow_net is not None:
         flow_ms, flows = timed(lambda: estimate_flows(flow_net, gpu_frames), max(2, runs // 2))
         result["flow_ms_per_frame"] = round(flow_ms / batch, 2)
+        threads = align.flow_threads
+        align.flow_threads = lambda tasks, pixels: 1  # the same flows, one after another
+        try:
+            flow_ms, _ = timed(lambda: estimate_flows(flow_net, gpu_frames), max(2, runs // 2))
+        finally:
+            align.flow_threads = threads
+        result["flow_ms_per_frame_one_thread"] = round(flow_ms / batch, 2)
     else:
         flows = None
     reference = None

@@ -114,3 +114,17 @@ def test_mixed_align_is_the_beta_weighted_sum() -> None:
     w = torch.tensor([0.3, 0.7])
     expected = 0.3 * mixed.ofm(frames, flows) + 0.7 * mixed.tgm(frames)
     torch.testing.assert_close(mixed(frames, w, flows), expected)
+
+
+def test_dis_flows_in_threads_equal_one_thread(monkeypatch) -> None:
+    from tmics_cli.model import align
+
+    torch.manual_seed(0)
+    base = torch.rand(1, 3, 40, 48)
+    frames = torch.stack([torch.roll(base, shifts=(d, 2 * d), dims=(-2, -1)) for d in range(-2, 3)], 1)
+    frames = torch.cat([frames, frames.flip(-1)])  # (2, 5, 3, 40, 48): 8 flows
+    monkeypatch.setattr(align, "flow_threads", lambda tasks, pixels: 4)
+    threaded = align.estimate_flows(align.DISFlow(), frames)
+    monkeypatch.setattr(align, "flow_threads", lambda tasks, pixels: 1)
+    single = align.estimate_flows(align.DISFlow(), frames)
+    assert torch.equal(threaded, single) and threaded.abs().max() > 0.5  # real motion was found

@@ -280,4 +280,5 @@ def test_time_budget_fixes_stage_one_steps_once_and_keeps_them(
     ample = _config(tmp_path, clips, steps=5, time_budget=1e6, run_dir=str(tmp_path / "ample"))
     Trainer(ample).fit()
     records = [json.loads(line) for line in (tmp_path / "ample" / "log.jsonl").read_text().splitlines()]
-    assert [r["stage1_steps"] for r in records if "stage1_steps" in r] == [5]
+    assert not [r for r in records if r.get("event") == "budget"]
+    assert json.loads(read_metadata(ample.output)["steps"]) == {"stage1": 5, "stage2": 2}

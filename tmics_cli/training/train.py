@@ -66,7 +66,9 @@ RESUME_MUST_MATCH = (
     "init",
 )
 LOG_NAME = "log.jsonl"
-BUDGET_PROBE = (10, 40)  # stage 1 speed is measured between these steps (after the loader's start-up)
+# a time budget's speed measurement starts at least BUDGET_PROBE[0] + 2 * workers steps in (after the
+# loader's start-up and the batches its workers prefetched); under DDP it spans BUDGET_PROBE[1] - [0] steps
+BUDGET_PROBE = (10, 210)
 BUDGET_MARGIN = 0.93  # share of the remaining budget given to stage 1 steps (validation, saving)
 
 
@@ -256,6 +258,7 @@ class Trainer:
         self.last_scores: dict[str, float] | None = None  # held-out scores of the weights as they are now
         self.started = time.time()
         self.steps_fixed = cfg.time_budget is None  # stage 1's step count is final
+        self.budget_rate: float | None = None  # stage 1 steps/s measured for the time budget
 
     @property
     def data(self) -> tuple[list[Clip], list[Clip], list[Any]]:
@@ -381,7 +384,7 @@ class Trainer:
             else None
         )
         start_time, start_step = time.time(), self.step
-        probe_time: float | None = None
+        probe_time: float | None = None  # where the speed measurement of a time budget started
         probe_step = self.step
         for batch in self.loader(dataset, self.step, steps):
             budget = self.cfg.time_budget
@@ -391,23 +394,20 @@ class Trainer:
                 self.log({"event": "budget", "stage2_steps": steps})
                 self.save_checkpoint()
                 break
-            if name == "stage1" and not self.steps_fixed:
-                if probe_time is None and self.step >= BUDGET_PROBE[0]:
-                    probe_time, probe_step = time.time(), self.step
-                # measured from BUDGET_PROBE[0] to [1], or sooner when a quarter of the budget is gone
-                # (one process only: under DDP every rank must decide at the same step)
-                late = self.world == 1 and time.time() - self.started > self.cfg.time_budget / 4
-                if probe_time is not None and (self.step >= BUDGET_PROBE[1] or late):
-                    elapsed = time.time() - probe_time
-                    rate = (self.step - probe_step) / elapsed if self.step > probe_step else None
-                    if rate is None and late:  # no step measured yet: from the stage's start
-                        rate = (self.step - start_step) / max(time.time() - start_time, 1e-9) or None
+            if name == "stage1" and budget:
+                if not self.steps_fixed:
+                    probe_time, probe_step, rate = self._probe(probe_time, probe_step, start_time, start_step)
                     if rate is not None:
                         steps = self.cfg.steps = self._steps_from_budget(rate)
                         if progress is not None:
                             progress.update(task, total=steps)
-                        if self.step >= steps:
-                            break
+                elif self.world == 1 and self.budget_rate and self._stage1_overdue():
+                    # slower than measured (other jobs on the machine): end stage 1 here, as the budget says
+                    steps = self.cfg.steps = self.step
+                    self.log({"event": "budget", "stage1_cut_at": steps})
+                    self.save_checkpoint()
+                if self.step >= steps:
+                    break
             frames = batch["frames"].to(self.device, non_blocking=True)
             target = batch["target"].to(self.device, non_blocking=True)
             flows = batch["flows"].to(self.device, non_blocking=True) if "flows" in batch else None
@@ -453,10 +453,44 @@ class Trainer:
             if self.step >= steps:
                 break
 
+    def _probe(
+        self, probe_time: float | None, probe_step: int, start_time: float, start_step: int
+    ) -> tuple[float | None, int, float | None]:
+        """Stage 1's speed for the time budget: (probe start time, probe start step, steps/s or None).
+
+        One process measures from 10% to 20% of the budget, once the loader's workers have started and
+        their prefetched batches (which would flatter the speed) are used up. Under DDP every rank must
+        decide at the same step, so the measurement spans BUDGET_PROBE's steps instead."""
+        now, step = time.time(), self.step
+        share = (now - self.started) / self.cfg.time_budget
+        ready = step >= BUDGET_PROBE[0] + 2 * self.cfg.workers
+        if self.world > 1:
+            if probe_time is None and ready:
+                return now, step, None
+            done = probe_time is not None and step - probe_step >= BUDGET_PROBE[1] - BUDGET_PROBE[0]
+            return probe_time, probe_step, (step - probe_step) / (now - probe_time) if done else None
+        if not ready:
+            return probe_time, probe_step, None
+        if probe_time is None and share >= 0.1:
+            probe_time, probe_step = now, step
+        if share < 0.2:
+            return probe_time, probe_step, None
+        if probe_time is not None and step > probe_step:
+            return probe_time, probe_step, (step - probe_step) / (now - probe_time)
+        return probe_time, probe_step, (step - start_step) / max(now - start_time, 1e-9) or 1e-9
+
+    def _stage1_overdue(self) -> bool:
+        """Whether stage 1 must end now to leave stage 2 its share of the time budget (measured in this
+        process; a resumed run keeps the step count it saved)."""
+        cfg = self.cfg
+        left = cfg.time_budget * BUDGET_MARGIN - (time.time() - self.started)
+        return left < cfg.fusion_steps / self.budget_rate
+
     def _steps_from_budget(self, steps_per_s: float | None) -> int:
         """Stage 1's step count from the time budget and the measured speed (agreed across processes)."""
         cfg = self.cfg
         steps = self.step
+        self.budget_rate = steps_per_s
         if steps_per_s is not None:
             left = cfg.time_budget - (time.time() - self.started)
             stage1_seconds = left * BUDGET_MARGIN - cfg.fusion_steps / steps_per_s
