@@ -6,7 +6,7 @@ memory, and how far bf16 / fp16 outputs are from fp32, per weights file and fram
 
 Frames are real clean frames (a folder of images, resized to each size) so the flow sees real motion; the
 network runs on precomputed flows, so its time is the GPU's alone, and `restore` times what `tmics derain`
-does per window (DIS flow + network + copies), one window at a time.
+does per window at its automatic precision (DIS flow + network + copies), `--batch` windows at a time.
 A benchmark, not a test: it prints numbers (and needs a CUDA GPU).
 """
 
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from tmics_cli.data.datasets import list_images, read_image
-from tmics_cli.inference import Restorer
+from tmics_cli.inference import Restorer, pick_precision
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import align, load_model
 from tmics_cli.model.align import estimate_flows
@@ -98,9 +98,9 @@ def measure(
             entry["max_abs_diff_vs_fp32"] = round(float((out - reference).abs().max()), 5)
             entry["psnr_y_vs_fp32"] = round(psnr_y(out[0].cpu(), reference[0].cpu()), 2)
         result[name] = entry
-    restorer = Restorer(model, device, torch.bfloat16)
+    restorer = Restorer(model, device, pick_precision("auto", device))
     ms, _ = timed(lambda: restorer.restore(cpu_frames), max(2, runs // 2))
-    result["restore_bf16_ms_per_frame"] = round(ms / batch, 2)
+    result["restore_auto_precision_ms_per_frame"] = round(ms / batch, 2)
     return result
 
 

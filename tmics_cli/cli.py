@@ -166,7 +166,7 @@ def derain(
     ),
     weights: Path | None = typer.Option(None, help="A .safetensors weights file instead of --rain."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto (bf16/fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
+    precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
     batch: int | None = typer.Option(
         None, min=1, help="Windows per model call (default: 8 on GPU, 2 on CPU)."
     ),
