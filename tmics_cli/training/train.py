@@ -388,7 +388,8 @@ class Trainer:
         probe_step = self.step
         for batch in self.loader(dataset, self.step, steps):
             budget = self.cfg.time_budget
-            if name == "stage2" and budget and time.time() - self.started > budget and self.step > 0:
+            overdue = budget and self.world == 1 and time.time() - self.started > budget  # ranks must agree
+            if name == "stage2" and overdue and self.step > 0:
                 # the fusion's lr is constant: ending it when the budget is spent costs no schedule
                 self.cfg.fusion_steps = steps = self.step
                 self.log({"event": "budget", "stage2_steps": steps})
