@@ -129,8 +129,8 @@ def main() -> None:
             result = measure(path, frames, args.runs, args.batch, device)
             report["results"].append(result)
             print(json.dumps(result), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+            if args.json:  # after each result: a run cut short keeps what it measured
+                args.json.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

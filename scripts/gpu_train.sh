@@ -27,6 +27,7 @@ CROP=${CROP:-128}
 LR=${LR:-3e-4}
 DEVICE=${DEVICE:-cuda}
 read -r W_LIGHT W_HEAVY W_PLAIN <<< "${WORKERS:-6 4 6}"
+W_LIGHT=${W_LIGHT:-6} W_HEAVY=${W_HEAVY:-4} W_PLAIN=${W_PLAIN:-6}
 JOBS=${JOBS:-light heavy plain}  # which of the three runs to start
 SPEED=${SPEED:-1}                # 0: skip the speed measurement
 PY=${PYTHON:-python3}
@@ -36,7 +37,10 @@ mkdir -p "$OUT" "$LOGS"
 # everything this script prints also goes to $OUT/progress.txt as it happens: a run cut off by the
 # device tool's limit still brings back how far it got (never pipe this script through `tail`)
 exec > >(tee -a "$OUT/progress.txt") 2>&1
-LIMIT=$(( ${BUDGET%.*} + 240 ))  # only a stuck run is killed (the budget includes validation and saving)
+TEE=$!
+# only a stuck run is killed: the budget includes validation and saving. Give the device tool's timeout_s
+# at least BUDGET + 60 + 100 (the speed measurement) + 20.
+LIMIT=$(( ${BUDGET%.*} + 60 ))
 
 (nvidia-smi || true) > "$LOGS/nvidia-smi.txt" 2>&1
 $PY -c "import torch, cv2, os; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__, 'cpus', os.cpu_count())"
@@ -53,10 +57,11 @@ common=(--size "$SIZE" --steps 100000 --time-budget "$BUDGET" --batch "$BATCH" -
     --threads 1 --keep "$OUT" --no-eval > "$LOGS/plain.txt" 2>&1 &
 
 # progress every 30 s: the newest log line of each run
-( while sleep 30; do
+( while sleep 30 > /dev/null 2>&1; do  # sleep must not hold the tee pipe open
     for f in "$RUNS"/light/log.jsonl "$RUNS"/heavy/log.jsonl; do
       [ -f "$f" ] && echo "$(basename "$(dirname "$f")"): $(tail -n 1 "$f" | cut -c1-220)"
     done
+    [ -f "$LOGS/plain.txt" ] && echo "plain: $(tail -n 1 "$LOGS/plain.txt" | cut -c1-220)"
   done ) &
 MONITOR=$!
 for job in $(jobs -p); do [ "$job" != "$MONITOR" ] && wait "$job"; done
@@ -76,3 +81,5 @@ done
 [ "$SPEED" = 1 ] && timeout 90 $PY benchmarks/gpu_speed.py "${weights[@]}" "${speed_args[@]}" 2>&1 | tee "$LOGS/gpu_speed.txt"
 tar -czf "$OUT/logs.tar.gz" -C "$RUNS" logs
 ls -la "$OUT"
+exec >&- 2>&-  # let tee write the last lines of progress.txt before the job ends
+wait "$TEE"

@@ -128,3 +128,25 @@ def test_dis_flows_in_threads_equal_one_thread(monkeypatch) -> None:
     monkeypatch.setattr(align, "flow_threads", lambda tasks, pixels: 1)
     single = align.estimate_flows(align.DISFlow(), frames)
     assert torch.equal(threaded, single) and threaded.abs().max() > 0.5  # real motion was found
+
+
+class _ThreadsInWorker(torch.utils.data.Dataset):
+    def __len__(self) -> int:
+        return 1
+
+    def __getitem__(self, index: int) -> int:
+        from tmics_cli.model import align
+
+        return align.flow_threads(32, 1920 * 1080)
+
+
+def test_flow_threads_only_on_many_cores_for_large_frames_outside_loader_workers(monkeypatch) -> None:
+    from tmics_cli.model import align
+
+    monkeypatch.setattr(align.os, "cpu_count", lambda: 2)
+    assert align.flow_threads(32, 1920 * 1080) == 1  # DIS already uses both cores
+    monkeypatch.setattr(align.os, "cpu_count", lambda: 16)
+    assert align.flow_threads(32, 1920 * 1080) == 8 and align.flow_threads(4, 1920 * 1080) == 4
+    assert align.flow_threads(32, 320 * 240) == 1
+    loader = torch.utils.data.DataLoader(_ThreadsInWorker(), num_workers=1, batch_size=None)
+    assert list(loader) == [1]

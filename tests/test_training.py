@@ -268,17 +268,54 @@ def test_time_budget_fixes_stage_one_steps_once_and_keeps_them(
     tmp_path: Path, clips: Path, monkeypatch
 ) -> None:
     monkeypatch.setattr("tmics_cli.training.train.BUDGET_PROBE", (1, 3))
-    # a budget already spent when the probe starts: stage 1 stops there, stage 2 after its first step
+    # a budget already spent when the loader is ready: stage 1 stops one measured step later, stage 2
+    # after its first step
     spent = _config(tmp_path, clips, steps=50, time_budget=1e-3, run_dir=str(tmp_path / "spent"))
     Trainer(spent).fit()
     records = [json.loads(line) for line in (tmp_path / "spent" / "log.jsonl").read_text().splitlines()]
-    assert [r["stage1_steps"] for r in records if "stage1_steps" in r] == [1]
-    assert json.loads(read_metadata(spent.output)["steps"]) == {"stage1": 1, "stage2": 1}
+    assert [r["stage1_steps"] for r in records if "stage1_steps" in r] == [2]
+    assert json.loads(read_metadata(spent.output)["steps"]) == {"stage1": 2, "stage2": 1}
     checkpoint = torch.load(tmp_path / "spent" / "checkpoint.pt", weights_only=True)
-    assert checkpoint["budget_steps"] == 1 and checkpoint["stage"] == "stage2" and checkpoint["step"] == 1
+    assert checkpoint["budget_steps"] == 2 and checkpoint["stage"] == "stage2" and checkpoint["step"] == 1
+    # a resumed run keeps the saved count, with or without --time-budget
+    resumed = Trainer(_config(tmp_path, clips, steps=50, run_dir=str(tmp_path / "spent"), resume=True))
+    resumed.load_checkpoint()
+    assert resumed.cfg.steps == 2
     # an ample budget: --steps is the ceiling
     ample = _config(tmp_path, clips, steps=5, time_budget=1e6, run_dir=str(tmp_path / "ample"))
     Trainer(ample).fit()
     records = [json.loads(line) for line in (tmp_path / "ample" / "log.jsonl").read_text().splitlines()]
     assert not [r for r in records if r.get("event") == "budget"]
     assert json.loads(read_metadata(ample.output)["steps"]) == {"stage1": 5, "stage2": 2}
+
+
+def test_time_budget_measures_from_a_tenth_to_a_fifth_and_cuts_only_when_slower(
+    tmp_path: Path, clips: Path, monkeypatch
+) -> None:
+    from tmics_cli.training import train as train_module
+
+    clock = {"now": 0.0}
+    monkeypatch.setattr(train_module.time, "time", lambda: clock["now"])
+    cfg = _config(tmp_path, clips, steps=10_000, fusion_steps=50, workers=0, time_budget=100.0)
+    trainer = Trainer(cfg)
+    trainer.started = 0.0
+    probe_time, probe_step, rate = None, 0, None
+    for step in range(1000):  # 10 steps/s
+        clock["now"], trainer.step = step / 10, step
+        probe_time, probe_step, rate = trainer._probe(probe_time, probe_step, 0.0, 0)
+        if rate is not None:
+            break
+    assert (probe_step, trainer.step, rate) == (100, 200, pytest.approx(10.0))
+    steps = trainer._steps_from_budget(rate)
+    assert steps == 200 + int(((100 - clock["now"]) * train_module.BUDGET_MARGIN - 50 / 10) * 10)
+    assert 850 < steps < 900 and trainer.budget_steps == steps
+    clock["now"], trainer.step = steps / 10, steps  # on schedule: stage 1 runs to its end
+    assert not trainer._stage1_overdue()
+    clock["now"] = 96.0  # slower than measured: 4 s left, stage 2 needs 5
+    assert trainer._stage1_overdue()
+    # under DDP the measurement spans a fixed number of steps, whatever the clock says
+    trainer.world, trainer.step, clock["now"] = 2, 10, 50.0
+    probe_time, probe_step, rate = trainer._probe(None, 0, 0.0, 0)
+    assert (probe_time, probe_step, rate) == (50.0, 10, None)
+    trainer.step, clock["now"] = 210, 70.0
+    assert trainer._probe(probe_time, probe_step, 0.0, 0)[2] == pytest.approx(10.0)

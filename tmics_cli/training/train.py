@@ -259,6 +259,7 @@ class Trainer:
         self.started = time.time()
         self.steps_fixed = cfg.time_budget is None  # stage 1's step count is final
         self.budget_rate: float | None = None  # stage 1 steps/s measured for the time budget
+        self.budget_steps: int | None = None  # stage 1's length as a time budget fixed it
 
     @property
     def data(self) -> tuple[list[Clip], list[Clip], list[Any]]:
@@ -316,7 +317,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "world_size": self.world,
-            "budget_steps": self.cfg.steps if self.cfg.time_budget and self.steps_fixed else None,
+            "budget_steps": self.budget_steps,
         }
         tmp = self.run / (CHECKPOINT_NAME + ".tmp")
         torch.save(state, tmp)
@@ -343,8 +344,9 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.stage, self.step = state["stage"], state["step"]
-        if self.cfg.time_budget and state.get("budget_steps"):
-            self.cfg.steps, self.steps_fixed = state["budget_steps"], True
+        if state.get("budget_steps"):  # a time budget fixed stage 1's length: the schedule depends on it
+            self.budget_steps = self.cfg.steps = state["budget_steps"]
+            self.steps_fixed = True
         return state
 
     def log(self, record: dict[str, Any]) -> None:
@@ -394,6 +396,8 @@ class Trainer:
                 self.cfg.fusion_steps = steps = self.step
                 self.log({"event": "budget", "stage2_steps": steps})
                 self.save_checkpoint()
+                if progress is not None:
+                    progress.update(task, total=steps)
                 break
             if name == "stage1" and budget:
                 if not self.steps_fixed:
@@ -404,16 +408,19 @@ class Trainer:
                             progress.update(task, total=steps)
                 elif self.world == 1 and self.budget_rate and self._stage1_overdue():
                     # slower than measured (other jobs on the machine): end stage 1 here, as the budget says
-                    steps = self.cfg.steps = self.step
+                    steps = self.cfg.steps = self.budget_steps = self.step
                     self.log({"event": "budget", "stage1_cut_at": steps})
                     self.save_checkpoint()
+                    if progress is not None:
+                        progress.update(task, total=steps)
                 if self.step >= steps:
                     break
             frames = batch["frames"].to(self.device, non_blocking=True)
             target = batch["target"].to(self.device, non_blocking=True)
             flows = batch["flows"].to(self.device, non_blocking=True) if "flows" in batch else None
             for group in self.optimizer.param_groups:
-                group["lr"] = cosine_lr(self.step, steps, lr, lr_min)
+                # a time budget holds the lr until it has fixed the step count the cosine runs over
+                group["lr"] = cosine_lr(self.step, steps, lr, lr_min) if self.steps_fixed else lr
             if name == "stage1":
                 self.model.train()
                 out = net(frames, flows, return_all=True)
@@ -464,7 +471,7 @@ class Trainer:
         decide at the same step, so the measurement spans BUDGET_PROBE's steps instead."""
         now, step = time.time(), self.step
         share = (now - self.started) / self.cfg.time_budget
-        ready = step >= BUDGET_PROBE[0] + 2 * self.cfg.workers
+        ready = step - start_step >= BUDGET_PROBE[0] + 2 * self.cfg.workers  # steps run in this process
         if self.world > 1:
             if probe_time is None and ready:
                 return now, step, None
@@ -478,33 +485,36 @@ class Trainer:
             return probe_time, probe_step, None
         if probe_time is not None and step > probe_step:
             return probe_time, probe_step, (step - probe_step) / (now - probe_time)
-        return probe_time, probe_step, (step - start_step) / max(now - start_time, 1e-9) or 1e-9
+        if probe_time is None:  # the budget's first fifth went before the loader was ready
+            return now, step, None
+        return probe_time, probe_step, None  # measure one more step
 
     def _stage1_overdue(self) -> bool:
-        """Whether stage 1 must end now to leave stage 2 its share of the time budget (measured in this
-        process; a resumed run keeps the step count it saved)."""
+        """Whether stage 1 must end now to leave stage 2 its share of the time budget: true only when the
+        run is slower than measured (at the measured speed the planned steps end with 5% of the budget
+        or more to spare; a resumed run keeps the step count it saved)."""
         cfg = self.cfg
-        left = cfg.time_budget * BUDGET_MARGIN - (time.time() - self.started)
-        return left < cfg.fusion_steps / self.budget_rate
+        left = cfg.time_budget - (time.time() - self.started)
+        return left < cfg.fusion_steps / self.budget_rate / BUDGET_MARGIN + 0.02 * cfg.time_budget
 
-    def _steps_from_budget(self, steps_per_s: float | None) -> int:
+    def _steps_from_budget(self, steps_per_s: float) -> int:
         """Stage 1's step count from the time budget and the measured speed (agreed across processes)."""
         cfg = self.cfg
-        steps = self.step
         self.budget_rate = steps_per_s
-        if steps_per_s is not None:
-            left = cfg.time_budget - (time.time() - self.started)
-            stage1_seconds = left * BUDGET_MARGIN - cfg.fusion_steps / steps_per_s
-            steps = min(cfg.steps, max(self.step, self.step + int(stage1_seconds * steps_per_s)))
+        left = cfg.time_budget - (time.time() - self.started)
+        stage1_seconds = left * BUDGET_MARGIN - cfg.fusion_steps / steps_per_s
+        steps = min(cfg.steps, max(self.step, self.step + int(stage1_seconds * steps_per_s)))
         if self.world > 1:
             box = [steps]
             dist.broadcast_object_list(box, src=0)
             steps = box[0]
-        self.steps_fixed = True
+        self.steps_fixed, self.budget_steps = True, steps
         self.log({"event": "budget", "steps_per_s": steps_per_s, "stage1_steps": steps})
         if self.console is not None and self.is_main:
-            rate = f"{steps_per_s:.2f} steps/s" if steps_per_s else "resumed"
-            self.console.print(f"time budget {cfg.time_budget:.0f} s at {rate}: stage 1 runs {steps} steps")
+            self.console.print(
+                f"time budget {cfg.time_budget:.0f} s at {steps_per_s:.2f} steps/s: "
+                f"stage 1 runs {steps} steps"
+            )
         return steps
 
     def flow_stage(self) -> None:
