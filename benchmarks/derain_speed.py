@@ -111,11 +111,12 @@ def main() -> None:
     parser.add_argument("--memory-size", default="160x120")
     parser.add_argument("--case", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--input", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, default=RESULTS, help="results file (updated, not replaced)")
     args = parser.parse_args()
     if args.case:
         print(json.dumps(run_case(args)))
         return
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    results = json.loads(args.json.read_text()) if args.json.exists() else {}
     machine = f"{platform.machine()}, {platform.processor() or 'cpu'}, python {platform.python_version()}"
     with tempfile.TemporaryDirectory() as tmp:
         if args.memory:
@@ -148,9 +149,9 @@ def main() -> None:
                 )
                 key = f"{rain}-{args.size}-{row['device']}-{row['precision']}"
                 results[key] = {**row, "size": args.size, "machine": machine}
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.json}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from tmics_cli.data.datasets import list_images, read_image
+from tmics_cli.data.datasets import list_images, read_image, read_video_frames
 from tmics_cli.inference import Restorer, pick_precision
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import align, load_model
@@ -30,12 +30,10 @@ from tmics_cli.model.align import estimate_flows
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
-def window(folder: Path, width: int, height: int) -> torch.Tensor:
-    """(1, 5, 3, H, W) in [0, 1]: the first five frames of `folder`, resized."""
-    images = [
-        cv2.resize(read_image(p), (width, height), interpolation=cv2.INTER_AREA)
-        for p in list_images(folder)[:5]
-    ]
+def window(clip: Path, width: int, height: int) -> torch.Tensor:
+    """(1, 5, 3, H, W) in [0, 1]: the first five frames of `clip` (a folder of frames or a video), resized."""
+    first = read_video_frames(clip)[:5] if clip.is_file() else [read_image(p) for p in list_images(clip)[:5]]
+    images = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in first]
     arr = np.stack(images).astype(np.float32) / 255
     return torch.from_numpy(arr).permute(0, 3, 1, 2)[None]
 
@@ -109,7 +107,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("weights", nargs="+", type=Path)
-    parser.add_argument("--frames", type=Path, required=True, help="folder of clean frames (>= 5)")
+    parser.add_argument(
+        "--frames", type=Path, required=True, help="clean clip: frame folder or video (>= 5 frames)"
+    )
     parser.add_argument("--sizes", nargs="+", default=["1920x1080", "640x480"])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--batch", type=int, default=1)

@@ -8,7 +8,12 @@
 # then measures the network's GPU speed and bf16/fp16 precision (benchmarks/gpu_speed.py).
 # The CPU renders the rain (loader workers), so the three runs share its 16 cores.
 #
-#   OUT=/tmp/out DATA=.gpu-data BUDGET=390 scripts/gpu_train.sh       # on the GPU machine
+# Prepare here: python tools/pack_gpu_data.py ../shared/data/clean .gpu-data/clean (18 MB of near-lossless
+# H.264) and the PyAV wheel in .whl/ (see the device tool's README), then one call with carry
+# [".gpu-data", ".whl"] and timeout_s 600:
+#   OUT=$OUT BUDGET=400 bash scripts/gpu_train.sh                    # on the GPU machine
+# With PyAV there, rendered rain gets its H.264 share and `benchmarks/derain_speed.py` measures 1080p
+# end to end; without it, rain falls back to JPEG and only the network's speed is measured.
 #   OUT=/tmp/out BUDGET=60 SIZE=tiny DEVICE=cpu WORKERS="1 1 1" scripts/gpu_train.sh   # dry run here
 #
 # Writes under $OUT: tmics-light.safetensors, tmics-heavy.safetensors, plain.pt, gpu_speed.json,
@@ -42,8 +47,14 @@ TEE=$!
 # at least BUDGET + 60 + 100 (the speed measurement) + 20.
 LIMIT=$(( ${BUDGET%.*} + 60 ))
 
+if compgen -G ".whl/*.whl" > /dev/null; then  # wheels carried from the workstation (PyAV)
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="$PYTHONPATH:/tmp/site"
+fi
 (nvidia-smi || true) > "$LOGS/nvidia-smi.txt" 2>&1
 $PY -c "import torch, cv2, os; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), 'cv2', cv2.__version__, 'cpus', os.cpu_count())"
+HAVE_AV=$($PY -c "import av; print(1)" 2>/dev/null || echo 0)
+echo "PyAV: $HAVE_AV"
 
 common=(--size "$SIZE" --steps 100000 --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --lr "$LR"
         --device "$DEVICE" --val-every 1000 --checkpoint-every 500 --fusion-steps 100 --threads 2)
@@ -72,13 +83,18 @@ for run in light heavy; do
 done
 tail -n 3 "$LOGS/plain.txt"
 
-speed_args=(--frames "$DATA/clean/tennis" --runs 5 --json "$OUT/gpu_speed.json" --device "$DEVICE")
+clip="$DATA/clean/tennis"; [ -e "$clip" ] || clip="$DATA/clean/tennis.mp4"
+speed_args=(--frames "$clip" --runs 5 --json "$OUT/gpu_speed.json" --device "$DEVICE")
 [ "$DEVICE" = cpu ] && speed_args+=(--sizes 160x120 --runs 1)
 weights=()
 for w in "$OUT/tmics-light.safetensors" "$OUT/tmics-heavy.safetensors" weights/tmics-light.safetensors; do
   [ -f "$w" ] && weights+=("$w")
 done
 [ "$SPEED" = 1 ] && timeout 90 $PY benchmarks/gpu_speed.py "${weights[@]}" "${speed_args[@]}" 2>&1 | tee "$LOGS/gpu_speed.txt"
+if [ "$SPEED" = 1 ] && [ "$HAVE_AV" = 1 ] && [ "$DEVICE" != cpu ]; then  # end to end: decode, model, encode
+  timeout 100 $PY benchmarks/derain_speed.py --size 1920x1080 --frames 100 --rain light --device "$DEVICE" \
+    --json "$OUT/derain_speed.json" 2>&1 | tee "$LOGS/derain_speed.txt"
+fi
 tar -czf "$OUT/logs.tar.gz" -C "$RUNS" logs
 ls -la "$OUT"
 exec >&- 2>&-  # let tee write the last lines of progress.txt before the job ends
