@@ -319,3 +319,23 @@ def test_time_budget_measures_from_a_tenth_to_a_fifth_and_cuts_only_when_slower(
     assert (probe_time, probe_step, rate) == (50.0, 10, None)
     trainer.step, clock["now"] = 210, 70.0
     assert trainer._probe(probe_time, probe_step, 0.0, 0)[2] == pytest.approx(10.0)
+
+
+def test_stage_two_loader_starts_after_a_validation_in_the_main_process(tmp_path: Path, clips: Path) -> None:
+    # A loader worker forked after OpenCV's thread pool ran in this process (validation computes DIS
+    # flows) used to hang forever at stage 2 (it hung two GPU runs); run in a child with a deadline.
+    script = f"""
+import cv2, numpy as np
+from tmics_cli.training.train import TrainConfig, Trainer
+a = np.random.default_rng(0).integers(0, 255, (240, 320), dtype=np.uint8)
+cv2.DISOpticalFlow_create(2).calc(a, a, None)  # OpenCV's pool is alive in this process
+cfg = TrainConfig(output={str(tmp_path / "w.safetensors")!r}, data=[{str(clips)!r}], holdout=["held"],
+                  size="tiny", steps=2, fusion_steps=2, batch=2, crop=32, workers=1, val_every=1,
+                  val_windows=1, checkpoint_every=1)
+Trainer(cfg).fit()
+print("done")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=Path.cwd()
+    )
+    assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]

@@ -303,7 +303,6 @@ class Trainer:
             num_workers=self.cfg.workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
-            worker_init_fn=_one_cv2_thread,
         )
 
     # --- checkpoints ---------------------------------------------------------------------------------------
@@ -542,6 +541,21 @@ class Trainer:
             self.log({"stage": "flow", **record})
 
     def fit(self, progress: Any = None) -> Path:
+        """Flow stage, stage 1 and stage 2 as far as they are not done yet; writes the weights file.
+
+        OpenCV runs single-threaded meanwhile: the loader's workers are the parallelism, and a worker
+        forked while OpenCV's thread pool is alive (after a validation in this process) hangs in its
+        first multi-threaded OpenCV call or in cv2.setNumThreads."""
+        import cv2
+
+        threads = cv2.getNumThreads()
+        cv2.setNumThreads(1)
+        try:
+            return self._fit(progress)
+        finally:
+            cv2.setNumThreads(threads)
+
+    def _fit(self, progress: Any = None) -> Path:
         cfg = self.cfg
         state = self.load_checkpoint() if cfg.resume else None
         if self.stage == "done":  # written by earlier versions after stage 2
@@ -606,13 +620,6 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return out
-
-
-def _one_cv2_thread(_worker: int) -> None:
-    """Loader workers are the parallelism: keep OpenCV (rain kernels, DIS flow) to one thread in each."""
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 class _RankSlice(Sampler[int]):
