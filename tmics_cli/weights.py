@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "fe593c85805768d6a78298d6ff386c74745a80a6e329788999e9375ace31626e",
-        441_900,
+        "a6b2c05888bdc571a0d4df507f36d001a160785d1cdbb0188b4651cb19a7bb8e",
+        441_916,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
