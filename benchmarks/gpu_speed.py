@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 import torch
 
-from tmics_cli.data.datasets import list_images, read_image, read_video_frames
+from tmics_cli.data.datasets import load_clips
 from tmics_cli.inference import Restorer, pick_precision
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import align, load_model
@@ -32,7 +32,7 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 def window(clip: Path, width: int, height: int) -> torch.Tensor:
     """(1, 5, 3, H, W) in [0, 1]: the first five frames of `clip` (a folder of frames or a video), resized."""
-    first = read_video_frames(clip)[:5] if clip.is_file() else [read_image(p) for p in list_images(clip)[:5]]
+    first = load_clips([clip])[0].frames[:5]
     images = [cv2.resize(f, (width, height), interpolation=cv2.INTER_AREA) for f in first]
     arr = np.stack(images).astype(np.float32) / 255
     return torch.from_numpy(arr).permute(0, 3, 1, 2)[None]

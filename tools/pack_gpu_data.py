@@ -19,9 +19,8 @@ from pathlib import Path
 
 import av
 import numpy as np
-import torch
 
-from tmics_cli.data.datasets import list_images, read_image
+from tmics_cli.data.datasets import list_images, read_image, to_tensor
 from tmics_cli.metrics import psnr_y
 
 
@@ -40,8 +39,8 @@ def pack(folder: Path, output: Path, crf: int) -> tuple[int, float]:
             container.mux(packet)
     with av.open(str(output)) as container:
         decoded = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    to_t = lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255  # noqa: E731
-    psnr = float(np.mean([psnr_y(to_t(d), to_t(f[:h, :w])) for d, f in zip(decoded, frames, strict=True)]))
+    restored, original = to_tensor(decoded), to_tensor([f[:h, :w] for f in frames])
+    psnr = float(np.mean([psnr_y(d, f) for d, f in zip(restored, original, strict=True)]))
     return len(decoded), psnr
 
 
