@@ -18,8 +18,9 @@
 #
 # Writes under $OUT: tmics-light.safetensors, tmics-heavy.safetensors, plain.pt, gpu_speed.json,
 # progress.txt (written as it goes) and logs.tar.gz (console output and log.jsonl of each run, nvidia-smi).
-# Lessons of the first GPU session: the loader's prefetched batches flattered the speed measured for
-# --time-budget (fixed: measured later, and stage 1 now ends when the budget says so), and a `timeout`
+# Lessons of the first GPU session: training hung at stage 2 (a loader worker calling cv2.setNumThreads
+# after a validation; fixed in the trainer), the loader's prefetched batches flattered the speed measured
+# for --time-budget (fixed: measured later, and stage 1 now ends when the budget says so), and a `timeout`
 # kill or a piped `tail` loses everything: let the budget end the runs, keep the tool's limit above it.
 set -u
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -105,7 +105,7 @@ class TrainConfig:
     fp16_weights: bool = True
     threads: int | None = None
     # seconds for the whole run: stage 1 then gets as many steps (at most `steps`) as the measured speed
-    # allows, fixed once after BUDGET_PROBE steps and kept in the checkpoint, so a resumed run agrees
+    # allows, fixed once (see Trainer._probe) and kept in the checkpoint, so a resumed run agrees
     time_budget: float | None = None
 
     def validate(self) -> None:
@@ -257,7 +257,6 @@ class Trainer:
         self._data: tuple[list[Clip], list[Clip], list[Any]] | None = None
         self.last_scores: dict[str, float] | None = None  # held-out scores of the weights as they are now
         self.started = time.time()
-        self.steps_fixed = cfg.time_budget is None  # stage 1's step count is final
         self.budget_rate: float | None = None  # stage 1 steps/s measured for the time budget
         self.budget_steps: int | None = None  # stage 1's length as a time budget fixed it
 
@@ -345,7 +344,6 @@ class Trainer:
         self.stage, self.step = state["stage"], state["step"]
         if state.get("budget_steps"):  # a time budget fixed stage 1's length: the schedule depends on it
             self.budget_steps = self.cfg.steps = state["budget_steps"]
-            self.steps_fixed = True
         return state
 
     def log(self, record: dict[str, Any]) -> None:
@@ -392,11 +390,8 @@ class Trainer:
             overdue = budget and self.world == 1 and time.time() - self.started > budget  # ranks must agree
             if name == "stage2" and overdue and self.step > 0:
                 # the fusion's lr is constant: ending it when the budget is spent costs no schedule
-                self.cfg.fusion_steps = steps = self.step
-                self.log({"event": "budget", "stage2_steps": steps})
+                self.cfg.fusion_steps = steps = self._end_early("stage2_steps", progress, task)
                 self.save_checkpoint()
-                if progress is not None:
-                    progress.update(task, total=steps)
                 break
             if name == "stage1" and budget:
                 if not self.steps_fixed:
@@ -407,11 +402,10 @@ class Trainer:
                             progress.update(task, total=steps)
                 elif self.world == 1 and self.budget_rate and self._stage1_overdue():
                     # slower than measured (other jobs on the machine): end stage 1 here, as the budget says
-                    steps = self.cfg.steps = self.budget_steps = self.step
-                    self.log({"event": "budget", "stage1_cut_at": steps})
+                    steps = self.cfg.steps = self.budget_steps = self._end_early(
+                        "stage1_cut_at", progress, task
+                    )
                     self.save_checkpoint()
-                    if progress is not None:
-                        progress.update(task, total=steps)
                 if self.step >= steps:
                     break
             frames = batch["frames"].to(self.device, non_blocking=True)
@@ -460,6 +454,18 @@ class Trainer:
             if self.step >= steps:
                 break
 
+    @property
+    def steps_fixed(self) -> bool:
+        """Whether stage 1's step count is final (always, unless a time budget has yet to fix it)."""
+        return self.cfg.time_budget is None or self.budget_steps is not None
+
+    def _end_early(self, event: str, progress: Any, task: Any) -> int:
+        """End the running stage at this step for the time budget: logged and shown; returns the step."""
+        self.log({"event": "budget", event: self.step})
+        if progress is not None:
+            progress.update(task, total=self.step)
+        return self.step
+
     def _probe(
         self, probe_time: float | None, probe_step: int, start_time: float, start_step: int
     ) -> tuple[float | None, int, float | None]:
@@ -507,7 +513,7 @@ class Trainer:
             box = [steps]
             dist.broadcast_object_list(box, src=0)
             steps = box[0]
-        self.steps_fixed, self.budget_steps = True, steps
+        self.budget_steps = steps
         self.log({"event": "budget", "steps_per_s": steps_per_s, "stage1_steps": steps})
         if self.console is not None and self.is_main:
             self.console.print(
@@ -543,9 +549,9 @@ class Trainer:
     def fit(self, progress: Any = None) -> Path:
         """Flow stage, stage 1 and stage 2 as far as they are not done yet; writes the weights file.
 
-        OpenCV runs single-threaded meanwhile: the loader's workers are the parallelism, and a worker
-        forked while OpenCV's thread pool is alive (after a validation in this process) hangs in its
-        first multi-threaded OpenCV call or in cv2.setNumThreads."""
+        OpenCV runs single-threaded meanwhile, in this process and in the loader's workers, which inherit
+        it: the workers are the parallelism. (Setting it inside a worker instead hung: a worker forked
+        after OpenCV's thread pool ran here, in a validation, hangs in cv2.setNumThreads.)"""
         import cv2
 
         threads = cv2.getNumThreads()
