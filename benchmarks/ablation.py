@@ -11,6 +11,10 @@ order) and scored like the model card: Y-PSNR / SSIM on fixed synthetic windows 
 
     python benchmarks/ablation.py --data ../shared/data --steps 800 --threads 2
 
+Two knobs for finding where the score goes rather than what TMICS adds: `--scale 1` runs the cells at full
+resolution instead of the size's half resolution, `--rain-styles streaks` trains on one style of rain only,
+`--rain-haze 1` adds the styles' haze (accumulation), which the light preset leaves out.
+
 Training and scoring can run apart (train on a GPU machine without the check sets, score here):
 
     python benchmarks/ablation.py --variants plain --size medium --time-budget 400 --device cuda \
@@ -25,10 +29,12 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from tmics_cli.data.rain import PRESETS as RAIN_PRESETS
 from tmics_cli.model.network import TMICS, TMICSOutput, model_config
 from tmics_cli.training import train as train_module
 from tmics_cli.training.train import TrainConfig, Trainer
@@ -84,16 +90,34 @@ class AblatedTMICS(TMICS):
         return TMICSOutput(fused, dna, cna, lam) if return_all else fused
 
 
+def scale_override(args: argparse.Namespace) -> dict[str, int]:
+    return {} if args.scale is None else {"scale": args.scale}
+
+
+def rain_preset(args: argparse.Namespace) -> str:
+    """The light preset, or (--rain-styles, --rain-haze) a variant of it, registered under its own name so
+    that the loader's worker processes (forked) see it too."""
+    base = RAIN_PRESETS["light"]
+    styles = tuple(args.rain_styles or base.styles)
+    haze = base.haze_scale if args.rain_haze is None else args.rain_haze
+    if (styles, haze) == (base.styles, base.haze_scale):
+        return "light"
+    name = f"light:{'+'.join(styles)}:haze{haze:g}"
+    RAIN_PRESETS[name] = replace(base, styles=styles, haze_scale=haze)
+    return name
+
+
 def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[AblatedTMICS, dict]:
     gars, pair = VARIANTS[name]
 
     def build(cfg: TrainConfig) -> AblatedTMICS:
-        return AblatedTMICS(model_config(cfg.preset, cfg.size), gars=gars, pair=pair)
+        return AblatedTMICS(model_config(cfg.preset, cfg.size, **scale_override(args)), gars=gars, pair=pair)
 
     train_module.build_training_model = build  # the Trainer builds its model through this hook
     cfg = TrainConfig(
         output=str(run / f"{name}.safetensors"),
         preset="light",
+        rain=rain_preset(args),
         size=args.size,
         data=[str(args.data / "clean")],
         steps=args.steps,
@@ -118,6 +142,8 @@ def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[Ablat
         "params": params,
         "steps": cfg.steps,
         "size": args.size,
+        "scale": trainer.model.config.scale,
+        "rain": cfg.rain,
         "device": str(trainer.device),
         "val": trainer.last_scores,
     }
@@ -132,7 +158,9 @@ def load_variant(name: str, args: argparse.Namespace) -> tuple[AblatedTMICS, dic
     """A variant trained earlier with --keep (on another machine, say)."""
     saved = torch.load(args.load / f"{name}.pt", map_location="cpu", weights_only=True)
     gars, pair = VARIANTS[name]
-    model = AblatedTMICS(model_config("light", saved["info"]["size"]), gars=gars, pair=pair)
+    info = saved["info"]
+    config = model_config("light", info["size"], **({"scale": info["scale"]} if "scale" in info else {}))
+    model = AblatedTMICS(config, gars=gars, pair=pair)
     model.load_state_dict(saved["state"])
     return model.eval(), saved["info"]
 
@@ -144,6 +172,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--size", default="small")
+    parser.add_argument("--scale", type=int, default=None, help="override the size's scale (1: full res)")
+    parser.add_argument(
+        "--rain-styles",
+        nargs="+",
+        default=None,
+        choices=["streaks", "fine", "slanted", "dense", "hazy"],
+        help="train on rain of only these styles, at the light preset's densities",
+    )
+    parser.add_argument(
+        "--rain-haze", type=float, default=None, help="scale the styles' haze (the light preset has 0)"
+    )
     parser.add_argument("--steps", type=int, default=800)
     parser.add_argument("--fusion-steps", type=int, default=60)
     parser.add_argument("--batch", type=int, default=8)

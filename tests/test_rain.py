@@ -144,6 +144,22 @@ def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> N
         assert (a.angle, a.layers, a.haze, a.noise) == (b.angle, b.layers, b.haze, b.noise)
 
 
+def test_light_rain_has_no_accumulation_and_heavy_rain_does() -> None:
+    light = [sample_style("light", np.random.default_rng(seed)) for seed in range(30)]
+    heavy = [sample_style("heavy", np.random.default_rng(seed)) for seed in range(30)]
+    assert all(s.haze == 0 for s in light)
+    assert sum(s.haze > 0.05 for s in heavy) >= 10
+    # without haze, no pixel is lifted unless a streak covers it: most of a light-rain frame is untouched
+    frames = _textured(96, 128)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        style = replace(
+            sample_style("light", rng), jpeg_quality=None, h264_crf=None, chroma_420=False, noise=0.0
+        )
+        rainy, clean = add_rain(frames, style, rng)
+        assert np.median(rainy[2] - clean[2]) == 0
+
+
 def test_h264_falls_back_to_jpeg_where_pyav_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
