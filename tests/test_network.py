@@ -132,3 +132,14 @@ def test_named_sizes_and_paper_width() -> None:
     tiny, small = build_model("light", "tiny"), build_model("light", "small")
     count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
     assert count(tiny) < count(small) < count(TMICS(model_config("light", "paper")))
+
+
+@pytest.mark.parametrize(("size", "divisor"), [("small", 2), ("small-full", 1)])
+def test_cells_run_at_the_size_s_resolution(size: str, divisor: int) -> None:
+    model = build_model("light", size).eval()
+    seen = []
+    model.dna.cells[0].register_forward_hook(lambda _m, _i, out: seen.append(tuple(out.shape[-2:])))
+    with torch.no_grad():
+        out = model(torch.rand(1, 5, 3, 24, 34))
+    assert out.shape == (1, 3, 24, 34)
+    assert seen == [(24 // divisor, 34 // divisor)]

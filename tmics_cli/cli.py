@@ -59,7 +59,7 @@ def train(
         None, help="Genotype JSON (from `tmics search`), overriding the preset's."
     ),
     rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
-    size: str = typer.Option("small", help="Named size: tiny, small, medium or paper."),
+    size: str = typer.Option("small", help="Named size: tiny, small, small-full, medium or paper."),
     width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
     flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
     init: Path | None = typer.Option(
