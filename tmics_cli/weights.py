@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "a6b2c05888bdc571a0d4df507f36d001a160785d1cdbb0188b4651cb19a7bb8e",
-        441_916,
+        "3ebbef139f2aaaa99565b5301347d36656bcb89144684f8d95e9577c61368995",
+        441_876,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
