@@ -90,8 +90,9 @@ class AblatedTMICS(TMICS):
         return TMICSOutput(fused, dna, cna, lam) if return_all else fused
 
 
-def scale_override(args: argparse.Namespace) -> dict[str, int]:
-    return {} if args.scale is None else {"scale": args.scale}
+def scale_override(scale: int | None) -> dict[str, int]:
+    """model_config overrides for an optional scale (None: the size's own)."""
+    return {} if scale is None else {"scale": scale}
 
 
 def rain_preset(args: argparse.Namespace) -> str:
@@ -111,7 +112,9 @@ def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[Ablat
     gars, pair = VARIANTS[name]
 
     def build(cfg: TrainConfig) -> AblatedTMICS:
-        return AblatedTMICS(model_config(cfg.preset, cfg.size, **scale_override(args)), gars=gars, pair=pair)
+        return AblatedTMICS(
+            model_config(cfg.preset, cfg.size, **scale_override(args.scale)), gars=gars, pair=pair
+        )
 
     train_module.build_training_model = build  # the Trainer builds its model through this hook
     cfg = TrainConfig(
@@ -159,7 +162,7 @@ def load_variant(name: str, args: argparse.Namespace) -> tuple[AblatedTMICS, dic
     saved = torch.load(args.load / f"{name}.pt", map_location="cpu", weights_only=True)
     gars, pair = VARIANTS[name]
     info = saved["info"]
-    config = model_config("light", info["size"], **({"scale": info["scale"]} if "scale" in info else {}))
+    config = model_config("light", info["size"], **scale_override(info.get("scale")))
     model = AblatedTMICS(config, gars=gars, pair=pair)
     model.load_state_dict(saved["state"])
     return model.eval(), saved["info"]
