@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from tmics_cli.data.datasets import find_paired_videos, read_image, to_tensor
+from tmics_cli.inference import frames_to_uint8
 from tmics_cli.metrics import luma
 from tmics_cli.model import load_model
 from tmics_cli.video.windows import window_indices
@@ -67,17 +68,17 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     _, videos = find_paired_videos(args.data)
+    inputs, truths, windows = [], [], []  # read once, for every weights file
+    for video in videos:
+        frames = [read_image(p) for p in video.rain]
+        rain = to_tensor(frames)  # (T, 3, H, W) in [0, 1]
+        windows += [rain[window_indices(t, len(rain))] for t in range(len(rain))]
+        inputs += frames
+        truths += [read_image(p) for p in video.gt]
     report = {}
     for path in args.weights:
         model = load_model(path).eval()
-        outputs, inputs, truths = [], [], []
-        for video in videos:
-            rain = to_tensor([read_image(p) for p in video.rain])  # (T, 3, H, W) in [0, 1]
-            for t in range(len(rain)):
-                out = model(rain[window_indices(t, len(rain))][None])[0]
-                outputs.append((out.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy())
-            inputs += [read_image(p) for p in video.rain]
-            truths += [read_image(p) for p in video.gt]
+        outputs = [frames_to_uint8(model(w[None]))[0] for w in windows]
         r = report[path.name] = breakdown(outputs, inputs, truths)
         bands = ", ".join(f"{k}: {v:.0%}" for k, v in r["removed"].items())
         print(
