@@ -184,3 +184,23 @@ def test_weights_cache_without_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp
     monkeypatch.setitem(sys.modules, "platformdirs", None)
     assert weights.cache_dir() == tmp_path / "tmics" / "weights"
     assert weights.resolve_weights("light") == weights.bundled_path("light")
+
+
+def test_drizzle_is_sparse_short_and_near_vertical() -> None:
+    """The light preset's nturain_a2-like style: fainter and sparser than the `streaks` style, short,
+    within a few degrees of vertical."""
+    only = {k: replace(PRESETS["light"], styles=(k,)) for k in ("drizzle", "streaks")}
+    coverage = {}
+    for kind, preset in only.items():
+        rng = np.random.default_rng(5)
+        values = []
+        for _ in range(10):
+            style = replace(sample_style(preset, rng), jpeg_quality=None, h264_crf=None, noise=0.0)
+            if kind == "drizzle":
+                assert abs(style.angle) <= 6 and style.haze == 0
+                assert all(layer.length <= 14 and layer.width < 1 for layer in style.layers)
+            rainy, clean = add_rain([np.full((128, 128, 3), 0.3, np.float32)], style, rng)
+            values.append(rain_coverage(rainy[0], clean[0]))
+        coverage[kind] = float(np.mean(values))
+    assert 0.005 < coverage["drizzle"] < 0.7 * coverage["streaks"]
+    assert "drizzle" in PRESETS["light"].styles and "drizzle" not in PRESETS["heavy"].styles

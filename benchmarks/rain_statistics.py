@@ -1,0 +1,161 @@
+"""What rain looks like, in numbers: real rain beside the renderer's presets, style by style.
+
+The rain layer is rainy minus clean on luma (Y of the MATLAB protocol, 16..235). For a paired set the clean
+frame is its ground truth; for a preset it is the clean clip the rain was rendered over (both compressed
+alike, as in training). Per set it prints
+    >10        share of pixels the rain brightened by more than 10 levels
+    amp p50/p90  median and 90th percentile of the rain's amplitude on those pixels (levels)
+    <-10       share of pixels darkened by more than 10 levels (compression ringing, haze, dimming)
+    vert       share of the strong rain gradients that belong to streaks within 8 degrees of vertical
+    dev        median deviation of those gradients' streak direction from vertical (degrees)
+    len / wid  median length and width of the streaks (connected regions above 10 levels, their second
+               moments; width 1 is one-pixel-thin)
+    streaks/kpx  streak count per 1,000 pixels
+
+    python benchmarks/rain_statistics.py --data ../shared/data --presets light heavy
+
+Matching these is how the renderer is tuned against real rain; nturain_a2 is looked at, never trained on,
+and no setting is chosen by a network's score on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tmics_cli.data.datasets import find_paired_videos, read_image
+from tmics_cli.data.rain import PRESETS, RainPreset, add_rain, sample_style
+
+
+def luma(frame: np.ndarray) -> np.ndarray:
+    """(H, W, 3) RGB in [0, 1] -> (H, W) Y in 16..235."""
+    return 16 + frame @ np.array([65.481, 128.553, 24.966], np.float32)
+
+
+def streak_geometry(rain_y: np.ndarray) -> tuple[list[float], list[float]]:
+    """Lengths and widths (pixels) of the connected regions the rain brightened by more than 10 levels."""
+    mask = (rain_y > 10).astype(np.uint8)
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
+    lengths, widths = [], []
+    ys, xs = np.nonzero(labels)
+    ids = labels[ys, xs]
+    for i in range(1, count):
+        if stats[i, cv2.CC_STAT_AREA] < 3:
+            continue
+        sel = ids == i
+        cov = np.cov(np.stack([xs[sel], ys[sel]]).astype(np.float64))
+        small, large = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0))
+        # a uniform segment of length L has standard deviation L / sqrt(12)
+        lengths.append(float(large * np.sqrt(12)))
+        widths.append(float(max(small * np.sqrt(12), 1.0)))
+    return lengths, widths
+
+
+def orientation(rain_y: np.ndarray) -> np.ndarray:
+    """Deviation from vertical (degrees) of the streaks at the strongest 5% of the rain's gradients."""
+    gy, gx = np.gradient(rain_y)
+    mag = np.hypot(gx, gy)
+    strong = mag > np.percentile(mag, 95)
+    grad = np.degrees(np.arctan2(gy[strong], gx[strong]))
+    return np.abs(((grad + 90) % 180) - 90)  # a horizontal gradient is a vertical streak: 0
+
+
+def statistics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
+    """pairs: (rainy, clean) frames (H, W, 3) RGB float in [0, 1]."""
+    rains = [luma(r) - luma(c) for r, c in pairs]
+    flat = np.concatenate([r.ravel() for r in rains])
+    big = flat[flat > 10]
+    dev = np.concatenate([orientation(r) for r in rains])
+    lengths, widths = [], []
+    for r in rains:
+        ln, wd = streak_geometry(r)
+        lengths += ln
+        widths += wd
+    return {
+        "share10": float((flat > 10).mean()),
+        "amp50": float(np.percentile(big, 50)) if big.size else 0.0,
+        "amp90": float(np.percentile(big, 90)) if big.size else 0.0,
+        "neg10": float((flat < -10).mean()),
+        "vert8": float((dev < 8).mean()),
+        "dev": float(np.median(dev)),
+        "length": float(np.median(lengths)) if lengths else 0.0,
+        "width": float(np.median(widths)) if widths else 0.0,
+        "streaks_per_kpx": 1000 * len(lengths) / flat.size,
+    }
+
+
+def paired_set(root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    _, videos = find_paired_videos(root)
+    return [
+        (read_image(r).astype(np.float32) / 255, read_image(g).astype(np.float32) / 255)
+        for v in videos
+        for r, g in zip(v.rain, v.gt, strict=True)
+    ]
+
+
+def rendered_set(
+    clip: Path, preset: RainPreset, clips: int, frames: int, seed: int
+) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """`clips` rainy clips of `frames` frames from one clean clip, one style each: a list of clips."""
+    files = sorted(p for p in clip.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    clean = [read_image(p).astype(np.float32) / 255 for p in files[:frames]]
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(clips):
+        rainy, target = add_rain(clean, sample_style(preset, rng), rng)
+        out.append(list(zip(rainy, target, strict=True)))
+    return out
+
+
+COLUMNS = (
+    ("share10", ">10", "{:6.3f}"),
+    ("amp50", "amp p50", "{:7.1f}"),
+    ("amp90", "amp p90", "{:7.1f}"),
+    ("neg10", "<-10", "{:6.3f}"),
+    ("vert", "vert", "{:5.2f}"),
+    ("dev", "dev", "{:5.1f}"),
+    ("length", "len", "{:5.1f}"),
+    ("width", "wid", "{:4.1f}"),
+    ("streaks_per_kpx", "streaks/kpx", "{:11.2f}"),
+)
+
+
+def print_row(name: str, s: dict[str, float]) -> None:
+    s = {**s, "vert": s["vert8"]}
+    print(f"{name:<28}" + " ".join(fmt.format(s[key]) for key, _, fmt in COLUMNS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=Path("../shared/data"))
+    parser.add_argument("--presets", nargs="*", default=["light"], choices=list(PRESETS))
+    parser.add_argument("--clip", default="walk", help="clean clip under DATA/clean to render over")
+    parser.add_argument("--clips", type=int, default=8, help="rendered clips per style")
+    parser.add_argument("--frames", type=int, default=3, help="frames per rendered clip")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--styles", nargs="*", help="only these styles of each preset")
+    args = parser.parse_args()
+    print(f"{'set':<28}" + " ".join(f"{title:>{len(fmt.format(0.0))}}" for _, title, fmt in COLUMNS))
+    a2 = args.data / "nturain_a2"
+    if a2.is_dir():
+        print_row("nturain_a2 (real)", statistics(paired_set(a2)))
+    for name in args.presets:
+        preset = PRESETS[name]
+        everything = []
+        for style in args.styles or preset.styles:
+            one = replace(preset, styles=(style,))
+            clips = rendered_set(args.data / "clean" / args.clip, one, args.clips, args.frames, args.seed)
+            pairs = [p for c in clips for p in c]
+            everything += pairs
+            print_row(f"{name}: {style}", statistics(pairs))
+        print_row(f"{name}: all styles", statistics(everything))
+
+
+if __name__ == "__main__":
+    main()
