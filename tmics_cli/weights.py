@@ -36,7 +36,7 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "3ebbef139f2aaaa99565b5301347d36656bcb89144684f8d95e9577c61368995",
+        "1078ae30719f37670891891830749a278b4af6913470e65ffe94437c7e8c1e06",
         441_876,
         HUB_REPO,
         "main",
