@@ -11,6 +11,8 @@ alike, as in training). Per set it prints
     len / wid  median length and width of the streaks (connected regions above 10 levels, their second
                moments; width 1 is one-pixel-thin)
     streaks/kpx  streak count per 1,000 pixels
+and then, because how visible rain is depends on what lies behind it and clips differ in brightness, the
+rain by the clean frame's luma (five bands): the share of pixels above 10 levels and the mean rain.
 
     python benchmarks/rain_statistics.py --data ../shared/data --presets light heavy
 
@@ -88,6 +90,24 @@ def statistics(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
     }
 
 
+LUMA_BANDS = ((16, 60), (60, 100), (100, 140), (140, 180), (180, 236))
+
+
+def by_background(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[float, float, float]]:
+    """Per band of the clean frame's luma: (share of the frame's pixels in the band, share of the band's
+    pixels the rain lifted by more than 10 levels, the band's mean rain in levels)."""
+    ys = np.concatenate([luma(c).ravel() for _, c in pairs])
+    rain = np.concatenate([(luma(r) - luma(c)).ravel() for r, c in pairs])
+    out = []
+    for lo, hi in LUMA_BANDS:
+        band = (ys >= lo) & (ys < hi)
+        if not band.any():
+            out.append((0.0, 0.0, 0.0))
+            continue
+        out.append((float(band.mean()), float((rain[band] > 10).mean()), float(rain[band].mean())))
+    return out
+
+
 def paired_set(root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
     _, videos = find_paired_videos(root)
     return [
@@ -129,6 +149,11 @@ def print_row(name: str, s: dict[str, float]) -> None:
     print(f"{name:<28}" + " ".join(fmt.format(s[key]) for key, _, fmt in COLUMNS))
 
 
+def print_bands(name: str, bands: list[tuple[float, float, float]]) -> None:
+    cells = [f"{share:4.0%} {above:5.1%} {mean:5.1f}" for share, above, mean in bands]
+    print(f"{name:<28}" + "   ".join(cells))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -142,9 +167,11 @@ def main() -> None:
     parser.add_argument("--styles", nargs="*", help="only these styles of each preset")
     args = parser.parse_args()
     print(f"{'set':<28}" + " ".join(f"{title:>{len(fmt.format(0.0))}}" for _, title, fmt in COLUMNS))
+    sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
     a2 = args.data / "nturain_a2"
     if a2.is_dir():
-        print_row("nturain_a2 (real)", statistics(paired_set(a2)))
+        sets["nturain_a2 (real)"] = paired_set(a2)
+        print_row("nturain_a2 (real)", statistics(sets["nturain_a2 (real)"]))
     for name in args.presets:
         preset = PRESETS[name]
         everything = []
@@ -153,8 +180,14 @@ def main() -> None:
             clips = rendered_set(args.data / "clean" / args.clip, one, args.clips, args.frames, args.seed)
             pairs = [p for c in clips for p in c]
             everything += pairs
+            sets[f"{name}: {style}"] = pairs
             print_row(f"{name}: {style}", statistics(pairs))
+        sets[f"{name}: all styles"] = everything
         print_row(f"{name}: all styles", statistics(everything))
+    print("\nby the clean frame's luma: share of the frame, share above 10 levels, mean rain (levels)")
+    print(f"{'set':<28}" + "   ".join(f"{f'{lo}-{hi}':<16}" for lo, hi in LUMA_BANDS))
+    for name, pairs in sets.items():
+        print_bands(name, by_background(pairs))
 
 
 if __name__ == "__main__":

@@ -187,7 +187,7 @@ def test_weights_cache_without_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp
 
 
 def test_drizzle_is_sparse_short_and_near_vertical() -> None:
-    """The light preset's nturain_a2-like style: fainter and sparser than the `streaks` style, short,
+    """The light preset's drizzle style: fainter and sparser than the `streaks` style, short,
     within a few degrees of vertical."""
     only = {k: replace(PRESETS["light"], styles=(k,)) for k in ("drizzle", "streaks")}
     coverage = {}

@@ -17,9 +17,9 @@ chroma) or the whole clip through H.264 (libx264 via PyAV, at a random CRF). The
 compression, so a network learns to remove rain, not compression.
 
 Presets: `light` (sparse streaks without accumulation, RainSynLight25-like, with a `drizzle` style drawn to
-match nturain_a2's rain: `benchmarks/rain_statistics.py` compares them) and `heavy` (dense, varied,
-hazy: RainSynComplex25 / NTURain-like, with slanted, fine, dense and hazy styles mixed). Everything is
-reachable through `RainStyle` fields, and everything is deterministic under a seed.
+match nturain_a2's whole-frame rain statistics: `benchmarks/rain_statistics.py` compares them) and
+`heavy` (dense, varied, hazy: RainSynComplex25 / NTURain-like, with slanted, fine, dense and hazy styles
+mixed). Everything is reachable through `RainStyle` fields, and everything is deterministic under a seed.
 
     python -m tmics_cli.data.rain --preview preview.png --clip ../shared/data/clean/walk --preset heavy
 """
@@ -237,7 +237,8 @@ PRESETS: dict[str, RainPreset] = {
     # Light rain has no visible accumulation: RainSynLight25 has none, and neither has nturain_a2 (the median
     # of its rain minus ground truth is 0 levels, 8% of pixels above 10). With haze, the light preset's fine
     # and slanted clips had 22% and 38% of pixels above 10 levels; without it, 8% and 14%. Drizzle (added
-    # for the eighth tmics-light round) has a2's streak length, width, amplitude and count.
+    # for the eighth tmics-light round) has a2's whole-frame streak length, width, amplitude and count;
+    # over a2's dark and middle backgrounds its rain is denser (benchmarks/rain_statistics.py, by luma).
     "light": RainPreset(
         styles=("streaks", "drizzle", "fine", "slanted"),
         density_scale=(0.25, 0.8),
@@ -264,7 +265,7 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
             RainLayer(0.003 * d, u(14, 30), u(0.0, 0.7), u(0.35, 0.7)),
         ]
         haze, dim = 0.0, 1.0
-    elif kind == "drizzle":  # nturain_a2-like: sparse, short, one-pixel-thin, near-vertical, faint
+    elif kind == "drizzle":  # a2-like streak shapes: sparse, short, one-pixel-thin, near-vertical, faint
         angle, spread = u(-6, 6), u(1, 3)
         layers = [
             RainLayer(0.005 * d, u(4, 9), u(0.2, 0.7), u(0.2, 0.45)),
