@@ -9,7 +9,9 @@ Sets (each scored per frame, averaged):
   synthetic-light-hazy  the same with the light preset's styles at their haze (the light preset before it
                    dropped accumulation; the model card's synthetic-light set until then)
   synthetic-heavy  the same with the heavy preset
-  synthetic-drizzle  the same with the light preset's drizzle style alone (short, faint, near-vertical)
+  synthetic-drizzle  the same with the drizzle style alone (short, faint, near-vertical)
+  synthetic-dense-drizzle  the same with the dense-drizzle style alone (drizzle matched to nturain_a2 by
+                   background luma)
 The synthetic sets' presets are frozen here (CARD_PRESETS), so the sets stay the same when a preset changes.
 Methods: the rainy input, the 5-frame temporal median of the DIS-aligned frames, and for each weights file
 the fused output (TMICS) and the DNA alone (the paper's TMICS_S).
@@ -37,7 +39,7 @@ from tmics_cli.video.windows import window_indices
 # The synthetic sets are frozen: the presets as they were when the model card's numbers began, so that a
 # change to a preset changes what is trained on, never the yardstick. `card-light-hazy` is the light preset
 # before it dropped accumulation (same random draws, so the same windows); `card-drizzle` is the light
-# preset's drizzle style alone (added after 0.1.0), the rain most like nturain_a2's.
+# preset's drizzle style alone (added after 0.1.0); `card-dense-drizzle` the style that replaced it.
 _CARD_LIGHT = RainPreset(
     styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8), h264_probability=0.3, haze_scale=0.0
 )
@@ -48,6 +50,7 @@ CARD_PRESETS = {
         styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8), h264_probability=0.3
     ),
     "card-drizzle": replace(_CARD_LIGHT, styles=("drizzle",)),
+    "card-dense-drizzle": replace(_CARD_LIGHT, styles=("dense-drizzle",)),
 }
 for _name, _preset in CARD_PRESETS.items():
     PRESETS.setdefault(_name, _preset)
@@ -125,12 +128,14 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = {w.stem: load_model(w) for w in args.weights}
+    walk = args.data / "clean" / "walk"
     sets = {
         "nturain_a2": nturain_a2(args.data / "nturain_a2"),
         "synthetic-light": synthetic(args.data / "clean" / "walk", "card-light", args.windows),
         "synthetic-light-hazy": synthetic(args.data / "clean" / "walk", "card-light-hazy", args.windows),
         "synthetic-heavy": synthetic(args.data / "clean" / "walk", "card-heavy", args.windows),
         "synthetic-drizzle": synthetic(args.data / "clean" / "walk", "card-drizzle", args.windows),
+        "synthetic-dense-drizzle": synthetic(walk, "card-dense-drizzle", args.windows),
     }
     report = {}
     for set_name, (windows, targets) in sets.items():

@@ -157,7 +157,7 @@ def test_light_rain_has_no_accumulation_and_heavy_rain_does() -> None:
             sample_style("light", rng), jpeg_quality=None, h264_crf=None, chroma_420=False, noise=0.0
         )
         rainy, clean = add_rain(frames, style, rng)
-        assert np.median(rainy[2] - clean[2]) == 0
+        assert np.median(rainy[2] - clean[2]) < 0.5 / 255  # untouched once quantised to 8 bits
 
 
 def test_h264_falls_back_to_jpeg_where_pyav_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,4 +203,39 @@ def test_drizzle_is_sparse_short_and_near_vertical() -> None:
             values.append(rain_coverage(rainy[0], clean[0]))
         coverage[kind] = float(np.mean(values))
     assert 0.005 < coverage["drizzle"] < 0.7 * coverage["streaks"]
-    assert "drizzle" in PRESETS["light"].styles and "drizzle" not in PRESETS["heavy"].styles
+
+
+def test_blend_gamma_fades_rain_faster_over_bright_backgrounds() -> None:
+    dark, bright = np.full((64, 64, 3), 0.1, np.float32), np.full((64, 64, 3), 0.8, np.float32)
+    ratio = {}
+    for gamma in (1.0, 2.0):
+        style = RainStyle(layers=(RainLayer(0.01, 10, 0.0, 0.6),), jpeg_quality=None, blend_gamma=gamma)
+        lifts = []
+        for scene in (dark, bright):  # the same seed: the same streaks over both
+            rainy, clean = add_rain([scene], style, 3)
+            lifts.append(float((rainy[0] - clean[0]).sum()))
+        ratio[gamma] = lifts[0] / lifts[1]
+    assert ratio[1.0] == pytest.approx(0.9 / 0.2, rel=1e-3)  # the screen blend: (1 - 0.1) / (1 - 0.8)
+    assert ratio[2.0] == pytest.approx((0.9 / 0.2) ** 2, rel=1e-3)
+
+
+def test_light_preset_draws_dense_drizzle_matched_by_background() -> None:
+    """dense-drizzle: drizzle's streak shapes, denser, fading as (1 - B)^2 over bright backgrounds."""
+    assert "dense-drizzle" in PRESETS["light"].styles and "dense-drizzle" not in PRESETS["heavy"].styles
+    only = {k: replace(PRESETS["light"], styles=(k,)) for k in ("drizzle", "dense-drizzle")}
+    scene = np.full((96, 128, 3), 0.15, np.float32)
+    scene[:, 64:] = 0.7
+    dark, bright = {}, {}
+    for kind, preset in only.items():
+        rng = np.random.default_rng(2)
+        d, b = [], []
+        for _ in range(8):
+            style = replace(sample_style(preset, rng), jpeg_quality=None, h264_crf=None, noise=0.0)
+            assert style.blend_gamma == (2.0 if kind == "dense-drizzle" else 1.0)
+            rainy, clean = add_rain([scene], style, rng)
+            diff = (rainy[0] - clean[0]).mean(-1)
+            d.append(diff[:, :60].mean())
+            b.append(diff[:, 68:].mean())
+        dark[kind], bright[kind] = float(np.mean(d)), float(np.mean(b))
+    assert dark["dense-drizzle"] > 2 * dark["drizzle"]  # much more rain behind dark objects
+    assert dark["dense-drizzle"] / bright["dense-drizzle"] > 1.5 * dark["drizzle"] / bright["drizzle"]
