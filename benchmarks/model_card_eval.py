@@ -131,10 +131,10 @@ def main() -> None:
     walk = args.data / "clean" / "walk"
     sets = {
         "nturain_a2": nturain_a2(args.data / "nturain_a2"),
-        "synthetic-light": synthetic(args.data / "clean" / "walk", "card-light", args.windows),
-        "synthetic-light-hazy": synthetic(args.data / "clean" / "walk", "card-light-hazy", args.windows),
-        "synthetic-heavy": synthetic(args.data / "clean" / "walk", "card-heavy", args.windows),
-        "synthetic-drizzle": synthetic(args.data / "clean" / "walk", "card-drizzle", args.windows),
+        "synthetic-light": synthetic(walk, "card-light", args.windows),
+        "synthetic-light-hazy": synthetic(walk, "card-light-hazy", args.windows),
+        "synthetic-heavy": synthetic(walk, "card-heavy", args.windows),
+        "synthetic-drizzle": synthetic(walk, "card-drizzle", args.windows),
         "synthetic-dense-drizzle": synthetic(walk, "card-dense-drizzle", args.windows),
     }
     report = {}

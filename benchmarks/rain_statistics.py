@@ -31,11 +31,12 @@ import numpy as np
 
 from tmics_cli.data.datasets import find_paired_videos, read_image
 from tmics_cli.data.rain import PRESETS, RainPreset, add_rain, sample_style
+from tmics_cli.metrics import luma as metrics_luma
 
 
 def luma(frame: np.ndarray) -> np.ndarray:
-    """(H, W, 3) RGB in [0, 1] -> (H, W) Y in 16..235."""
-    return 16 + frame @ np.array([65.481, 128.553, 24.966], np.float32)
+    """(H, W, 3) RGB in [0, 1] -> (H, W) Y in 16..235, the metrics' own formula."""
+    return metrics_luma(frame).numpy()
 
 
 def streak_geometry(rain_y: np.ndarray) -> tuple[list[float], list[float]]:
