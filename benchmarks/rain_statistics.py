@@ -29,7 +29,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tmics_cli.data.datasets import find_paired_videos, read_image
+from tmics_cli.data.datasets import find_paired_videos, list_images, read_image
 from tmics_cli.data.rain import PRESETS, RainPreset, add_rain, sample_style
 from tmics_cli.metrics import luma as metrics_luma
 
@@ -122,8 +122,7 @@ def rendered_set(
     clip: Path, preset: RainPreset, clips: int, frames: int, seed: int
 ) -> list[list[tuple[np.ndarray, np.ndarray]]]:
     """`clips` rainy clips of `frames` frames from one clean clip, one style each: a list of clips."""
-    files = sorted(p for p in clip.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    clean = [read_image(p).astype(np.float32) / 255 for p in files[:frames]]
+    clean = [read_image(p).astype(np.float32) / 255 for p in list_images(clip)[:frames]]
     rng = np.random.default_rng(seed)
     out = []
     for _ in range(clips):
