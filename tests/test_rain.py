@@ -144,6 +144,24 @@ def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> N
         assert (a.angle, a.layers, a.haze, a.noise) == (b.angle, b.layers, b.haze, b.noise)
 
 
+def _dark_ringing(style: RainStyle) -> float:
+    """Share of pixels that rain and compression leave over 10 levels below the compressed clean frame."""
+    rainy, clean = add_rain(_textured(96, 128), replace(style, noise=0.0), 3)
+    return float(np.mean([(r - c < -10 / 255).mean() for r, c in zip(rainy, clean, strict=True)]))
+
+
+def test_light_preset_h264_rings_no_more_than_its_jpeg() -> None:
+    light = PRESETS["light"]
+    styles = [sample_style(light, np.random.default_rng(seed)) for seed in range(60)]
+    crfs = {s.h264_crf for s in styles if s.h264_crf is not None}
+    assert crfs and all(light.h264_crf[0] <= c <= light.h264_crf[1] for c in crfs)
+    streaks = (RainLayer(0.01, 10, 0.5, 0.6),)
+    worst_jpeg = _dark_ringing(RainStyle(layers=streaks, jpeg_quality=light.jpeg_quality[0]))
+    worst_h264 = _dark_ringing(RainStyle(layers=streaks, jpeg_quality=None, h264_crf=light.h264_crf[1]))
+    old_worst_h264 = _dark_ringing(RainStyle(layers=streaks, jpeg_quality=None, h264_crf=32))
+    assert worst_h264 <= 1.5 * worst_jpeg < old_worst_h264
+
+
 def test_light_rain_has_no_accumulation_and_heavy_rain_does() -> None:
     light = [sample_style("light", np.random.default_rng(seed)) for seed in range(30)]
     heavy = [sample_style("heavy", np.random.default_rng(seed)) for seed in range(30)]
