@@ -12,7 +12,17 @@ alike, as in training). Per set it prints
                moments; width 1 is one-pixel-thin)
     streaks/kpx  streak count per 1,000 pixels
 and then, because how visible rain is depends on what lies behind it and clips differ in brightness, the
-rain by the clean frame's luma (five bands): the share of pixels above 10 levels and the mean rain.
+rain by the clean frame's luma (five bands): the share of pixels above 10 levels and the mean rain; and
+last, the rain over time, clip by clip:
+    lag1       correlation of the rain layers of consecutive frames, unshifted
+    fall       the downward shift (pixels) at which that correlation peaks, and the peak: drops that stay
+               in view from frame to frame show up as a peak some pixels down
+    kept       per band of rain amplitude (10-20, 20-40, 40-80, above 80 levels): the share of rain pixels
+               that a neighbouring frame, warped onto them by DIS flow of the clean frames, covers with at
+               least half their rain; there the "rain moves, the scene stays" cue fails
+
+`--clip` also takes a folder of clean frames, e.g. a paired set's ground truth, to render over the very
+backgrounds of a real set.
 
     python benchmarks/rain_statistics.py --data ../shared/data --presets light heavy
 
@@ -43,19 +53,28 @@ def streak_geometry(rain_y: np.ndarray) -> tuple[list[float], list[float]]:
     """Lengths and widths (pixels) of the connected regions the rain brightened by more than 10 levels."""
     mask = (rain_y > 10).astype(np.uint8)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
-    lengths, widths = [], []
     ys, xs = np.nonzero(labels)
     ids = labels[ys, xs]
-    for i in range(1, count):
-        if stats[i, cv2.CC_STAT_AREA] < 3:
-            continue
-        sel = ids == i
-        cov = np.cov(np.stack([xs[sel], ys[sel]]).astype(np.float64))
-        small, large = np.sqrt(np.maximum(np.linalg.eigvalsh(cov), 0))
-        # a uniform segment of length L has standard deviation L / sqrt(12)
-        lengths.append(float(large * np.sqrt(12)))
-        widths.append(float(max(small * np.sqrt(12), 1.0)))
-    return lengths, widths
+    x, y = xs.astype(np.float64), ys.astype(np.float64)
+    n = np.bincount(ids, minlength=count).astype(np.float64)
+    keep = np.nonzero(stats[:, cv2.CC_STAT_AREA] >= 3)[0]
+    keep = keep[keep > 0]
+    if keep.size == 0:
+        return [], []
+
+    def moment(values: np.ndarray) -> np.ndarray:
+        return np.bincount(ids, weights=values, minlength=count)[keep]
+
+    k = n[keep]
+    mx, my = moment(x) / k, moment(y) / k
+    # each region's sample covariance of its pixels' (x, y), as np.cov (ddof 1)
+    cxx = (moment(x * x) - k * mx * mx) / (k - 1)
+    cyy = (moment(y * y) - k * my * my) / (k - 1)
+    cxy = (moment(x * y) - k * mx * my) / (k - 1)
+    eig = np.linalg.eigvalsh(np.stack([np.stack([cxx, cxy], -1), np.stack([cxy, cyy], -1)], -2))
+    small, large = np.sqrt(np.maximum(eig, 0)).T
+    # a uniform segment of length L has standard deviation L / sqrt(12)
+    return list(large * np.sqrt(12)), list(np.maximum(small * np.sqrt(12), 1.0))
 
 
 def orientation(rain_y: np.ndarray) -> np.ndarray:
@@ -144,6 +163,52 @@ COLUMNS = (
 )
 
 
+AMPLITUDE_BANDS = ((10, 20), (20, 40), (40, 80), (80, 256))
+MAX_FALL = 40
+
+
+def over_time(clip: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, object]:
+    """Rain over time in one clip of (rainy, clean) frames in order: see the module's docstring."""
+    rains = [np.clip(luma(r) - luma(c), 0, None) for r, c in clip]
+    shifts = range(MAX_FALL + 1)
+    corr = np.zeros(len(shifts))
+    for a, b in zip(rains, rains[1:], strict=False):
+        for dy in shifts:  # frame t+1's rain dy pixels below frame t's
+            x, y = a[: a.shape[0] - dy], b[dy:]
+            corr[dy] += np.corrcoef(x.ravel(), y.ravel())[0, 1]
+    corr /= max(len(rains) - 1, 1)
+    fall = int(np.argmax(corr))
+    grays = [np.clip(luma(c), 0, 255).astype(np.uint8) for _, c in clip]
+    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+    h, w = grays[0].shape
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    counts = np.zeros((len(AMPLITUDE_BANDS), 2))
+    for t in range(1, len(rains) - 1):
+        neighbour = np.zeros((h, w), np.float32)
+        for s in (t - 1, t + 1):
+            flow = dis.calc(grays[t], grays[s], None)
+            warped = cv2.remap(
+                rains[s].astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR
+            )
+            neighbour = np.maximum(neighbour, warped)
+        for i, (lo, hi) in enumerate(AMPLITUDE_BANDS):
+            rain = (rains[t] > lo) & (rains[t] <= hi)
+            counts[i] += rain.sum(), (neighbour[rain] > 0.5 * rains[t][rain]).sum()
+    return {"lag1": float(corr[0]), "fall": fall, "fall_corr": float(corr[fall]), "kept": counts}
+
+
+def print_over_time(name: str, clips: list[list[tuple[np.ndarray, np.ndarray]]]) -> None:
+    stats = [over_time(c) for c in clips if len(c) >= 3]
+    if not stats:
+        return
+    kept = sum(s["kept"] for s in stats)
+    shares = " ".join(f"{k / max(n, 1):6.2f}" for n, k in kept)
+    falls = np.median([s["fall"] for s in stats])
+    lag1 = np.mean([s["lag1"] for s in stats])
+    peak = np.mean([s["fall_corr"] for s in stats])
+    print(f"{name:<28}{lag1:6.3f} {falls:5.0f} px {peak:6.3f}   {shares}")
+
+
 def print_row(name: str, s: dict[str, float]) -> None:
     s = {**s, "vert": s["vert8"]}
     print(f"{name:<28}" + " ".join(fmt.format(s[key]) for key, _, fmt in COLUMNS))
@@ -160,7 +225,11 @@ def main() -> None:
     )
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--presets", nargs="*", default=["light"], choices=list(PRESETS))
-    parser.add_argument("--clip", default="walk", help="clean clip under DATA/clean to render over")
+    parser.add_argument(
+        "--clip",
+        default="walk",
+        help="clean clip under DATA/clean, or a folder of clean frames, to render over",
+    )
     parser.add_argument("--clips", type=int, default=8, help="rendered clips per style")
     parser.add_argument("--frames", type=int, default=3, help="frames per rendered clip")
     parser.add_argument("--seed", type=int, default=0)
@@ -168,19 +237,23 @@ def main() -> None:
     args = parser.parse_args()
     print(f"{'set':<28}" + " ".join(f"{title:>{len(fmt.format(0.0))}}" for _, title, fmt in COLUMNS))
     sets: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    clips_of: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
     a2 = args.data / "nturain_a2"
     if a2.is_dir():
         sets["nturain_a2 (real)"] = paired_set(a2)
+        clips_of["nturain_a2 (real)"] = [sets["nturain_a2 (real)"]]
         print_row("nturain_a2 (real)", statistics(sets["nturain_a2 (real)"]))
+    over = Path(args.clip) if Path(args.clip).is_dir() else args.data / "clean" / args.clip
     for name in args.presets:
         preset = PRESETS[name]
         everything = []
         for style in args.styles or preset.styles:
             one = replace(preset, styles=(style,))
-            clips = rendered_set(args.data / "clean" / args.clip, one, args.clips, args.frames, args.seed)
+            clips = rendered_set(over, one, args.clips, args.frames, args.seed)
             pairs = [p for c in clips for p in c]
             everything += pairs
             sets[f"{name}: {style}"] = pairs
+            clips_of[f"{name}: {style}"] = clips
             print_row(f"{name}: {style}", statistics(pairs))
         sets[f"{name}: all styles"] = everything
         print_row(f"{name}: all styles", statistics(everything))
@@ -188,6 +261,13 @@ def main() -> None:
     print(f"{'set':<28}" + "   ".join(f"{f'{lo}-{hi}':<16}" for lo, hi in LUMA_BANDS))
     for name, pairs in sets.items():
         print_bands(name, by_background(pairs))
+    print("\nover time: lag-1 correlation, fall and its correlation, kept by a neighbour per amplitude band")
+    print(
+        f"{'set':<28}{'lag1':>6} {'fall':>8} {'peak':>6}   "
+        + " ".join(f"{f'{lo}-{hi}' if hi < 256 else f'{lo}+':>6}" for lo, hi in AMPLITUDE_BANDS)
+    )
+    for name, clips in clips_of.items():
+        print_over_time(name, clips)
 
 
 if __name__ == "__main__":
