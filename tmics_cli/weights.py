@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "1078ae30719f37670891891830749a278b4af6913470e65ffe94437c7e8c1e06",
-        441_876,
+        "c89bc22ef3e51c6f23ce9579b5b6f763d643675e6323ba1eed6aacdea11b436d",
+        441_900,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
