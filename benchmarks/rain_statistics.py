@@ -18,8 +18,9 @@ last, the rain over time, clip by clip:
     fall       the downward shift (pixels) at which that correlation peaks, and the peak: drops that stay
                in view from frame to frame show up as a peak some pixels down
     kept       per band of rain amplitude (10-20, 20-40, 40-80, above 80 levels): the share of rain pixels
-               that a neighbouring frame, warped onto them by DIS flow of the clean frames, covers with at
-               least half their rain; there the "rain moves, the scene stays" cue fails
+               that a neighbouring frame, warped onto them as the network aligns frames (DIS flow, here of
+               the clean frames), covers with at least half their rain; there the "rain moves, the scene
+               stays" cue fails
 
 `--clip` also takes a folder of clean frames, e.g. a paired set's ground truth, to render over the very
 backgrounds of a real set.
@@ -38,10 +39,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 
 from tmics_cli.data.datasets import find_paired_videos, list_images, read_image
 from tmics_cli.data.rain import PRESETS, RainPreset, add_rain, sample_style
 from tmics_cli.metrics import luma as metrics_luma
+from tmics_cli.model.align import DISFlow, backward_warp
 
 
 def luma(frame: np.ndarray) -> np.ndarray:
@@ -178,19 +181,13 @@ def over_time(clip: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, object]:
             corr[dy] += np.corrcoef(x.ravel(), y.ravel())[0, 1]
     corr /= max(len(rains) - 1, 1)
     fall = int(np.argmax(corr))
-    grays = [np.clip(luma(c), 0, 255).astype(np.uint8) for _, c in clip]
-    dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    h, w = grays[0].shape
-    gy, gx = np.mgrid[0:h, 0:w].astype(np.float32)
+    clean = torch.stack([torch.from_numpy(c).permute(2, 0, 1) for _, c in clip])  # (T, 3, H, W)
+    flow_of = DISFlow("medium")  # the network's own alignment, on the clean frames
     counts = np.zeros((len(AMPLITUDE_BANDS), 2))
     for t in range(1, len(rains) - 1):
-        neighbour = np.zeros((h, w), np.float32)
-        for s in (t - 1, t + 1):
-            flow = dis.calc(grays[t], grays[s], None)
-            warped = cv2.remap(
-                rains[s].astype(np.float32), gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR
-            )
-            neighbour = np.maximum(neighbour, warped)
+        flows = flow_of(clean[t][None], clean[[t - 1, t + 1]][None])[0]  # (2, 2, H, W)
+        around = torch.from_numpy(np.stack([rains[t - 1], rains[t + 1]]))[:, None]
+        neighbour = backward_warp(around, flows)[0].amax(0)[0].numpy()
         for i, (lo, hi) in enumerate(AMPLITUDE_BANDS):
             rain = (rains[t] > lo) & (rains[t] <= hi)
             counts[i] += rain.sum(), (neighbour[rain] > 0.5 * rains[t][rain]).sum()
