@@ -131,12 +131,15 @@ def by_background(pairs: list[tuple[np.ndarray, np.ndarray]]) -> list[tuple[floa
     return out
 
 
-def paired_set(root: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+def paired_set(root: Path) -> list[list[tuple[np.ndarray, np.ndarray]]]:
+    """A paired set's (rainy, ground truth) frames, one list per video, in order."""
     _, videos = find_paired_videos(root)
     return [
-        (read_image(r).astype(np.float32) / 255, read_image(g).astype(np.float32) / 255)
+        [
+            (read_image(r).astype(np.float32) / 255, read_image(g).astype(np.float32) / 255)
+            for r, g in zip(v.rain, v.gt, strict=True)
+        ]
         for v in videos
-        for r, g in zip(v.rain, v.gt, strict=True)
     ]
 
 
@@ -237,8 +240,8 @@ def main() -> None:
     clips_of: dict[str, list[list[tuple[np.ndarray, np.ndarray]]]] = {}
     a2 = args.data / "nturain_a2"
     if a2.is_dir():
-        sets["nturain_a2 (real)"] = paired_set(a2)
-        clips_of["nturain_a2 (real)"] = [sets["nturain_a2 (real)"]]
+        clips_of["nturain_a2 (real)"] = paired_set(a2)  # over time, video by video
+        sets["nturain_a2 (real)"] = [p for clip in clips_of["nturain_a2 (real)"] for p in clip]
         print_row("nturain_a2 (real)", statistics(sets["nturain_a2 (real)"]))
     over = Path(args.clip) if Path(args.clip).is_dir() else args.data / "clean" / args.clip
     for name in args.presets:
