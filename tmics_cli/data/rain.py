@@ -16,8 +16,9 @@ footage in the wild is: mild noise, then either per-frame JPEG at a random quali
 chroma) or the whole clip through H.264 (libx264 via PyAV, at a random CRF). The clean target gets the same
 compression, so a network learns to remove rain, not compression.
 
-Presets: `light` (sparse streaks without accumulation, RainSynLight25-like, with a `drizzle` style drawn to
-match nturain_a2's whole-frame rain statistics: `benchmarks/rain_statistics.py` compares them) and
+Presets: `light` (sparse streaks without accumulation, RainSynLight25-like, with `drizzle` and
+`dense-drizzle` styles drawn to match nturain_a2's rain statistics, over whole frames and band by band of
+background luma: `benchmarks/rain_statistics.py` compares them) and
 `heavy` (dense, varied, hazy: RainSynComplex25 / NTURain-like, with slanted, fine, dense and hazy styles
 mixed). Everything is reachable through `RainStyle` fields, and everything is deterministic under a seed.
 
