@@ -12,6 +12,8 @@ Sets (each scored per frame, averaged):
   synthetic-drizzle  the same with the drizzle style alone (short, faint, near-vertical)
   synthetic-dense-drizzle  the same with the dense-drizzle style alone (drizzle matched to nturain_a2 by
                    background luma)
+  synthetic-near   the synthetic-light clips and styles with a near-camera layer added to every clip
+                   (sparse, long, wide, soft drops, as nturain_a2 shows)
 The synthetic sets' presets are frozen here (CARD_PRESETS), so the sets stay the same when a preset changes.
 Methods: the rainy input, the 5-frame temporal median of the DIS-aligned frames, and for each weights file
 the fused output (TMICS) and the DNA alone (the paper's TMICS_S).
@@ -39,7 +41,8 @@ from tmics_cli.video.windows import window_indices
 # The synthetic sets are frozen: the presets as they were when the model card's numbers began, so that a
 # change to a preset changes what is trained on, never the yardstick. `card-light-hazy` is the light preset
 # before it dropped accumulation (same random draws, so the same windows); `card-drizzle` is the light
-# preset's drizzle style alone (added after 0.1.0); `card-dense-drizzle` the style that replaced it.
+# preset's drizzle style alone (added after 0.1.0); `card-dense-drizzle` the style that replaced it;
+# `card-near` the card-light clips and styles with a near-camera layer in every clip (wide, long, soft drops).
 _CARD_LIGHT = RainPreset(
     styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8), h264_probability=0.3, haze_scale=0.0
 )
@@ -51,6 +54,7 @@ CARD_PRESETS = {
     ),
     "card-drizzle": replace(_CARD_LIGHT, styles=("drizzle",)),
     "card-dense-drizzle": replace(_CARD_LIGHT, styles=("dense-drizzle",)),
+    "card-near": replace(_CARD_LIGHT, near_probability=1.0),
 }
 for _name, _preset in CARD_PRESETS.items():
     PRESETS.setdefault(_name, _preset)
@@ -136,6 +140,7 @@ def main() -> None:
         "synthetic-heavy": synthetic(walk, "card-heavy", args.windows),
         "synthetic-drizzle": synthetic(walk, "card-drizzle", args.windows),
         "synthetic-dense-drizzle": synthetic(walk, "card-dense-drizzle", args.windows),
+        "synthetic-near": synthetic(walk, "card-near", args.windows),
     }
     report = {}
     for set_name, (windows, targets) in sets.items():

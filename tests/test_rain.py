@@ -144,6 +144,29 @@ def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> N
         assert (a.angle, a.layers, a.haze, a.noise) == (b.angle, b.layers, b.haze, b.noise)
 
 
+def test_near_camera_layer_is_long_wide_and_leaves_the_rest_of_the_style_alone() -> None:
+    light = PRESETS["light"]
+    without = replace(light, near_probability=0.0)
+    styles = [sample_style(light, np.random.default_rng(seed)) for seed in range(80)]
+    plain = [sample_style(without, np.random.default_rng(seed)) for seed in range(80)]
+    with_near = [s for s, q in zip(styles, plain, strict=True) if len(s.layers) > len(q.layers)]
+    assert 20 < len(with_near) < 60  # about half the clips, as the preset says
+    for s, q in zip(styles, plain, strict=True):  # the near draw leaves every other draw as it was
+        assert s.layers[: len(q.layers)] == q.layers
+        assert replace(s, layers=()) == replace(q, layers=())
+    widest_other = max(layer.width for q in plain for layer in q.layers)
+    for s in with_near:
+        near = s.layers[-1]
+        assert near.width > widest_other * 0.85 and near.length >= light.near_length[0]
+    # rendered, the near layer adds bright pixels in bars several pixels wide
+    style = replace(with_near[0], layers=with_near[0].layers[-1:], jpeg_quality=None, h264_crf=None)
+    rainy, clean = add_rain([np.full((240, 320, 3), 0.2, np.float32)] * 2, replace(style, noise=0.0), 1)
+    lifted = (rainy[0] - clean[0]).mean(-1) > 10 / 255
+    assert lifted.any()
+    widths = lifted.sum(1)[lifted.any(1)]  # lifted pixels per row, where a row has any
+    assert np.median(widths) >= 2
+
+
 def _dark_ringing(style: RainStyle) -> float:
     """Share of pixels that rain and compression leave over 10 levels below the compressed clean frame."""
     rainy, clean = add_rain(_textured(96, 128), replace(style, noise=0.0), 3)
@@ -207,7 +230,7 @@ def test_weights_cache_without_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp
 def test_drizzle_is_sparse_short_and_near_vertical() -> None:
     """The light preset's drizzle style: fainter and sparser than the `streaks` style, short,
     within a few degrees of vertical."""
-    only = {k: replace(PRESETS["light"], styles=(k,)) for k in ("drizzle", "streaks")}
+    only = {k: replace(PRESETS["light"], styles=(k,), near_probability=0.0) for k in ("drizzle", "streaks")}
     coverage = {}
     for kind, preset in only.items():
         rng = np.random.default_rng(5)

@@ -18,7 +18,8 @@ compression, so a network learns to remove rain, not compression.
 
 Presets: `light` (sparse streaks without accumulation, RainSynLight25-like, with `drizzle` and
 `dense-drizzle` styles drawn to match nturain_a2's rain statistics, over whole frames and band by band of
-background luma: `benchmarks/rain_statistics.py` compares them) and
+background luma: `benchmarks/rain_statistics.py` compares them; half its clips add a near-camera layer of
+sparse, long, wide, soft drops) and
 `heavy` (dense, varied, hazy: RainSynComplex25 / NTURain-like, with slanted, fine, dense and hazy styles
 mixed). Everything is reachable through `RainStyle` fields, and everything is deterministic under a seed.
 
@@ -238,6 +239,15 @@ class RainPreset:
     h264_probability: float = 0.0  # share of clips compressed with H.264 (instead of JPEG)
     h264_crf: tuple[int, int] = (18, 32)
     haze_scale: float = 1.0  # multiplies each style's haze (accumulation); 0: streaks only
+    # share of clips that also get a near-camera layer: drops close to the lens, out of focus and falling
+    # fast, so sparse, long, wide, soft and bright (nturain_a2 shows 3-5 such bars per frame, 50-110 px
+    # long and 4-10 px wide at 640x480, up to 160 levels bright, and they hold much of what the
+    # eleventh tmics-light round left there; no other style draws streaks wider than sigma 1 px)
+    near_probability: float = 0.0
+    near_density: tuple[float, float] = (1e-5, 4e-5)  # streak seeds per pixel: 3-12 per 640x480 frame
+    near_length: tuple[float, float] = (60.0, 140.0)
+    near_width: tuple[float, float] = (0.9, 2.2)  # Gaussian sigma across, pixels
+    near_opacity: tuple[float, float] = (0.25, 0.6)
 
 
 PRESETS: dict[str, RainPreset] = {
@@ -257,6 +267,7 @@ PRESETS: dict[str, RainPreset] = {
         # JPEG's range (from the tenth tmics-light round).
         h264_crf=(14, 23),
         haze_scale=0.0,
+        near_probability=0.5,  # from the twelfth tmics-light round
     ),
     "heavy": RainPreset(
         styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8), h264_probability=0.3
@@ -337,6 +348,12 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
         codec_rng = rng.spawn(1)[0]
         if codec_rng.random() < p.h264_probability:
             crf, quality = int(codec_rng.integers(p.h264_crf[0], p.h264_crf[1] + 1)), None
+    if p.near_probability > 0:  # its own spawned child too, so the rest of the style stays as without it
+        near_rng = rng.spawn(1)[0]
+        if near_rng.random() < p.near_probability:
+            v = near_rng.uniform
+            near = RainLayer(v(*p.near_density), v(*p.near_length), v(*p.near_width), v(*p.near_opacity))
+            layers.append(replace(near, length=near.length * scale, width=near.width * scale))
     return RainStyle(
         angle=float(angle),
         angle_spread=float(spread),
