@@ -36,7 +36,7 @@ from tmics_cli.model import load_model
 from tmics_cli.video.windows import window_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_eval import CARD_PRESETS, quantize, synthetic  # noqa: E402
+from model_card_eval import CARD_PRESETS, synthetic  # noqa: E402
 
 BANDS = ((10, 20), (20, 40), (40, 80), (80, 255))
 
@@ -133,7 +133,7 @@ def card_set(
 ) -> tuple[list[torch.Tensor], list[np.ndarray], list[np.ndarray]]:
     """One of the model card's frozen synthetic sets: windows, rainy centre frames and targets (uint8)."""
     windows, targets = synthetic(data / "clean" / "walk", name, count)
-    inputs = [quantize(w[2]).permute(1, 2, 0).numpy() for w in windows]
+    inputs = list(frames_to_uint8(torch.stack([w[2] for w in windows])))
     return windows, inputs, [t.numpy() for t in targets]
 
 

@@ -334,7 +334,6 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
             RainLayer(0.004 * d, u(10, 22), u(0.0, 0.8), u(0.2, 0.4)),
         ]
         haze, dim = u(0.2, 0.45), u(0.75, 0.95)
-    layers = [replace(layer, length=layer.length * scale, width=layer.width * scale) for layer in layers]
     haze *= p.haze_scale
     quality = (
         None
@@ -353,7 +352,8 @@ def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: floa
         if near_rng.random() < p.near_probability:
             v = near_rng.uniform
             near = RainLayer(v(*p.near_density), v(*p.near_length), v(*p.near_width), v(*p.near_opacity))
-            layers.append(replace(near, length=near.length * scale, width=near.width * scale))
+            layers.append(near)
+    layers = [replace(layer, length=layer.length * scale, width=layer.width * scale) for layer in layers]
     return RainStyle(
         angle=float(angle),
         angle_spread=float(spread),
