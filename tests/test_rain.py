@@ -145,7 +145,7 @@ def test_presets_mix_h264_and_jpeg_without_changing_the_rest_of_the_style() -> N
 
 
 def test_near_camera_layer_is_long_wide_and_leaves_the_rest_of_the_style_alone() -> None:
-    light = PRESETS["light"]
+    light = replace(PRESETS["light"], haze_probability=0.0)  # its spawned generator follows the near one's
     without = replace(light, near_probability=0.0)
     styles = [sample_style(light, np.random.default_rng(seed)) for seed in range(80)]
     plain = [sample_style(without, np.random.default_rng(seed)) for seed in range(80)]
@@ -185,17 +185,29 @@ def test_light_preset_h264_rings_no_more_than_its_jpeg() -> None:
     assert worst_h264 <= 1.5 * worst_jpeg < old_worst_h264
 
 
-def test_light_rain_has_no_accumulation_and_heavy_rain_does() -> None:
-    light = [sample_style("light", np.random.default_rng(seed)) for seed in range(30)]
+def test_light_rain_has_little_accumulation_and_heavy_rain_much() -> None:
+    preset = PRESETS["light"]
+    no_haze = replace(preset, haze_probability=0.0)
+    light = [sample_style(preset, np.random.default_rng(seed)) for seed in range(200)]
     heavy = [sample_style("heavy", np.random.default_rng(seed)) for seed in range(30)]
-    assert all(s.haze == 0 for s in light)
+    hazy = [seed for seed, s in enumerate(light) if s.haze > 0]
+    assert 0.15 * len(light) < len(hazy) < 0.35 * len(light)  # about a quarter of the clips
+    assert all(light[seed].haze <= preset.haze_range[1] for seed in hazy)
+    # whatever the style (a clip's style is its generator's first draw), even those with no haze of their own
+    kinds = {preset.styles[np.random.default_rng(seed).integers(len(preset.styles))] for seed in hazy}
+    assert {"streaks", "drizzle", "dense-drizzle"} <= kinds
     assert sum(s.haze > 0.05 for s in heavy) >= 10
+    # the haze draw has its own generator: every other draw of a clip is what it is without it
+    for seed in range(40):
+        with_haze = sample_style(preset, np.random.default_rng(seed))
+        without = sample_style(no_haze, np.random.default_rng(seed))
+        assert without.haze == 0 and replace(with_haze, haze=0.0) == without
     # without haze, no pixel is lifted unless a streak covers it: most of a light-rain frame is untouched
     frames = _textured(96, 128)
     for seed in range(5):
         rng = np.random.default_rng(seed)
         style = replace(
-            sample_style("light", rng), jpeg_quality=None, h264_crf=None, chroma_420=False, noise=0.0
+            sample_style(no_haze, rng), jpeg_quality=None, h264_crf=None, chroma_420=False, noise=0.0
         )
         rainy, clean = add_rain(frames, style, rng)
         assert np.median(rainy[2] - clean[2]) < 0.5 / 255  # untouched once quantised to 8 bits
@@ -230,7 +242,8 @@ def test_weights_cache_without_platformdirs(monkeypatch: pytest.MonkeyPatch, tmp
 def test_drizzle_is_sparse_short_and_near_vertical() -> None:
     """The light preset's drizzle style: fainter and sparser than the `streaks` style, short,
     within a few degrees of vertical."""
-    only = {k: replace(PRESETS["light"], styles=(k,), near_probability=0.0) for k in ("drizzle", "streaks")}
+    light = replace(PRESETS["light"], near_probability=0.0, haze_probability=0.0)
+    only = {k: replace(light, styles=(k,)) for k in ("drizzle", "streaks")}
     coverage = {}
     for kind, preset in only.items():
         rng = np.random.default_rng(5)
