@@ -116,3 +116,21 @@ def test_files_that_are_not_tmics_weights(tmp_path: Path) -> None:
 def test_reserved_metadata_keys_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="reserved"):
         save_model(build_model("light", "tiny"), tmp_path / "m.safetensors", metadata={"config": "x"})
+
+
+def test_average_models_is_the_mean_and_refuses_other_networks(tmp_path: Path) -> None:
+    from tmics_cli.model import average_models
+
+    a, b = _trained_like("light"), _trained_like("light")
+    paths = [save_model(m, tmp_path / f"{n}.safetensors") for n, m in (("a", a), ("b", b))]
+    soup = average_models(paths)
+    sa, sb, ss = a.state_dict(), b.state_dict(), soup.state_dict()
+    assert any(not torch.equal(sa[k], sb[k]) for k in sa if sa[k].is_floating_point())
+    for k, v in ss.items():
+        if v.is_floating_point():
+            assert torch.allclose(v, (sa[k] + sb[k]) / 2, atol=1e-6), k
+    with torch.no_grad():  # and it runs
+        assert soup(textured_frames(1, 5, 20, 26)).shape == (1, 3, 20, 26)
+    other = save_model(_trained_like("heavy"), tmp_path / "c.safetensors")
+    with pytest.raises(WeightsError, match="another network"):
+        average_models([paths[0], other])

@@ -22,7 +22,7 @@ from .genotypes import (
     genotype_from_architecture,
     get_genotype,
 )
-from .io import WeightsError, load_model, read_metadata, save_model
+from .io import WeightsError, average_models, load_model, read_metadata, save_model
 from .network import SIZES, TMICS, ModelConfig, RestorationNetwork, TMICSOutput, build_model, model_config
 from .ops import OPERATION_NAMES, OPERATIONS, build_operation
 
@@ -50,6 +50,7 @@ __all__ = [
     "TemporalGroupingAlign",
     "WeightsError",
     "align_frames",
+    "average_models",
     "backward_warp",
     "build_model",
     "build_operation",

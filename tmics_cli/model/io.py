@@ -133,3 +133,22 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
     state = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(state)
     return model.to(device).eval()
+
+
+def average_models(paths: list[str | os.PathLike[str]]) -> TMICS:
+    """The uniform average of the parameters and BatchNorm statistics of weights files of one network (a
+    "model soup": e.g. rounds fine-tuned one from another). Integer tensors (BN step counts) are taken from
+    the first file. Files describing different networks raise WeightsError."""
+    if not paths:
+        raise ValueError("no weights files to average")
+    models = [load_model(p) for p in paths]
+    for path, model in zip(paths[1:], models[1:], strict=True):
+        if model.config != models[0].config:
+            raise WeightsError(f"{path} describes another network than {paths[0]}; only one network averages")
+    states = [m.state_dict() for m in models]
+    averaged = {
+        k: torch.stack([s[k] for s in states]).mean(0) if v.is_floating_point() else v
+        for k, v in states[0].items()
+    }
+    models[0].load_state_dict(averaged)
+    return models[0]
