@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "c89bc22ef3e51c6f23ce9579b5b6f763d643675e6323ba1eed6aacdea11b436d",
-        441_900,
+        "16f412715e59881cdb324d1a45c570310f4263691193d8acf3ce1120ddd9de71",
+        442_316,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",

@@ -29,10 +29,11 @@ def main() -> None:
     per_run = {"format", "config", "dtype", "heldout_scores", "steps", "command"}
     extra = {k: v for k, v in metas[0].items() if k not in per_run}
     sources = [
-        {"file": p.name, "steps": m.get("steps"), "command": m.get("command")}
+        {"file": p.name, "steps": json.loads(m.get("steps", "null")), "command": m.get("command")}
         for p, m in zip(args.weights, metas, strict=True)
     ]
     extra["averaged_from"] = json.dumps(sources)
+    extra["trained_by"] = f"{extra.get('trained_by', 'unknown')}, averaged by tools/average_weights.py"
     save_model(model, args.output, dtype=STORAGE_DTYPES[metas[0]["dtype"]], metadata=extra)
     print(f"wrote {args.output}: the mean of {len(args.weights)} files")
 
