@@ -53,6 +53,21 @@ def test_losses() -> None:
     )
 
 
+def test_l1_weight_reaches_the_training_loss(tmp_path: Path, clips: Path) -> None:
+    def first_loss(rho: float, name: str) -> float:
+        cfg = _config(tmp_path / name, clips, steps=1, fusion_steps=0, l1_weight=rho)
+        Path(cfg.output).parent.mkdir()
+        Trainer(cfg).fit()
+        log = [json.loads(line) for line in (cfg.run_path / "log.jsonl").read_text().splitlines()]
+        return next(r["loss"] for r in log if r.get("stage") == "stage1")
+
+    # same seed, same batch, same start: only the L1 term's weight differs (two networks, DNA and CNA)
+    without, heavy = first_loss(0.0, "a"), first_loss(20.0, "b")
+    assert heavy > without + 1e-3
+    with pytest.raises(ValueError, match="L1 weight"):
+        _config(tmp_path, clips, l1_weight=-1.0).validate()
+
+
 def test_one_optimiser_step_lowers_the_loss_on_a_fixed_batch(tmp_path: Path, clips: Path) -> None:
     trainer = Trainer(_config(tmp_path, clips))
     dataset, _ = trainer.datasets()

@@ -75,6 +75,9 @@ def train(
     fusion_lr: float = typer.Option(
         1e-3, help="Stage 2 learning rate (the paper: 1e-6, too small for a fresh AAS)."
     ),
+    l1_weight: float = typer.Option(
+        0.75, min=0, help="Weight of the L1 term beside -SSIM in the loss (the paper's rho, Eq. 6)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, min=0, help="Data loader worker processes."),
     seed: int = typer.Option(0, help="Seed for weights and data."),
@@ -120,6 +123,7 @@ def train(
         crop=crop,
         lr=lr,
         fusion_lr=fusion_lr,
+        l1_weight=l1_weight,
         device=device,
         workers=workers,
         seed=seed,

@@ -46,7 +46,7 @@ from ..model.genotypes import GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
 from .flow import train_flow
-from .losses import restoration_loss
+from .losses import RHO, restoration_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
 # What a resumed run must share with the checkpoint: the network and the data stream. Step counts and
@@ -94,6 +94,7 @@ class TrainConfig:
     fusion_lr: float = (
         1e-3  # the paper says 1e-6; measured: a fresh AAS does not move at 1e-6 (weights/README.md)
     )
+    l1_weight: float = RHO  # rho of Eq. 6, the L1 term's weight beside -SSIM
     device: str = "auto"
     workers: int = 2
     seed: int = 0
@@ -118,6 +119,8 @@ class TrainConfig:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
         if self.flow is not None and self.flow not in FLOW_ESTIMATORS:
             raise ValueError(f"unknown flow estimator {self.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
+        if self.l1_weight < 0:
+            raise ValueError("the L1 weight must be zero or positive")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError("the time budget must be a positive number of seconds")
         out = Path(self.output)
@@ -417,11 +420,12 @@ class Trainer:
             if name == "stage1":
                 self.model.train()
                 out = net(frames, flows, return_all=True)
-                loss = restoration_loss(out.dna, target) + restoration_loss(out.cna, target)
+                rho = self.cfg.l1_weight
+                loss = restoration_loss(out.dna, target, rho) + restoration_loss(out.cna, target, rho)
             else:  # stage 2: the rest is frozen, BN statistics included
                 self.model.eval()
                 out = net(frames, flows, return_all=True)
-                loss = restoration_loss(out.derained, target)
+                loss = restoration_loss(out.derained, target, self.cfg.l1_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
