@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "16f412715e59881cdb324d1a45c570310f4263691193d8acf3ce1120ddd9de71",
-        442_316,
+        "b8ee258f8c65444918dfa683f49896eb9effc7757cad3975e19762195109f8aa",
+        441_932,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
