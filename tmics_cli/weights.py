@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "b8ee258f8c65444918dfa683f49896eb9effc7757cad3975e19762195109f8aa",
-        441_932,
+        "f54941425574b0bcaabca3cd8f4d34e0d780197a0b50125f1337031c7200489a",
+        442_332,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
