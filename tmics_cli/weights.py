@@ -36,8 +36,8 @@ REGISTRY: dict[str, RegisteredWeights] = {
     "light": RegisteredWeights(
         "light",
         "tmics-light.safetensors",
-        "f54941425574b0bcaabca3cd8f4d34e0d780197a0b50125f1337031c7200489a",
-        442_332,
+        "19c78c8d1d075314b821c0caa9a95d06d8a5976e3948b1d5f45715a33fc1311b",
+        441_916,
         HUB_REPO,
         "main",
         "paper's light cell + OFM, width 16; the default (best measured on all rain)",
