@@ -58,12 +58,12 @@ $PY -c "import torch, cv2, os; print('torch', torch.__version__, 'cuda', torch.c
 HAVE_AV=$($PY -c "import av; print(1)" 2>/dev/null || echo 0)
 echo "PyAV: $HAVE_AV"
 
-common=(--size "$SIZE" --steps 100000 --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --lr "$LR"
+common=(--size "$SIZE" --l1-weight "$L1_WEIGHT" --steps 100000 --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --lr "$LR"
         --device "$DEVICE" --val-every 1000 --checkpoint-every 500 --fusion-steps 100 --threads 2)
 [[ $JOBS == *light* ]] && timeout "$LIMIT" $PY -m tmics_cli train -o "$OUT/tmics-light.safetensors" --data "$DATA/clean" --preset light \
-    --l1-weight "$L1_WEIGHT" "${common[@]}" --workers "$W_LIGHT" --run-dir "$RUNS/light" > "$LOGS/light.txt" 2>&1 &
+    "${common[@]}" --workers "$W_LIGHT" --run-dir "$RUNS/light" > "$LOGS/light.txt" 2>&1 &
 [[ $JOBS == *heavy* ]] && timeout "$LIMIT" $PY -m tmics_cli train -o "$OUT/tmics-heavy.safetensors" --data "$DATA/clean" --preset heavy \
-    --genotype weights/heavy-ofm.genotype.json --l1-weight "$L1_WEIGHT" "${common[@]}" --workers "$W_HEAVY" --run-dir "$RUNS/heavy" \
+    --genotype weights/heavy-ofm.genotype.json "${common[@]}" --workers "$W_HEAVY" --run-dir "$RUNS/heavy" \
     > "$LOGS/heavy.txt" 2>&1 &
 [[ $JOBS == *plain* ]] && timeout "$LIMIT" $PY benchmarks/ablation.py --variants plain --data "$DATA" --size "$SIZE" --steps 100000 \
     --time-budget "$BUDGET" --batch "$BATCH" --crop "$CROP" --workers "$W_PLAIN" --device "$DEVICE" \
