@@ -9,6 +9,7 @@ from tmics_cli.model import (
     AttentionAveraging,
     AuxiliaryRainStreaks,
     build_model,
+    change_scale,
     model_config,
 )
 from tmics_cli.model.gars import default_streak_bank
@@ -143,3 +144,34 @@ def test_cells_run_at_the_size_s_resolution(size: str, divisor: int) -> None:
         out = model(torch.rand(1, 5, 3, 24, 34))
     assert out.shape == (1, 3, 24, 34)
     assert seen == [(24 // divisor, 34 // divisor)]
+
+
+@pytest.mark.parametrize(("old", "new"), [(2, 1), (4, 2)])
+def test_change_scale_keeps_the_response_to_a_periodic_input(old: int, new: int) -> None:
+    torch.manual_seed(0)
+    model = build_model("light", "tiny", scale=old).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    rescaled = change_scale(model, new).eval()
+    assert rescaled.config.scale == new and rescaled.config.width == model.config.width
+    # an input of period `new`: each head sees one value at all its positions, so away from the borders the
+    # cells see a flat input (global pools see the borders, as 1/size)
+    size, k = 256, old // new
+    features = torch.rand(1, model.config.width, new, new).repeat(1, 1, size // new, size // new)
+    centre = torch.rand(1, 3, new, new).repeat(1, 1, size // new, size // new)
+    with torch.no_grad():
+        before, after = model.dna(features, centre), rescaled.dna(features, centre)  # (1, 3, size, size)
+
+    def per_subpixel(x: torch.Tensor) -> torch.Tensor:  # mean per new sub-pixel over an old block
+        return x.reshape(1, 3, size // old, k, new, size // old, k, new).mean((3, 6))
+
+    mid = size // old // 2
+    window = (slice(None), slice(None), slice(mid - 2, mid + 2), slice(None), slice(mid - 2, mid + 2))
+    assert (before - centre).abs().mean() > 0.02  # the network does change its input
+    torch.testing.assert_close(per_subpixel(after)[window], per_subpixel(before)[window], atol=2e-4, rtol=0)
+    unchanged = [name for name in model.state_dict() if "head" not in name and "tail" not in name]
+    state = rescaled.state_dict()
+    assert all(torch.equal(model.state_dict()[k], state[k]) for k in unchanged)
+    with pytest.raises(ValueError, match="must divide"):
+        change_scale(model, 3)

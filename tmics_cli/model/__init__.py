@@ -23,7 +23,16 @@ from .genotypes import (
     get_genotype,
 )
 from .io import WeightsError, average_models, load_model, read_metadata, save_model
-from .network import SIZES, TMICS, ModelConfig, RestorationNetwork, TMICSOutput, build_model, model_config
+from .network import (
+    SIZES,
+    TMICS,
+    ModelConfig,
+    RestorationNetwork,
+    TMICSOutput,
+    build_model,
+    change_scale,
+    model_config,
+)
 from .ops import OPERATION_NAMES, OPERATIONS, build_operation
 
 __all__ = [
@@ -54,6 +63,7 @@ __all__ = [
     "backward_warp",
     "build_model",
     "build_operation",
+    "change_scale",
     "estimate_flows",
     "genotype_from_architecture",
     "get_genotype",

@@ -214,3 +214,39 @@ class TMICS(nn.Module):
 def build_model(preset: str | Genotype | None = "light", size: str = "small", **overrides: Any) -> TMICS:
     """TMICS from a named preset and size, e.g. build_model("heavy", "tiny")."""
     return TMICS(model_config(preset, size, **overrides))
+
+
+def change_scale(model: TMICS, scale: int) -> TMICS:
+    """A warm start for `model` with its cells at another resolution: a new TMICS whose scale is `scale`,
+    which must divide the model's. Every tensor is copied except the heads and tails of DNA and CNA: a head's
+    weights for the sub-pixel positions that fold onto one position of the new scale are summed, a tail's
+    outputs for them averaged. On an input that is constant in space the new network then gives, away from
+    the borders, the mean of the old one's output over each block; elsewhere it needs fine-tuning."""
+    old = model.config.scale
+    if scale < 1 or old % scale:
+        raise ValueError(f"the new scale must divide the model's scale {old}, got {scale}")
+    new = TMICS(replace(model.config, scale=scale))
+    k = old // scale
+    # sub-pixel position (i, j) of an old block (channel index i * old + j) lands on (i % scale, j % scale)
+    ij = torch.arange(old * old)
+    target = (ij // old % scale) * scale + ij % old % scale  # (old*old,) in [0, scale*scale)
+    fold = F.one_hot(target, scale * scale).to(torch.float32)  # (old*old, scale*scale)
+    state = model.state_dict()
+    converted = {}
+    for name, value in new.state_dict().items():
+        w = state[name]
+        if w.shape == value.shape:
+            converted[name] = w
+        elif name.endswith("head.weight"):  # (C, Cin*old*old, 3, 3) -> (C, Cin*scale*scale, 3, 3)
+            w = w.reshape(w.shape[0], -1, old * old, *w.shape[2:])
+            converted[name] = torch.einsum("ocpyx,pq->ocqyx", w, fold).flatten(1, 2)
+        elif name.endswith("tail.weight"):  # (3*old*old, C, 3, 3) -> (3*scale*scale, C, 3, 3)
+            w = w.reshape(-1, old * old, *w.shape[1:])
+            converted[name] = torch.einsum("mpcyx,pq->mqcyx", w, fold / (k * k)).flatten(0, 1)
+        elif name.endswith("tail.bias"):  # (3*old*old,) -> (3*scale*scale,)
+            converted[name] = (w.reshape(-1, old * old) @ (fold / (k * k))).flatten()
+        else:  # pragma: no cover - every other tensor is independent of the scale
+            shapes = f"{tuple(w.shape)} -> {tuple(value.shape)}"
+            raise ValueError(f"no rule to change the scale of {name}: {shapes}")
+    new.load_state_dict(converted)
+    return new.train(model.training)
