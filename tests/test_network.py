@@ -171,7 +171,7 @@ def test_change_scale_keeps_the_response_to_a_periodic_input(old: int, new: int)
     assert (before - centre).abs().mean() > 0.02  # the network does change its input
     torch.testing.assert_close(per_subpixel(after)[window], per_subpixel(before)[window], atol=2e-4, rtol=0)
     unchanged = [name for name in model.state_dict() if "head" not in name and "tail" not in name]
-    state = rescaled.state_dict()
-    assert all(torch.equal(model.state_dict()[k], state[k]) for k in unchanged)
+    before_state, after_state = model.state_dict(), rescaled.state_dict()
+    assert all(torch.equal(before_state[name], after_state[name]) for name in unchanged)
     with pytest.raises(ValueError, match="must divide"):
         change_scale(model, 3)

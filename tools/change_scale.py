@@ -28,11 +28,12 @@ def main() -> None:
         parser.error("the output must not be the input")
     try:
         meta = read_metadata(args.weights)
-        model = change_scale(load_model(args.weights), args.scale)
+        source_model = load_model(args.weights)
+        model = change_scale(source_model, args.scale)
     except (WeightsError, ValueError) as exc:
         parser.exit(1, f"error: {exc}\n")
     keep = {k: v for k, v in meta.items() if k not in {"format", "config", "dtype", "heldout_scores"}}
-    source = {"file": args.weights.name, "scale": json.loads(meta["config"])["scale"], **keep}
+    source = {"file": args.weights.name, "scale": source_model.config.scale, **keep}
     extra = {"rescaled_from": json.dumps(source)}
     save_model(model, args.output, metadata=extra)  # float32: the folded sums are kept exactly
     print(f"wrote {args.output}: {args.weights.name} with its cells at scale {args.scale}")

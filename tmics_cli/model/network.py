@@ -226,11 +226,11 @@ def change_scale(model: TMICS, scale: int) -> TMICS:
     if scale < 1 or old % scale:
         raise ValueError(f"the new scale must divide the model's scale {old}, got {scale}")
     new = TMICS(replace(model.config, scale=scale))
-    k = old // scale
     # sub-pixel position (i, j) of an old block (channel index i * old + j) lands on (i % scale, j % scale)
     ij = torch.arange(old * old)
     target = (ij // old % scale) * scale + ij % old % scale  # (old*old,) in [0, scale*scale)
-    fold = F.one_hot(target, scale * scale).to(torch.float32)  # (old*old, scale*scale)
+    fold = F.one_hot(target, scale * scale).to(torch.float32)  # (old*old, scale*scale): sums
+    average = fold / fold.sum(0)  # the same, averaging the (old / scale)^2 positions that fold together
     state = model.state_dict()
     converted = {}
     for name, value in new.state_dict().items():
@@ -242,9 +242,9 @@ def change_scale(model: TMICS, scale: int) -> TMICS:
             converted[name] = torch.einsum("ocpyx,pq->ocqyx", w, fold).flatten(1, 2)
         elif name.endswith("tail.weight"):  # (3*old*old, C, 3, 3) -> (3*scale*scale, C, 3, 3)
             w = w.reshape(-1, old * old, *w.shape[1:])
-            converted[name] = torch.einsum("mpcyx,pq->mqcyx", w, fold / (k * k)).flatten(0, 1)
+            converted[name] = torch.einsum("mpcyx,pq->mqcyx", w, average).flatten(0, 1)
         elif name.endswith("tail.bias"):  # (3*old*old,) -> (3*scale*scale,)
-            converted[name] = (w.reshape(-1, old * old) @ (fold / (k * k))).flatten()
+            converted[name] = (w.reshape(-1, old * old) @ average).flatten()
         else:  # pragma: no cover - every other tensor is independent of the scale
             shapes = f"{tuple(w.shape)} -> {tuple(value.shape)}"
             raise ValueError(f"no rule to change the scale of {name}: {shapes}")
