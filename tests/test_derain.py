@@ -297,6 +297,13 @@ def test_named_weights_resolve_with_the_user_cache_first(tmp_path: Path, monkeyp
         resolve_weights(tmp_path / "nothing.safetensors")
 
 
+def test_light_full_is_the_light_network_with_cells_at_full_resolution() -> None:
+    light = load_model(resolve_weights("light")).config
+    full = load_model(resolve_weights("light-full")).config
+    assert full.genotype == light.genotype and full.width == light.width and full.flow == light.flow
+    assert (light.scale, full.scale) == (2, 1)
+
+
 def test_the_sample_clip_ships_and_is_small() -> None:
     assert SAMPLE_CLIP.is_file() and SAMPLE_CLIP.stat().st_size < 2_000_000
     source = open_source(SAMPLE_CLIP)

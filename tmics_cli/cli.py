@@ -168,7 +168,9 @@ def derain(
     rain: str | None = typer.Option(
         None, help="Shipped weights for light or heavy rain, or auto (measured); default light."
     ),
-    weights: Path | None = typer.Option(None, help="A .safetensors weights file instead of --rain."),
+    weights: Path | None = typer.Option(
+        None, help="A .safetensors file or registered weights (e.g. light-full) instead of --rain."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
     batch: int | None = typer.Option(
