@@ -4,6 +4,7 @@ peak resident memory, each case in a fresh process.
     python benchmarks/derain_speed.py                       # 640x480, light and heavy, 40 frames, this device
     python benchmarks/derain_speed.py --size 1920x1080 --device cuda --precision bf16 --frames 300
     python benchmarks/derain_speed.py --memory              # peak RSS: 100 vs 1000 frames (flat?)
+    python benchmarks/derain_speed.py --rain light light-full   # any registered weights
 
 The input is the bundled sample clip's frames resized to the asked size, looped to the asked length and
 encoded as H.264 once per size (in a temporary folder). Results are printed and written to
@@ -56,16 +57,18 @@ def run_case(args: argparse.Namespace) -> dict:
     """One derain run in this process; returns its numbers."""
     import torch
 
-    from tmics_cli.derain import derain_video
+    from tmics_cli.derain import RAIN_LEVELS, derain_video
 
     if args.threads:
         torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(args.input)
+        name = args.rain[0]  # a rain level, or registered weights such as light-full
         summary = derain_video(
             src,
             Path(tmp) / "out.mp4",
-            rain=args.rain[0],
+            rain=name if name in RAIN_LEVELS else "light",
+            weights=None if name in RAIN_LEVELS else name,
             device=args.device,
             precision=args.precision,
             batch=args.batch,
@@ -102,7 +105,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="640x480")
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--rain", nargs="+", default=["light", "heavy"])
+    parser.add_argument(
+        "--rain", nargs="+", default=["light", "heavy"], help="rain levels or registered weights (light-full)"
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--batch", type=int, default=None)
@@ -141,7 +146,7 @@ def main() -> None:
             for rain in args.rain:
                 row = subprocess_case(src, rain, args)
                 print(
-                    f"{rain:5s} {args.size} {row['device']} {row['precision']}: {row['fps']:.2f} fps "
+                    f"{rain:10s} {args.size} {row['device']} {row['precision']}: {row['fps']:.2f} fps "
                     f"({row['frames']} frames in {row['seconds']} s; decode {row['decode_s']} s, model "
                     f"{row['model_s']} s, encode {row['encode_s']} s in their threads), peak RSS "
                     f"{row['peak_rss_mb']} MB"

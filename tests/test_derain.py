@@ -10,7 +10,14 @@ from typer.testing import CliRunner
 from tests.videos import audio_packets, audio_seconds, decode, make_video, moving_texture
 from tmics_cli.cli import app
 from tmics_cli.derain import SAMPLE_CLIP, derain_video
-from tmics_cli.inference import Restorer, derain_frames, derain_stream, rain_coverage_estimate, stream_windows
+from tmics_cli.inference import (
+    Restorer,
+    default_batch,
+    derain_frames,
+    derain_stream,
+    rain_coverage_estimate,
+    stream_windows,
+)
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import build_model, load_model, save_model
 from tmics_cli.video.reader import VideoError, open_source
@@ -295,6 +302,11 @@ def test_named_weights_resolve_with_the_user_cache_first(tmp_path: Path, monkeyp
     assert resolve_weights("heavy") == tmp_path / "weights" / "tmics-heavy.safetensors"
     with pytest.raises(FileNotFoundError, match="not found"):
         resolve_weights(tmp_path / "nothing.safetensors")
+
+
+def test_one_window_per_model_call_by_default_on_the_cpu() -> None:
+    # batched windows were slower on the CPU (benchmarks/derain_speed.py --batch 1 against 2)
+    assert default_batch(torch.device("cpu")) == 1 and default_batch(torch.device("cuda", 0)) == 8
 
 
 def test_light_full_is_the_light_network_with_cells_at_full_resolution() -> None:

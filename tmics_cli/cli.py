@@ -174,7 +174,7 @@ def derain(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
     batch: int | None = typer.Option(
-        None, min=1, help="Windows per model call (default: 8 on GPU, 2 on CPU)."
+        None, min=1, help="Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
     ),
     tile: int = typer.Option(0, min=0, help="Tile size in pixels (0: whole frames; tiles are made on OOM)."),
     tile_overlap: int = typer.Option(32, min=0, help="Overlap of neighbouring tiles in pixels."),
@@ -299,7 +299,9 @@ def benchmark(
     save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
-    batch: int | None = typer.Option(None, min=1, help="Windows per model call."),
+    batch: int | None = typer.Option(
+        None, min=1, help="Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
+    ),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
@@ -309,7 +311,7 @@ def benchmark(
 
     from .benchmark import BASELINES, BenchmarkResult, baseline, load_set, model_method, run_benchmark
     from .data.datasets import DataError
-    from .inference import Restorer, pick_device, pick_precision
+    from .inference import Restorer, default_batch, pick_device, pick_precision
     from .model.io import WeightsError, load_model
     from .weights import resolve_weights
 
@@ -320,7 +322,7 @@ def benchmark(
         bench = load_set(name, data)
         torch_device = pick_device(device)
         dtype = pick_precision(precision, torch_device)
-        batch = batch or (8 if torch_device.type == "cuda" else 2)
+        batch = batch or default_batch(torch_device)
         methods = []
         for entry in [*method, *map(str, weights)]:
             if entry in BASELINES:

@@ -24,6 +24,7 @@ from .inference import (
     HEAVY_RAIN_COVERAGE,
     MIN_TILE,
     Restorer,
+    default_batch,
     derain_stream,
     pick_device,
     pick_precision,
@@ -224,7 +225,7 @@ def _setup(
         rain = level
     model, path = load_weights(rain, weights, "cpu")
     restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap)
-    batch = batch or (8 if torch_device.type == "cuda" else 2)
+    batch = batch or default_batch(torch_device)
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 

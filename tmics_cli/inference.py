@@ -73,6 +73,13 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
     return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
 
 
+def default_batch(device: torch.device) -> int:
+    """Windows per model call when none is asked for: 8 on CUDA, 2 on MPS, 1 on the CPU (on the 2-core
+    CPU one window at a time ran 1.62 against 1.43 fps for tmics-light and 0.52 against 0.23 fps for
+    tmics-light-full at 640x480, with less memory: benchmarks/derain_speed.py --batch 1)."""
+    return {"cuda": 8, "mps": 2}.get(device.type, 1)
+
+
 def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
