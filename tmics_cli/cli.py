@@ -10,6 +10,9 @@ import typer
 
 from . import __version__
 
+# inference.default_batch() in words (torch is imported lazily, so not derived from it here)
+BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
+
 app = typer.Typer(
     name="tmics",
     help="Remove rain from videos with TMICS (triple-level model-inferred collaborative networks).",
@@ -173,9 +176,7 @@ def derain(
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
-    batch: int | None = typer.Option(
-        None, min=1, help="Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
-    ),
+    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     tile: int = typer.Option(0, min=0, help="Tile size in pixels (0: whole frames; tiles are made on OOM)."),
     tile_overlap: int = typer.Option(32, min=0, help="Overlap of neighbouring tiles in pixels."),
     codec: str | None = typer.Option(None, help="Video encoder (default libx264; libvpx-vp9 for .webm)."),
@@ -299,9 +300,7 @@ def benchmark(
     save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
-    batch: int | None = typer.Option(
-        None, min=1, help="Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
-    ),
+    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
