@@ -81,6 +81,9 @@ def train(
     l1_weight: float = typer.Option(
         0.75, min=0, help="Weight of the L1 term beside -SSIM in the loss (the paper's rho, Eq. 6)."
     ),
+    mse_weight: float = typer.Option(
+        0.0, min=0, help="Weight of a squared-error term added to the loss (0: the paper's Eq. 6 alone)."
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     workers: int = typer.Option(2, min=0, help="Data loader worker processes."),
     seed: int = typer.Option(0, help="Seed for weights and data."),
@@ -127,6 +130,7 @@ def train(
         lr=lr,
         fusion_lr=fusion_lr,
         l1_weight=l1_weight,
+        mse_weight=mse_weight,
         device=device,
         workers=workers,
         seed=seed,

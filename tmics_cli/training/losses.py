@@ -1,6 +1,7 @@
 """Losses of the paper: Eq. (6) for the restored frames, Eq. (7) for the architecture search.
 
 L = -SSIM(x, y) + rho * ||x - y||_1,  rho = 0.75           (Eq. 6; we add 1 so that L >= 0)
+    (+ mu * mean squared error, mu = 0 in the paper: an optional term for the PSNR the benchmarks score)
 L_arc = L + eta * sum_l entropy(softmax(alpha_l)), eta = 0.01 (Eq. 7)
 """
 
@@ -14,9 +15,13 @@ RHO = 0.75
 ETA = 0.01
 
 
-def restoration_loss(output: torch.Tensor, target: torch.Tensor, rho: float = RHO) -> torch.Tensor:
-    """Eq. (6): 1 - SSIM + rho * L1, for (B, 3, H, W) in [0, 1]."""
-    return 1 - ssim(output, target) + rho * (output - target).abs().mean()
+def restoration_loss(
+    output: torch.Tensor, target: torch.Tensor, rho: float = RHO, mu: float = 0.0
+) -> torch.Tensor:
+    """Eq. (6): 1 - SSIM + rho * L1 (+ mu * MSE when mu > 0), for (B, 3, H, W) in [0, 1]."""
+    diff = output - target
+    loss = 1 - ssim(output, target) + rho * diff.abs().mean()
+    return loss + mu * diff.square().mean() if mu else loss
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:
