@@ -75,8 +75,8 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
 
 def default_batch(device: torch.device) -> int:
     """Windows per model call when none is asked for: 8 on CUDA, 2 on MPS, 1 on the CPU (on the 2-core
-    CPU one window at a time ran 1.62 against 1.43 fps for tmics-light and 0.52 against 0.23 fps for
-    tmics-light-full at 640x480, with less memory: benchmarks/derain_speed.py --batch 1)."""
+    CPU one window at a time ran 1.69 against 1.43 fps for tmics-light and 0.50 against 0.23 fps for
+    tmics-light-full at 640x480, with less memory: benchmarks/results/derain_speed.json)."""
     return {"cuda": 8, "mps": 2}.get(device.type, 1)
 
 
