@@ -2,21 +2,56 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import warnings
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
+import typer.core
+
+try:  # typer 0.2x carries its own copy of click; older ones use click itself
+    from typer._click import exceptions as _usage
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as _usage
 
 from . import __version__
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
 
+
+
+class _Commands(typer.core.TyperGroup):
+    """The `tmics` group: a usage error (an unknown option, a value out of range, a missing argument) is
+    one `error:` line and exit 2, like every other bad input, instead of click's usage block and box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except _usage.NoArgsIsHelpError as exc:
+            exc.show()
+            code = 2
+        except _usage.ClickException as exc:
+            ctx = getattr(exc, "ctx", None)
+            hint = f" (see {ctx.command_path} --help)" if isinstance(exc, _usage.UsageError) and ctx else ""
+            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            code = exc.exit_code
+        except typer.Abort:
+            typer.echo("error: interrupted", err=True)
+            code = 130
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
 app = typer.Typer(
     name="tmics",
+    cls=_Commands,
     help="Remove rain from videos with TMICS (triple-level model-inferred collaborative networks).",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -41,6 +76,11 @@ def _first_line(exc: BaseException) -> str:
     """An exception as one line (errors re-raised from data-loader workers carry a traceback after it)."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+    """Warnings of tmics as one `warning:` line on stderr (Python's format names a file and line)."""
+    typer.echo(f"warning: {message}", err=True)
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -559,4 +599,5 @@ def fetch_weights(
 
 
 def main() -> None:
+    warnings.showwarning = _show_warning
     app()

@@ -25,6 +25,11 @@ class VideoError(Exception):
     """Input or output video that cannot be used; the message is one line meant for the user."""
 
 
+class VideoWarning(UserWarning):
+    """Something the user should know about an input or output (a damaged frame, a stream that cannot be
+    kept) that does not stop the work; the message is one line. The CLI prints it as `warning: ...`."""
+
+
 @dataclass(frozen=True)
 class SourceFrame:
     index: int  # 0-based position in the output
