@@ -20,6 +20,7 @@ from tmics_cli.inference import (
 )
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import build_model, load_model, save_model
+from tmics_cli.outputs import OutputError
 from tmics_cli.video.reader import VideoError, open_source
 from tmics_cli.video.windows import window_indices
 from tmics_cli.video.writer import EncodeOptions, VideoSink
@@ -138,8 +139,9 @@ def test_odd_sizes_and_frame_folders_in_and_out(tmp_path: Path, tiny_weights: Pa
     assert summary.frames == 5 and frames[0].shape == (47, 63, 3)
     assert np.allclose(times, [0, 0.1, 0.2, 0.3, 0.4], atol=1e-3)
     _run(tmp_path / "out.mp4", tmp_path / "pngs", tiny_weights)
-    pngs = sorted((tmp_path / "pngs").iterdir())
+    pngs = sorted((tmp_path / "pngs").glob("*.png"))
     assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(1, 6)]
+    assert {p.name for p in (tmp_path / "pngs").iterdir()} - {p.name for p in pngs} == {".tmics-output.json"}
     assert cv2.imread(str(pngs[0])).shape == (47, 63, 3)
 
 
@@ -230,7 +232,7 @@ def test_unknown_codec_and_unwritable_output(tmp_path: Path, tiny_weights: Path)
     src = make_video(tmp_path / "in.mp4", frames=5)
     with pytest.raises(VideoError, match="unknown video encoder"):
         _run(src, tmp_path / "out.mp4", tiny_weights, codec="no-such-codec")
-    with pytest.raises(VideoError, match="does not exist"):
+    with pytest.raises(OutputError, match="does not exist"):
         _run(src, tmp_path / "missing" / "out.mp4", tiny_weights)
     assert _leftovers(tmp_path) == []
 

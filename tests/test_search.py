@@ -66,7 +66,7 @@ def test_tiny_search_writes_a_genotype_that_train_accepts_and_resumes(tmp_path: 
     )
     assert trainer.model.config.genotype.layers == genotype.layers
     # a resumed search continues from its checkpoint instead of starting again
-    more = Searcher(_config(tmp_path, clips, epochs=3, resume=True))
+    more = Searcher(_config(tmp_path, clips, epochs=3, resume=True, overwrite=True))
     more.fit()
     assert more.epoch == 3 and len(more.history) == 3 and more.history[:2] == history
 

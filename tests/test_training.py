@@ -120,10 +120,10 @@ def test_kill_at_the_start_of_stage_two_resumes(tmp_path: Path, clips: Path, mon
 def test_resume_refuses_other_settings(tmp_path: Path, clips: Path) -> None:
     Trainer(_config(tmp_path, clips, steps=1, fusion_steps=0)).fit()
     with pytest.raises(ValueError, match="was written with --crop 32"):
-        Trainer(_config(tmp_path, clips, crop=48, resume=True)).fit()
+        Trainer(_config(tmp_path, clips, crop=48, resume=True, overwrite=True)).fit()
     (tmp_path / "w.run" / "checkpoint.pt").write_bytes(b"garbage")
     with pytest.raises(ValueError, match="cannot read checkpoint"):
-        Trainer(_config(tmp_path, clips, resume=True)).fit()
+        Trainer(_config(tmp_path, clips, resume=True, overwrite=True)).fit()
 
 
 def test_ranks_take_disjoint_slices_of_each_batch_index_range() -> None:
@@ -305,11 +305,13 @@ def test_time_budget_fixes_stage_one_steps_once_and_keeps_them(
     checkpoint = torch.load(tmp_path / "spent" / "checkpoint.pt", weights_only=True)
     assert checkpoint["budget_steps"] == 2 and checkpoint["stage"] == "stage2" and checkpoint["step"] == 1
     # a resumed run keeps the saved count, with or without --time-budget
-    resumed = Trainer(_config(tmp_path, clips, steps=50, run_dir=str(tmp_path / "spent"), resume=True))
+    spent_dir = str(tmp_path / "spent")
+    resumed = Trainer(_config(tmp_path, clips, steps=50, run_dir=spent_dir, resume=True, overwrite=True))
     resumed.load_checkpoint()
     assert resumed.cfg.steps == 2
     # an ample budget: --steps is the ceiling
-    ample = _config(tmp_path, clips, steps=5, time_budget=1e6, run_dir=str(tmp_path / "ample"))
+    ample_dir = str(tmp_path / "ample")
+    ample = _config(tmp_path, clips, steps=5, time_budget=1e6, run_dir=ample_dir, overwrite=True)
     Trainer(ample).fit()
     records = [json.loads(line) for line in (tmp_path / "ample" / "log.jsonl").read_text().splitlines()]
     assert not [r for r in records if r.get("event") == "budget"]

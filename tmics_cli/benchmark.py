@@ -34,6 +34,7 @@ from .data.datasets import DataError, LayoutNotFound, find_paired_videos, read_i
 from .inference import Restorer, frames_to_uint8, stream_windows, windows_to_tensor
 from .metrics import fsim, luma, psnr_y, ssim_y, vif
 from .model.align import DISFlow, align_frames, estimate_flows
+from .outputs import PendingOutput, write_text
 
 BENCHMARK_FORMAT = "tmics-benchmark/1"
 BASELINES = ("input", "median", "median-unaligned")
@@ -298,13 +299,16 @@ class BenchmarkResult:
             },
         }
 
-    def write_json(self, path: Path) -> None:
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+    def write_json(self, path: Path, overwrite: bool = False) -> None:
+        """The results as JSON (atomically; an existing file is replaced only with `overwrite`)."""
+        write_text(path, json.dumps(self.to_json(), indent=2) + "\n", overwrite=overwrite)
 
-    def write_csv(self, path: Path) -> None:
+    def write_csv(self, path: Path, overwrite: bool = False) -> None:
+        """Per-video rows, then each method's mean (atomically, as write_json)."""
         means = self.means()
         extra = [m for m in EXTRA_METRICS if any(m in mean for mean in means.values())]
-        with path.open("w", newline="") as f:
+        pending = PendingOutput(path, overwrite=overwrite)
+        with pending, pending.path.open("w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored", *extra])
             for row, videos in self.per_video.items():
@@ -314,6 +318,7 @@ class BenchmarkResult:
             for row, mean in means.items():
                 values = [mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""]
                 writer.writerow([row, "mean", *values, *(mean.get(m) for m in extra)])
+        pending.commit()
 
 
 def score_video(

@@ -17,10 +17,19 @@ except ImportError:  # pragma: no cover - depends on the installed typer
     from click import exceptions as _usage
 
 from . import __version__
+from .outputs import exit_code, handle_signals, signal_name
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
+OVERWRITE_HELP = (
+    "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
+    "and nothing else."
+)
 
+
+def _overwrite_option() -> Any:
+    """--overwrite: the same flag with the same meaning on every command that writes."""
+    return typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
 
 
 class _Commands(typer.core.TyperGroup):
@@ -29,7 +38,8 @@ class _Commands(typer.core.TyperGroup):
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
         try:
-            code = super().main(*args, standalone_mode=False, **kwargs)
+            with handle_signals():  # SIGTERM and SIGHUP clean up as Ctrl-C does; exit 128 + signal
+                code = super().main(*args, standalone_mode=False, **kwargs)
         except _usage.NoArgsIsHelpError as exc:
             exc.show()
             code = 2
@@ -141,6 +151,7 @@ def train(
         help="Seconds for the whole run: stage 1 then takes as many steps (at most --steps) as the "
         "measured speed allows, cosine schedule included.",
     ),
+    overwrite: bool = _overwrite_option(),
 ) -> None:
     """Train TMICS weights: DNA + CNA end to end, then the AAS fusion (the paper's two stages)."""
     from rich.console import Console
@@ -181,6 +192,7 @@ def train(
         fp16_weights=not fp32,
         threads=threads,
         time_budget=time_budget,
+        overwrite=overwrite,
     )
     console = Console(stderr=True)
     try:
@@ -197,8 +209,9 @@ def train(
             path = trainer.fit(progress)
     except (DataError, GenotypeError, WeightsError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
-    except KeyboardInterrupt:
-        fail(f"interrupted; resume with --resume (checkpoints in {cfg.run_path})", 130)
+    except KeyboardInterrupt as exc:
+        where = f"checkpoints in {cfg.run_path}"
+        fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
     if trainer.is_main:
         console.print(f"wrote {path}")
 
@@ -209,7 +222,11 @@ def derain(
         None, help="Input video, or a folder of frames (png/jpg).", show_default=False
     ),
     output: Path = typer.Option(
-        ..., "-o", "--output", help="Output video, or a name without suffix for PNG frames."
+        ...,
+        "-o",
+        "--output",
+        help="Output video, or a name without suffix for a folder of PNG frames. An existing folder is "
+        "replaced (with --overwrite) only if it holds an earlier tmics frames output and nothing else.",
     ),
     sample: bool = typer.Option(False, "--sample", help="Derain the rainy sample clip shipped with tmics."),
     rain: str | None = typer.Option(
@@ -234,7 +251,7 @@ def derain(
     end: str | None = typer.Option(None, help="End time: seconds, mm:ss or hh:mm:ss."),
     fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
-    overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    overwrite: bool = _overwrite_option(),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
@@ -313,8 +330,8 @@ def derain(
             progress.stop()
     except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
         fail(_first_line(exc))
-    except KeyboardInterrupt:
-        fail(f"interrupted; nothing was written to {output}", 130)
+    except KeyboardInterrupt as exc:
+        fail(f"interrupted ({signal_name(exc)}); nothing was written to {output}", exit_code(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
         fail(f"{type(exc).__name__}: {_first_line(exc)}")
     console.print(summary.line(), soft_wrap=True)
@@ -346,6 +363,7 @@ def benchmark(
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    overwrite: bool = _overwrite_option(),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
     import torch
@@ -356,13 +374,27 @@ def benchmark(
     from .data.datasets import DataError
     from .inference import Restorer, default_batch, pick_device, pick_precision
     from .model.io import WeightsError, load_model
+    from .outputs import PendingOutput, check_apart, check_output
     from .weights import resolve_weights
 
     if threads:
         torch.set_num_threads(threads)
     console, out = Console(stderr=True), Console()
+    frames_out: PendingOutput | None = None
     try:
         bench = load_set(name, data)
+        inputs = [Path(bench.source), data, Path(name), *(m for m in method if m not in BASELINES), *weights]
+        targets = [(json_path, "--json file"), (csv_path, "--csv file")]
+        for target, what in targets:
+            if target is not None:
+                check_output(target, inputs, overwrite=overwrite, what=what)
+                if save_frames is not None:
+                    check_apart(target, [save_frames], what=what)
+        if json_path is not None and csv_path is not None:
+            check_apart(csv_path, [json_path], what="--csv file")
+        if save_frames is not None:
+            what = "--save-frames folder"
+            check_output(save_frames, inputs, overwrite=overwrite, folder=True, what=what)
         torch_device = pick_device(device)
         dtype = pick_precision(precision, torch_device)
         batch = batch or default_batch(torch_device)
@@ -374,34 +406,42 @@ def benchmark(
             path = resolve_weights(entry)
             label = entry if entry in ("light", "heavy") else Path(entry).stem
             methods.append(model_method(label, Restorer(load_model(path), torch_device, dtype), ablate))
-        for target in (json_path, csv_path):
-            if target is not None and not target.absolute().parent.is_dir():
-                raise DataError(f"folder {target.absolute().parent} does not exist")
+        if len({m.name for m in methods}) != len(methods):
+            raise ValueError("a method is listed twice")
+        if save_frames is not None:  # written under a temporary name, moved into place at the end
+            frames_out = PendingOutput(save_frames, overwrite=overwrite, folder=True, kind="benchmark-frames")
     except (DataError, WeightsError, FileNotFoundError, ValueError, OSError) as exc:
         fail(_first_line(exc))
-    if len({m.name for m in methods}) != len(methods):
-        fail("a method is listed twice")
     total = sum(v.count for v in bench.videos) * len(methods)
     result = BenchmarkResult(bench, [m.name for m in methods], str(torch_device))
     columns = (TextColumn(bench.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
+    frames_dir = frames_out.path if frames_out is not None else None
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("frames", total=total)
         try:
             extra = tuple(m for m, on in (("fsim", fsim), ("vif", vif)) if on)
             advance = lambda: progress.advance(task)  # noqa: E731
-            run_benchmark(bench, methods, str(torch_device), batch, save_frames, advance, result, extra)
-        except KeyboardInterrupt:
-            interrupted = True
+            run_benchmark(bench, methods, str(torch_device), batch, frames_dir, advance, result, extra)
+        except KeyboardInterrupt as exc:
+            interrupted = exc  # what is finished is kept: the table, --json, --csv and saved frames
         except (DataError, OSError, ValueError) as exc:
+            if frames_out is not None:
+                frames_out.abort()
             fail(_first_line(exc))
     _print_benchmark(out, result, per_video)
-    if json_path is not None:
-        result.write_json(json_path)
-    if csv_path is not None:
-        result.write_csv(csv_path)
-    if interrupted:
-        fail("interrupted: the table holds the videos finished so far", 130)
+    try:
+        if frames_out is not None:
+            frames_out.commit()
+        if json_path is not None:
+            result.write_json(json_path, overwrite=overwrite)
+        if csv_path is not None:
+            result.write_csv(csv_path, overwrite=overwrite)
+    except (ValueError, OSError) as exc:
+        fail(_first_line(exc))
+    if interrupted is not None:
+        what = "the table, --json, --csv and --save-frames hold the videos finished so far"
+        fail(f"interrupted ({signal_name(interrupted)}): {what}", exit_code(interrupted))
 
 
 def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - rich Console, BenchmarkResult
@@ -470,6 +510,7 @@ def search(
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    overwrite: bool = _overwrite_option(),
 ) -> None:
     """The paper's triple-level search: weights, then alpha/beta (micro/macro), then the AAS fusion."""
     from rich.console import Console
@@ -503,6 +544,7 @@ def search(
         device=device,
         resume=resume,
         threads=threads,
+        overwrite=overwrite,
     )
     console = Console(stderr=True)
     columns = (TextColumn("search"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[note]}"))
@@ -522,8 +564,9 @@ def search(
             genotype = searcher.fit(on_epoch)
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
-    except KeyboardInterrupt:
-        fail(f"interrupted; resume with --resume (checkpoint in {cfg.run_path})", 130)
+    except KeyboardInterrupt as exc:
+        where = f"checkpoint in {cfg.run_path}"
+        fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
     table = Table(title=f"softmax(alpha) per layer after {searcher.epoch} epochs")
     table.add_column("layer")
     for op in OPERATION_NAMES:
@@ -547,7 +590,10 @@ def fetch_weights(
     all_: bool = typer.Option(False, "--all", help="Download every registered weights file."),
     list_: bool = typer.Option(False, "--list", help="Show the registry and what is present locally."),
     verify_: bool = typer.Option(False, "--verify", help="Re-check the sha256 of the cached files."),
-    force: bool = typer.Option(False, help="Download again even when an intact copy is cached."),
+    overwrite: bool = typer.Option(
+        False, "--overwrite", help="Download again and replace the cached copy, even when it is intact."
+    ),
+    force: bool = typer.Option(False, "--force", hidden=True, help="Old name of --overwrite."),
 ) -> None:
     """Download named weights from their Hugging Face repository into the user cache, sha256-checked."""
     from rich.console import Console
@@ -592,7 +638,7 @@ def fetch_weights(
             fail(f"corrupt cached weights deleted: {', '.join(bad)}; fetch them again")
     for name in list(registry.REGISTRY) if all_ else names:
         try:
-            path = registry.fetch(name, force=force)
+            path = registry.fetch(name, force=force or overwrite)
         except registry.FetchError as exc:
             fail(_first_line(exc))
         console.print(f"{name}: {path} (sha256 {registry.REGISTRY[name].sha256[:12]}... ok)", soft_wrap=True)

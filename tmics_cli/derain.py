@@ -292,8 +292,9 @@ def derain_video(
 ) -> DerainSummary:
     """Derain the video (or frame folder) `src` into `dst` (a video file, or a folder of PNG frames when
     `dst` has no suffix). `rain` picks the shipped weights (light, heavy, or auto: measured on the first
-    frames), `weights` a file instead. Raises VideoError / ValueError / FileNotFoundError / WeightsError /
-    MemoryError with one-line messages; after any error no file is left at `dst`."""
+    frames), `weights` a file instead. Raises VideoError / OutputError (an output that would lose data) /
+    ValueError / FileNotFoundError / WeightsError / MemoryError with one-line messages; after any error no
+    file is left at `dst`. An existing `dst` is replaced only with `overwrite` (see tmics_cli.outputs)."""
     src, dst = Path(src), Path(dst)
     begin = time.perf_counter()
     if not src.exists():
@@ -305,7 +306,8 @@ def derain_video(
     try:
         setup = _setup(src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s)
         out_w = info.width * (2 if compare else 1)
-        sink = open_sink(dst, info, EncodeOptions(codec, crf, preset, pix_fmt, audio), out_w, info.height)
+        options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
+        sink = open_sink(dst, info, options, out_w, info.height, overwrite)
     except BaseException:
         source.close()
         raise

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from ..outputs import PendingOutput
 from .network import TMICS, ModelConfig
 
 WEIGHTS_FORMAT = "tmics-weights/1"
@@ -32,9 +33,11 @@ def save_model(
     path: str | os.PathLike[str],
     dtype: torch.dtype = torch.float32,
     metadata: dict[str, str] | None = None,
+    overwrite: bool = False,
 ) -> Path:
-    """Write `model` to `path` (written to a temporary file, then renamed). Floating tensors are stored in
-    `dtype` (float32 or float16); `metadata` adds free-form string entries."""
+    """Write `model` to `path` (written to a temporary file, then renamed; an existing file is replaced only
+    with `overwrite`, see tmics_cli.outputs). Floating tensors are stored in `dtype` (float32 or float16);
+    `metadata` adds free-form string entries."""
     from safetensors.torch import save_file
 
     names = {v: k for k, v in STORAGE_DTYPES.items()}
@@ -57,15 +60,9 @@ def save_model(
         **extra,
     }
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # safetensors writes 0600; give the usual file mode
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with PendingOutput(path, overwrite=overwrite) as pending:
+        save_file(tensors, str(pending.path), metadata=meta)
+        pending.commit()
     return path
 
 

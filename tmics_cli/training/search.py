@@ -35,6 +35,7 @@ from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
 from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
+from ..outputs import PendingOutput, check_apart, check_output, write_text
 from .losses import ETA, alpha_entropy, restoration_loss
 from .train import TrainConfig, cosine_lr, split_data
 
@@ -67,6 +68,13 @@ class SearchConfig:
     device: str = "auto"
     resume: bool = False
     threads: int | None = None
+    overwrite: bool = False  # replace existing output files
+
+    @property
+    def outputs(self) -> list[Path]:
+        """The genotype JSON and, beside it, its history (CSV, and a PNG when matplotlib is there)."""
+        out = Path(self.output)
+        return [out, out.with_suffix(".history.csv"), out.with_suffix(".png")]
 
     def validate(self) -> None:
         if self.preset not in RAIN_PRESETS:
@@ -83,6 +91,11 @@ class SearchConfig:
         out = Path(self.output)
         if out.is_dir() or not out.absolute().parent.is_dir():
             raise ValueError(f"cannot write the genotype to {out}: give a file in an existing folder")
+        if out.suffix.lower() != ".json":
+            raise ValueError(f"the genotype is written as a .json file; got {out.name}")
+        for path in self.outputs:
+            check_output(path, self.data, overwrite=self.overwrite)
+        check_apart(self.run_path, self.data, folder=True, what="run folder")
 
     @property
     def run_path(self) -> Path:
@@ -288,18 +301,17 @@ class Searcher:
                 on_epoch(record)
         genotype = self.genotype()
         out = Path(self.cfg.output)
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(genotype.to_json() + "\n")
-        os.replace(tmp, out)
-        write_history(self.history, out)
+        write_text(out, genotype.to_json() + "\n", overwrite=self.cfg.overwrite)
+        write_history(self.history, out, overwrite=self.cfg.overwrite)
         return genotype
 
 
-def write_history(history: list[dict[str, Any]], output: Path) -> list[Path]:
+def write_history(history: list[dict[str, Any]], output: Path, overwrite: bool = False) -> list[Path]:
     """alpha and beta over the epochs: always a CSV beside the genotype; a PNG too if matplotlib is there."""
     written = []
     path = output.with_suffix(".history.csv")
-    with path.open("w", newline="") as f:
+    pending = PendingOutput(path, overwrite=overwrite)
+    with pending, pending.path.open("w", newline="") as f:
         writer = csv.writer(f)
         layers = len(history[0]["alpha"]) if history else 0
         head = ["epoch", "searching", "loss", "arch_loss", "lambda", "entropy"]
@@ -317,6 +329,7 @@ def write_history(history: list[dict[str, Any]], output: Path) -> list[Path]:
                 *r["beta"],
             ]
             writer.writerow(row + [v for layer in r["alpha"] for v in layer])
+    pending.commit()
     written.append(path)
     try:
         import matplotlib
@@ -342,7 +355,9 @@ def write_history(history: list[dict[str, Any]], output: Path) -> list[Path]:
     ax.legend(fontsize=7)
     fig.tight_layout()
     png = output.with_suffix(".png")
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    with PendingOutput(png, overwrite=overwrite) as pending:
+        fig.savefig(pending.path, dpi=100, format="png")
+        plt.close(fig)
+        pending.commit()
     written.append(png)
     return written

@@ -45,6 +45,7 @@ from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flo
 from ..model.genotypes import GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
+from ..outputs import check_apart, check_output
 from .flow import train_flow
 from .losses import RHO, restoration_loss
 
@@ -109,6 +110,12 @@ class TrainConfig:
     # seconds for the whole run: stage 1 then gets as many steps (at most `steps`) as the measured speed
     # allows, fixed once (see Trainer._probe) and kept in the checkpoint, so a resumed run agrees
     time_budget: float | None = None
+    overwrite: bool = False  # replace an existing output file
+
+    @property
+    def inputs(self) -> list[str]:
+        """Every path the run reads: an output may be none of them nor lie inside one."""
+        return [*self.data, *(p for p in (self.init, self.genotype) if p)]
 
     def validate(self) -> None:
         """Refuse bad settings before any work is done (one clear message each)."""
@@ -131,11 +138,10 @@ class TrainConfig:
             raise ValueError(
                 f"output {out} is a directory; give a file name such as {out / 'weights.safetensors'}"
             )
-        parent = out.parent if str(out.parent) else Path(".")
-        if not parent.is_dir():
-            raise ValueError(f"output folder {parent} does not exist")
-        if not os.access(parent, os.W_OK):
-            raise ValueError(f"output folder {parent} is not writable")
+        if out.suffix.lower() != ".safetensors":
+            raise ValueError(f"weights are written as .safetensors files; got {out.name}")
+        check_output(out, self.inputs, overwrite=self.overwrite)
+        check_apart(self.run_path, self.inputs, folder=True, what="run folder")
 
     @property
     def rain_preset(self) -> str:
@@ -627,6 +633,7 @@ class Trainer:
                 out,
                 dtype=torch.float16 if cfg.fp16_weights else torch.float32,
                 metadata=meta,
+                overwrite=cfg.overwrite,
             )
             self.model.to(self.device)
             self.log({"event": "saved", "path": str(out), "val": scores})

@@ -12,9 +12,6 @@ Audio is re-encoded (AAC, or Opus for WebM) only when the output container canno
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -22,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ..outputs import PendingOutput
+from ..outputs import check_output as check_output_path
 from .colour import rgb_to_frame
 from .reader import SourceInfo, VideoError, _reason
 
@@ -45,21 +44,12 @@ def is_folder_output(path: Path) -> bool:
 
 
 def check_output(src: Path, dst: Path, overwrite: bool) -> None:
-    """Refuse outputs that would lose data or cannot be written, before any work is done."""
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise VideoError(f"output {dst} is the input; choose another output")
-    if dst.exists() and not overwrite:
-        raise VideoError(f"{dst} exists; pass --overwrite to replace it")
-    if dst.exists() and dst.is_dir() != is_folder_output(dst):
-        raise VideoError(
-            f"{dst} exists and is {'a folder' if dst.is_dir() else 'a file'}; choose another output"
-        )
-    parent = dst.absolute().parent
-    if not parent.is_dir():
-        raise VideoError(f"output folder {parent} does not exist")
-    if not os.access(parent, os.W_OK):
-        raise VideoError(f"output folder {parent} is not writable")
-    if not is_folder_output(dst) and dst.suffix.lower() not in VIDEO_SUFFIXES:
+    """Refuse outputs that would lose data or cannot be written, before any work is done (the rules of
+    `tmics_cli.outputs`: never the input or inside it, an existing output only with --overwrite, an
+    existing folder only when it holds an earlier tmics frames output and nothing else)."""
+    folder = is_folder_output(dst)
+    check_output_path(dst, [src], overwrite=overwrite, folder=folder)
+    if not folder and dst.suffix.lower() not in VIDEO_SUFFIXES:
         known = ", ".join(sorted(VIDEO_SUFFIXES))
         raise VideoError(
             f"unknown output type {dst.suffix!r}: use {known}, or a name without suffix for PNG frames"
@@ -67,13 +57,13 @@ def check_output(src: Path, dst: Path, overwrite: bool) -> None:
 
 
 class FolderSink:
-    """PNG frames 000001.png, 000002.png, ... in a folder."""
+    """PNG frames 000001.png, 000002.png, ... in a folder (with tmics' marker file, so that a later
+    --overwrite can tell it from a folder of the user's)."""
 
-    def __init__(self, dst: Path) -> None:
+    def __init__(self, dst: Path, overwrite: bool = False) -> None:
         self.dst = dst
-        self.tmp = Path(
-            tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".partial", dir=dst.absolute().parent)
-        )
+        self.pending = PendingOutput(dst, overwrite=overwrite, folder=True, kind="frames")
+        self.tmp = self.pending.path
         self.count = 0
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
@@ -84,32 +74,30 @@ class FolderSink:
             raise VideoError(f"cannot write frame {self.count} to {self.tmp}")
 
     def commit(self) -> None:
-        old = None
-        if self.dst.exists():  # replaced only now, when the new frames are complete
-            old = self.dst.with_name(f".{self.dst.name}.old-{os.getpid()}")
-            os.replace(self.dst, old)
-        os.chmod(self.tmp, 0o777 & ~_umask())
-        os.replace(self.tmp, self.dst)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        self.pending.commit()
 
     def abort(self) -> None:
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.pending.abort()
 
 
 class VideoSink:
     """One encoded video stream (+ copied audio) in a container chosen by the output's extension."""
 
-    def __init__(self, dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int) -> None:
+    def __init__(
+        self,
+        dst: Path,
+        info: SourceInfo,
+        options: EncodeOptions,
+        width: int,
+        height: int,
+        overwrite: bool = False,
+    ) -> None:
         import av
 
         self.dst, self.info, self.options = dst, info, options
         suffix = dst.suffix.lower()
-        fd, name = tempfile.mkstemp(
-            prefix=f".{dst.stem}.", suffix=f".partial{suffix}", dir=dst.absolute().parent
-        )
-        os.close(fd)
-        self.tmp = Path(name)
+        self.pending = PendingOutput(dst, overwrite=overwrite)
+        self.tmp = self.pending.path
         self.count = 0
         self.audio: _AudioCopy | None = None
         # AVI has no timestamps, only frame numbers at one rate: a fine time base would make the muxer
@@ -120,7 +108,7 @@ class VideoSink:
         try:
             self.container = av.open(str(self.tmp), "w", format=_format_for(suffix))
         except av.error.FFmpegError as exc:
-            self.tmp.unlink(missing_ok=True)
+            self.pending.abort()
             raise VideoError(f"cannot write {dst}: {_reason(exc)}") from None
         try:
             self.stream = self._video_stream(width, height)
@@ -211,8 +199,7 @@ class VideoSink:
         except av.error.FFmpegError as exc:
             self.abort()
             raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
-        _plain_mode(self.tmp)
-        os.replace(self.tmp, self.dst)
+        self.pending.commit()
 
     def abort(self) -> None:
         try:
@@ -221,7 +208,7 @@ class VideoSink:
             self.container.close()
         except Exception:  # noqa: BLE001 - closing a half-written file may fail; the file goes anyway
             pass
-        self.tmp.unlink(missing_ok=True)
+        self.pending.abort()
 
 
 class _AudioCopy:
@@ -321,17 +308,6 @@ def _accepts(container: Any, encoder_name: str, codec_name: str) -> bool:
     return encoder_name in supported or codec_name in supported
 
 
-def _plain_mode(path: Path) -> None:
-    """Temporary files are created 0600; the output gets the mode any new file would (0666 - umask)."""
-    os.chmod(path, 0o666 & ~_umask())
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
-
-
 def _format_for(suffix: str) -> str | None:
     return {
         ".mkv": "matroska",
@@ -346,6 +322,10 @@ def _format_for(suffix: str) -> str | None:
 
 
 def open_sink(
-    dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int
+    dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int, overwrite: bool = False
 ) -> VideoSink | FolderSink:
-    return FolderSink(dst) if is_folder_output(dst) else VideoSink(dst, info, options, width, height)
+    """A sink for `dst` (a folder of PNG frames when it has no suffix); nothing appears at `dst` before
+    `commit()`, which never replaces an output that another run wrote meanwhile (see tmics_cli.outputs)."""
+    if is_folder_output(dst):
+        return FolderSink(dst, overwrite)
+    return VideoSink(dst, info, options, width, height, overwrite)
