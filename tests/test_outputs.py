@@ -1,0 +1,348 @@
+"""The output-safety rules of tmics_cli.outputs, unit by unit and through each command that writes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from tests.videos import make_video, moving_texture
+from tmics_cli.cli import app
+from tmics_cli.derain import derain_video
+from tmics_cli.model import build_model, save_model
+from tmics_cli.outputs import (
+    MARKER,
+    OutputError,
+    PendingOutput,
+    check_output,
+    foreign_files,
+    handle_signals,
+    rename_noreplace,
+    write_text,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_model(build_model("light", "tiny"), path)
+    return path
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes (to prove nothing changed and nothing was left)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _cli(*args: str):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result, result.output.strip().splitlines()
+
+
+def _one_error(result, lines: list[str], *words: str) -> None:
+    assert result.exit_code == 2, result.output
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.output
+    for word in words:
+        assert word in lines[0], lines[0]
+
+
+# --- the module ----------------------------------------------------------------------------------------
+def test_rename_noreplace_never_replaces_a_file_or_a_folder(tmp_path: Path) -> None:
+    (tmp_path / "a").write_text("new")
+    (tmp_path / "b").write_text("theirs")
+    with pytest.raises(FileExistsError):
+        rename_noreplace(tmp_path / "a", tmp_path / "b")
+    assert (tmp_path / "a").read_text() == "new" and (tmp_path / "b").read_text() == "theirs"
+    (tmp_path / "d1").mkdir()
+    (tmp_path / "d2").mkdir()
+    (tmp_path / "d2" / "keep").write_text("x")
+    with pytest.raises(FileExistsError):
+        rename_noreplace(tmp_path / "d1", tmp_path / "d2")
+    rename_noreplace(tmp_path / "a", tmp_path / "c")
+    assert (tmp_path / "c").read_text() == "new" and not (tmp_path / "a").exists()
+
+
+def test_a_result_that_loses_the_race_is_kept_under_a_free_name(tmp_path: Path) -> None:
+    dst = tmp_path / "out.json"
+    pending = PendingOutput(dst)
+    pending.path.write_text("mine")
+    dst.write_text("theirs")  # another run finished first
+    with pytest.raises(OutputError, match=r"out\.1\.json") as info:
+        pending.commit()
+    assert "left as it is" in str(info.value)
+    assert dst.read_text() == "theirs" and (tmp_path / "out.1.json").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.1.json", "out.json"]
+
+
+def test_pending_outputs_vanish_on_error_and_get_the_usual_mode(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), PendingOutput(tmp_path / "x.csv") as pending:
+        pending.path.write_text("half")
+        raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+    path = write_text(tmp_path / "y.txt", "ok")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask
+    with pytest.raises(OutputError, match="exists"):
+        check_output(path, overwrite=False)
+    write_text(path, "again", overwrite=True)
+    assert path.read_text() == "again"
+
+
+def test_input_collisions_follow_links(tmp_path: Path) -> None:
+    src = tmp_path / "in.mp4"
+    src.write_bytes(b"video")
+    (tmp_path / "link.mp4").symlink_to(src)
+    os.link(src, tmp_path / "hard.mp4")
+    for out in ("link.mp4", "hard.mp4", "in.mp4"):
+        with pytest.raises(OutputError, match="is the input"):
+            check_output(tmp_path / out, [src], overwrite=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    with pytest.raises(OutputError, match="inside the input folder"):
+        check_output(data / "sub" / "w.safetensors", [data], overwrite=True)
+    with pytest.raises(OutputError, match="holds the input"):
+        check_output(tmp_path, [src], overwrite=True, folder=True)
+
+
+def test_only_a_folder_tmics_wrote_may_be_replaced_and_only_its_files_go(tmp_path: Path) -> None:
+    dst = tmp_path / "frames"
+    with PendingOutput(dst, folder=True) as pending:
+        (pending.path / "000001.png").write_bytes(b"1")
+        pending.commit()
+    assert (dst / MARKER).exists() and foreign_files(dst) == []
+    check_output(dst, overwrite=True, folder=True)  # an earlier tmics output: may be replaced
+    (dst / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="did not write.*notes.txt"):
+        check_output(dst, overwrite=True, folder=True)
+    (dst / "notes.txt").unlink()
+    pending = PendingOutput(dst, overwrite=True, folder=True)
+    (pending.path / "000002.png").write_bytes(b"2")
+    (dst / "late.txt").write_text("arrived meanwhile")  # must survive the replacement
+    with pytest.raises(OutputError, match="late.txt"):
+        pending.commit()
+    assert (dst / "late.txt").read_text() == "arrived meanwhile" and (dst / "000001.png").exists()
+    pending.abort()
+    (dst / "late.txt").unlink()
+    with PendingOutput(dst, overwrite=True, folder=True) as pending:
+        (pending.path / "000002.png").write_bytes(b"2")
+        pending.commit()
+    assert sorted(p.name for p in dst.iterdir()) == [MARKER, "000002.png"]
+    assert [p.name for p in tmp_path.iterdir()] == ["frames"]
+
+
+def test_handle_signals_turns_sigterm_into_an_interruption_with_its_exit_status(tmp_path: Path) -> None:
+    pending = PendingOutput(tmp_path / "out.bin")
+    with pytest.raises(KeyboardInterrupt) as info, handle_signals():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    assert info.value.exit_code == 128 + signal.SIGTERM
+    assert not pending.path.exists()  # what was pending at the end is removed
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+# --- through the commands ------------------------------------------------------------------------------
+def test_derain_never_deletes_a_folder_that_holds_the_input(tmp_path: Path, tiny_weights: Path) -> None:
+    folder = tmp_path / "x"
+    folder.mkdir()
+    src = make_video(folder / "in.mp4", frames=3)
+    (folder / "notes.txt").write_text("keep")
+    before = _tree(tmp_path)
+    result, lines = _cli("derain", src, "-o", folder, "--overwrite", "--weights", tiny_weights)
+    _one_error(result, lines, "holds the input")
+    other = tmp_path / "y"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep")
+    before = _tree(tmp_path)
+    result, lines = _cli("derain", src, "-o", other, "--overwrite", "--weights", tiny_weights)
+    _one_error(result, lines, "did not write", "notes.txt")
+    assert _tree(tmp_path) == before
+
+
+def test_derain_replaces_its_own_frames_folder_with_overwrite(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=3)
+    out = tmp_path / "frames"
+    assert _cli("derain", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")[0].exit_code == 0
+    result, lines = _cli("derain", src, "-o", out, "--weights", tiny_weights)
+    _one_error(result, lines, "exists", "--overwrite")
+    short = make_video(tmp_path / "short.mp4", frames=2)
+    run = _cli("derain", short, "-o", out, "--weights", tiny_weights, "--device", "cpu", "--overwrite")
+    assert run[0].exit_code == 0, run[0].output
+    assert sorted(p.name for p in out.iterdir()) == [MARKER, "000001.png", "000002.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["frames", "in.mp4", "short.mp4"]
+
+
+def test_derain_that_loses_a_race_keeps_its_result(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=4)
+    dst = tmp_path / "out.mp4"
+
+    def another_run_finishes(done: int) -> None:
+        if done == 2:
+            dst.write_bytes(b"the other run")
+
+    with pytest.raises(OutputError, match=r"out\.1\.mp4"):
+        derain_video(src, dst, weights=tiny_weights, device="cpu", on_frame=another_run_finishes)
+    assert dst.read_bytes() == b"the other run"
+    assert (tmp_path / "out.1.mp4").stat().st_size > 1000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.1.mp4", "out.mp4"]
+
+
+def _clips(root: Path) -> Path:
+    for name, seed in (("alpha", 0), ("beta", 1)):
+        for t in range(6):
+            frame = moving_texture(t + 7 * seed, 40, 48)
+            (root / name).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / name / f"{t + 1:05d}.jpg"), frame)
+    return root
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        ("data/alpha/00001.jpg", ["safetensors"]),
+        ("data/w.safetensors", ["inside the input folder"]),
+        ("data/alpha/w.safetensors", ["inside the input folder"]),
+        ("init.safetensors", ["is the input"]),
+        ("existing.safetensors", ["exists", "--overwrite"]),
+    ],
+)
+def test_train_refuses_outputs_that_would_lose_data(
+    tmp_path: Path, tiny_weights: Path, output: str, words: list[str]
+) -> None:
+    data = _clips(tmp_path / "data")
+    (tmp_path / "init.safetensors").write_bytes(tiny_weights.read_bytes())
+    (tmp_path / "existing.safetensors").write_bytes(b"keep")
+    before = _tree(tmp_path)
+    args = ["train", "--data", data, "-o", tmp_path / output, "--size", "tiny", "--steps", "1"]
+    result, lines = _cli(*args, "--init", tmp_path / "init.safetensors", "--holdout", "beta")
+    _one_error(result, lines, *words)
+    assert _tree(tmp_path) == before and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["data", "init.safetensors", "existing.safetensors"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("output", "words"),
+    [
+        ("data/g.json", ["inside the input folder"]),
+        ("g.txt", [".json"]),
+        ("existing.json", ["exists", "--overwrite"]),
+        ("taken.json", ["taken.history.csv", "exists"]),
+    ],
+)
+def test_search_refuses_outputs_that_would_lose_data(tmp_path: Path, output: str, words: list[str]) -> None:
+    data = _clips(tmp_path / "data")
+    (tmp_path / "existing.json").write_text("{}")
+    (tmp_path / "taken.history.csv").write_text("mine")
+    before = _tree(tmp_path)
+    result, lines = _cli("search", "--data", data, "-o", tmp_path / output, "--epochs", "1", "--warmup", "0")
+    _one_error(result, lines, *words)
+    assert _tree(tmp_path) == before
+
+
+def _paired_set(root: Path, frames: int = 3) -> Path:
+    for i in range(frames):
+        clean = moving_texture(i, 32, 40)
+        rainy = np.clip(clean.astype(int) + 40, 0, 255).astype(np.uint8)
+        for kind, rgb in (("rain", rainy), ("gt", clean)):
+            (root / "v1" / kind).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / "v1" / kind / f"{i + 1}.png"), rgb[..., ::-1])
+    return root
+
+
+@pytest.mark.parametrize(
+    ("option", "target", "words"),
+    [
+        ("--json", "set/v1/gt/1.png", ["inside the input folder", "--json"]),
+        ("--csv", "set/v1/rain/2.png", ["inside the input folder", "--csv"]),
+        ("--json", "set/scores.json", ["inside the input folder"]),
+        ("--save-frames", "set/frames", ["inside the input folder"]),
+        ("--save-frames", ".", ["holds the input"]),
+        ("--json", "existing.json", ["exists", "--overwrite"]),
+        ("--save-frames", "mine", ["exists", "--overwrite"]),
+    ],
+)
+def test_benchmark_refuses_outputs_that_would_lose_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, option: str, target: str, words: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    bench = _paired_set(tmp_path / "set")
+    (tmp_path / "existing.json").write_text("{}")
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "photo.png").write_bytes(b"mine")
+    before = _tree(tmp_path)
+    result, lines = _cli("benchmark", bench, "-m", "input", option, target)
+    _one_error(result, lines, *words)
+    assert _tree(tmp_path) == before
+
+
+def test_benchmark_outputs_are_replaced_only_with_overwrite(tmp_path: Path) -> None:
+    bench = _paired_set(tmp_path / "set")
+    args = ["benchmark", bench, "-m", "input", "--json", tmp_path / "r.json", "--save-frames", tmp_path / "f"]
+    assert _cli(*args)[0].exit_code == 0
+    first = (tmp_path / "r.json").read_text()
+    result, lines = _cli(*args)
+    assert result.exit_code == 2 and "exists" in result.output
+    result, _ = _cli(*args, "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r.json").read_text().startswith("{") and first.startswith("{")
+    assert len(list((tmp_path / "f" / "input" / "v1").glob("*.png"))) == 3
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- signals: a closed terminal or a scheduler's time limit cleans up like Ctrl-C --------------------------
+def _start(args: list[str], cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "tmics_cli", *map(str, args)]
+    return subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(predicate, proc: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f"exited early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_derain_cleans_up_on_sigterm_and_sighup(tmp_path: Path, tiny_weights: Path, signum: int) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=400, w=96, h=64)
+    before = _tree(tmp_path)
+    proc = _start(["derain", src, "-o", tmp_path / "out.mp4", "--weights", tiny_weights, "-q"], tmp_path)
+    _wait_for(lambda: any(".tmics-partial" in p.name for p in tmp_path.iterdir()), proc)
+    time.sleep(0.5)  # inside the frame loop
+    proc.send_signal(signum)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, err
+    lines = err.strip().splitlines()
+    assert lines[-1].startswith("error: interrupted") and signal.Signals(signum).name in lines[-1]
+    assert _tree(tmp_path) == before  # no partial file, no output, the input as it was
+
+
+def test_train_on_sigterm_keeps_its_checkpoint_and_leaves_no_partial_file(tmp_path: Path) -> None:
+    data = _clips(tmp_path / "data")
+    out = tmp_path / "w.safetensors"
+    args = ["train", "--data", data, "-o", out, "--size", "tiny", "--steps", "100000", "--crop", "32"]
+    args += ["--batch", "1", "--workers", "0", "--checkpoint-every", "1", "--holdout", "beta"]
+    proc = _start(args, tmp_path)
+    _wait_for(lambda: (tmp_path / "w.run" / "checkpoint.pt").exists(), proc, seconds=180)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "--resume" in err.strip().splitlines()[-1]
+    assert not out.exists() and (tmp_path / "w.run" / "checkpoint.pt").exists()
+    assert not [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name.endswith(".tmp")]
