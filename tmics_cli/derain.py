@@ -299,7 +299,7 @@ def derain_video(
     begin = time.perf_counter()
     if not src.exists():
         raise VideoError(f"{src} does not exist")
-    check_output(src, dst, overwrite)
+    check_output(src, dst, overwrite, also_read=[weights] if weights is not None else [])
     start_s, end_s = parse_time(start), parse_time(end)
     source = open_source(src, fps=fps, start=start_s, end=end_s)
     info = source.info

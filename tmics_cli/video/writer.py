@@ -12,6 +12,8 @@ Audio is re-encoded (AAC, or Opus for WebM) only when the output container canno
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,12 +45,15 @@ def is_folder_output(path: Path) -> bool:
     return path.is_dir() or not path.suffix
 
 
-def check_output(src: Path, dst: Path, overwrite: bool) -> None:
+def check_output(
+    src: Path, dst: Path, overwrite: bool, also_read: Iterable[str | os.PathLike[str]] = ()
+) -> None:
     """Refuse outputs that would lose data or cannot be written, before any work is done (the rules of
-    `tmics_cli.outputs`: never the input or inside it, an existing output only with --overwrite, an
-    existing folder only when it holds an earlier tmics frames output and nothing else)."""
+    `tmics_cli.outputs`: never an input or inside one, an existing output only with --overwrite, an
+    existing folder only when it holds an earlier tmics frames output and nothing else). `also_read`:
+    other files the run reads (a weights file)."""
     folder = is_folder_output(dst)
-    check_output_path(dst, [src], overwrite=overwrite, folder=folder)
+    check_output_path(dst, [src, *also_read], overwrite=overwrite, folder=folder)
     if not folder and dst.suffix.lower() not in VIDEO_SUFFIXES:
         known = ", ".join(sorted(VIDEO_SUFFIXES))
         raise VideoError(
