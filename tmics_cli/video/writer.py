@@ -5,14 +5,16 @@ only by `commit()`; `abort()` (after an error or Ctrl-C) deletes it, so a failed
 partial file under the output's name nor touches an existing one.
 
 A video sink keeps what the input had: the timestamps of every frame (variable frame rate too), the time
-base and frame rate, the display rotation, the colour tags (and converts with the same matrix), and the
-audio streams, whose packets are copied without re-encoding, interleaved with the video as it is written.
-Audio is re-encoded (AAC, or Opus for WebM) only when the output container cannot hold its codec.
+base and frame rate, the display rotation, the colour tags (and converts with the same matrix), the video
+stream's tags and dispositions, and everything else of the input (`streams.StreamCopy`: audio, subtitles,
+data, attachments, chapters, tags), copied without re-encoding and interleaved with the video as it is
+written. What the output container cannot hold is named in one `VideoWarning`.
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -24,11 +26,12 @@ import numpy as np
 from ..outputs import PendingOutput
 from ..outputs import check_output as check_output_path
 from .colour import rgb_to_frame
-from .reader import SourceInfo, VideoError, _reason
+from .reader import SourceInfo, VideoError, VideoWarning, _reason
+from .streams import StreamCopy
+from .streams import accepts as _accepts
 
 VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts"}
 _DEFAULT_CODEC = {".webm": "libvpx-vp9"}
-_FALLBACK_AUDIO = {".webm": "libopus"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +89,8 @@ class FolderSink:
 
 
 class VideoSink:
-    """One encoded video stream (+ copied audio) in a container chosen by the output's extension."""
+    """One encoded video stream (+ the input's other streams) in a container chosen by the output's
+    extension."""
 
     def __init__(
         self,
@@ -104,7 +108,7 @@ class VideoSink:
         self.pending = PendingOutput(dst, overwrite=overwrite)
         self.tmp = self.pending.path
         self.count = 0
-        self.audio: _AudioCopy | None = None
+        self.others: StreamCopy | None = None  # the input's other streams, chapters and tags
         # AVI has no timestamps, only frame numbers at one rate: a fine time base would make the muxer
         # write an index entry per tick (thousands of empty frames). Everywhere else: the input's.
         self.avi = suffix == ".avi"
@@ -117,13 +121,36 @@ class VideoSink:
             raise VideoError(f"cannot write {dst}: {_reason(exc)}") from None
         try:
             self.stream = self._video_stream(width, height)
-            if options.audio and info.audio_streams:
-                self.audio = _AudioCopy(info, self.container, suffix)
+            if info.kind == "video":
+                self.others = self._copy_others(suffix)
         except BaseException:
             self.abort()
             raise
         self.tags = info.colour
         self.pix_fmt = self.stream.pix_fmt
+
+    def _copy_others(self, suffix: str) -> StreamCopy | None:
+        """Set up the copy of the input's other streams, chapters and tags; warn of what cannot be kept."""
+        import av
+
+        info = self.info
+        try:
+            copy = StreamCopy(info, self.container, suffix, audio=self.options.audio)
+        except av.error.FFmpegError as exc:
+            if self.options.audio and info.audio_streams:
+                raise VideoError(f"cannot reopen {info.path} to copy its audio: {_reason(exc)}") from None
+            warnings.warn(
+                f"{info.path}: cannot reopen it to copy its tags, subtitles and chapters ({_reason(exc)})",
+                VideoWarning,
+                stacklevel=2,
+            )
+            return None
+        self.stream.metadata.update(copy.video_tags)
+        self.stream.disposition = copy.video_disposition
+        note = copy.dropped_note(info.path, self.dst)
+        if note:
+            warnings.warn(note, VideoWarning, stacklevel=2)
+        return copy
 
     def _video_stream(self, width: int, height: int) -> Any:
         import av
@@ -185,8 +212,8 @@ class VideoSink:
         try:
             for packet in self.stream.encode(frame):
                 self.container.mux(packet)
-            if self.audio is not None:
-                self.audio.copy_until(seconds + 0.5)
+            if self.others is not None:
+                self.others.copy_until(seconds + 0.5)
         except av.error.FFmpegError as exc:
             raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
         self.count += 1
@@ -197,9 +224,9 @@ class VideoSink:
         try:
             for packet in self.stream.encode(None):
                 self.container.mux(packet)
-            if self.audio is not None:
-                self.audio.copy_until(None)
-                self.audio.close()
+            if self.others is not None:
+                self.others.copy_until(None)
+                self.others.close()
             self.container.close()
         except av.error.FFmpegError as exc:
             self.abort()
@@ -208,109 +235,12 @@ class VideoSink:
 
     def abort(self) -> None:
         try:
-            if self.audio is not None:
-                self.audio.close()
+            if self.others is not None:
+                self.others.close()
             self.container.close()
         except Exception:  # noqa: BLE001 - closing a half-written file may fail; the file goes anyway
             pass
         self.pending.abort()
-
-
-class _AudioCopy:
-    """Audio packets of the input, muxed into the output in step with the video (flat memory)."""
-
-    def __init__(self, info: SourceInfo, out: Any, suffix: str) -> None:
-        import av
-
-        self.input = av.open(str(info.path))
-        self.out = out
-        self.shift = info.shift  # seconds taken off every timestamp (the video's are shifted alike)
-        self.first = info.origin + info.start if info.start else None  # absolute cut points, seconds
-        self.last = info.origin + info.end if info.end is not None else None
-        self.pairs: dict[int, tuple[Any, Any | None]] = {}  # input stream index -> (output stream, decoder?)
-        for stream in self.input.streams.audio:
-            name = stream.codec_context.name
-            if _accepts(out, name, name):
-                self.pairs[stream.index] = (out.add_stream_from_template(stream), None)
-            else:  # the container cannot hold this codec: decode and re-encode
-                codec = _FALLBACK_AUDIO.get(suffix, "aac")
-                rate = stream.codec_context.sample_rate or 48000
-                if codec == "libopus":
-                    rate = 48000  # Opus takes 48/24/16/12/8 kHz only; the encoder resamples
-                encoded = out.add_stream(codec, rate=rate)
-                if stream.codec_context.layout:
-                    encoded.layout = stream.codec_context.layout
-                self.pairs[stream.index] = (encoded, stream)
-        if self.first is not None:
-            self.input.seek(int(self.first * 1_000_000), backward=True)
-        self.packets = self.input.demux(*self.input.streams.audio)
-        self.pending: Any = None
-        self.done = False
-        self.past_end: set[int] = set()
-
-    def copy_until(self, seconds: float | None) -> None:
-        """Mux every audio packet that starts before `seconds` on the output's clock (all the remaining
-        ones, up to --end, for None)."""
-        while not self.done:
-            packet = self.pending or next(self.packets, None)
-            self.pending = None
-            if packet is None:
-                self.done = True
-                self._flush_encoders()
-                return
-            if packet.pts is None or packet.size == 0:
-                continue
-            absolute = float(packet.pts * packet.time_base)
-            if self.last is not None and absolute >= self.last - 1e-6:
-                self.past_end.add(packet.stream.index)  # after --end
-                if len(self.past_end) == len(self.pairs):
-                    self.done = True
-                    self._flush_encoders()
-                    return
-                continue
-            if seconds is not None and absolute - self.shift > seconds:
-                self.pending = packet
-                return
-            if self.first is not None and absolute < self.first - 1e-6:
-                continue  # before --start (without it, encoder priming at t < 0 is kept)
-            self._mux(packet)
-
-    def _mux(self, packet: Any) -> None:
-        out_stream, decoder = self.pairs[packet.stream.index]
-        if decoder is None:
-            if self.shift:
-                ticks = int(round(self.shift / packet.time_base))
-                packet.pts -= ticks
-                if packet.dts is not None:
-                    packet.dts -= ticks
-            packet.stream = out_stream
-            self.out.mux(packet)
-            return
-        for frame in decoder.codec_context.decode(packet):
-            frame.pts = None
-            for encoded in out_stream.encode(frame):
-                self.out.mux(encoded)
-
-    def _flush_encoders(self) -> None:
-        for out_stream, decoder in self.pairs.values():
-            if decoder is not None:
-                for encoded in out_stream.encode(None):
-                    self.out.mux(encoded)
-
-    def close(self) -> None:
-        self.input.close()
-
-
-# avformat_query_codec cannot tell for MPEG-TS (PyAV lists 8 codecs); these are the ones it carries.
-_MPEGTS_CODECS = {"h264", "hevc", "mpeg2video", "mpeg1video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
-
-
-def _accepts(container: Any, encoder_name: str, codec_name: str) -> bool:
-    """Whether the output container can hold this codec."""
-    if container.format.name == "mpegts":
-        return codec_name in _MPEGTS_CODECS
-    supported = container.supported_codecs
-    return encoder_name in supported or codec_name in supported
 
 
 def _format_for(suffix: str) -> str | None:

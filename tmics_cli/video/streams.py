@@ -1,0 +1,479 @@
+"""Everything of the input besides the derained video, carried into the output: `StreamCopy`.
+
+`ffmpeg -map 0` is the reference: every audio, subtitle, data and extra video stream (cover art too), the
+attachments (fonts of MKV), the chapters and the tags of the container and of each stream (language,
+title, handler name) with their dispositions (default, forced, ...). Packets are copied without
+re-encoding and muxed in step with the video as it is written, so memory does not grow with the length.
+
+Where the output container cannot hold a stream as it is, it is converted as ffmpeg would: audio to AAC
+(Opus for WebM), text subtitles (SubRip, ASS, WebVTT, mov_text) to the container's text format (mov_text
+for MP4/MOV, WebVTT for WebM, ASS for MKV). What still cannot be kept (attachments outside MKV, bitmap
+subtitles in MP4, data streams a muxer refuses, chapters in TS/AVI) is listed by `dropped_note()`, which
+the sink turns into one warning. Whether a muxer takes a stream is asked of the muxer itself: the stream
+is set up in a scratch container in memory whose header is written, before the real output is touched.
+
+Tags that describe the old encoding are dropped as ffmpeg drops or rewrites them: `encoder` (the muxer
+writes its own), MP4 brands, and Matroska's per-stream statistics (DURATION, NUMBER_OF_FRAMES, BPS, ...).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from .reader import SourceInfo
+
+_FALLBACK_AUDIO = {".webm": "libopus"}
+# the text subtitle codec each container takes (what ffmpeg picks for it)
+_TEXT_SUBTITLES = {
+    "mp4": "mov_text", "mov": "mov_text", "ipod": "mov_text", "webm": "webvtt", "matroska": "ass"
+}  # fmt: skip
+_CHAPTERS = {"matroska", "webm", "mp4", "mov", "ipod"}  # muxers that write chapters
+_ATTACHMENTS = {"matroska"}  # WebM accepts attachment streams but writes nothing of them
+_COVERS = {"mp4", "ipod"}  # attached pictures (covr; not written in MOV); elsewhere a cover is a video track
+# the container tags a few muxers write (any other is lost); the others write all, or say which they keep
+_FEW_TAGS = {
+    "mpegts": {"service_name", "service_provider", "title"},
+    "avi": {
+        "artist", "comment", "copyright", "date", "genre", "language", "title", "album", "track",
+        "encoder", "timecode", "encoded_by",
+    },
+}  # fmt: skip
+
+# avformat_query_codec cannot tell for MPEG-TS (PyAV lists 8 codecs); these are the ones it carries.
+_MPEGTS_CODECS = {"h264", "hevc", "mpeg2video", "mpeg1video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
+_MPEGTS_OTHERS = {"dvb_subtitle", "dvb_teletext", "smpte_klv", "timed_id3"}
+
+_CONTAINER_DROPPED = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+_STREAM_STATISTICS = {
+    "duration",
+    "number_of_frames",
+    "number_of_bytes",
+    "bps",
+    "_statistics_tags",
+    "_statistics_writing_app",
+    "_statistics_writing_date_utc",
+}
+_ENCODING_TAGS = {"encoder", "vendor_id"}  # describe the encoder of a stream that is re-encoded here
+# tags the MP4/MOV muxer writes in its usual atoms; any other makes it write them all as `mdta` keys
+_MOV_KNOWN = {
+    "title", "artist", "album_artist", "author", "composer", "album", "date", "comment", "genre",
+    "copyright", "grouping", "lyrics", "description", "synopsis", "show", "episode_id", "network",
+    "keywords", "track", "disc", "compilation", "media_type", "creation_time", "location",
+}  # fmt: skip
+_COVER_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bmp": ("bmp", "image/bmp")}
+SUBTITLE_LOOKBACK = 10.0  # seconds read before --start, for a subtitle shown since before the cut
+_END_MARGIN = 10.0  # past --end by this much, no stream has packets left before it (interleaving delta)
+
+
+def container_tags(metadata: dict[str, str]) -> dict[str, str]:
+    """The container's tags to write again: all but those that describe the old file's encoding."""
+    return {k: v for k, v in metadata.items() if k.lower() not in _CONTAINER_DROPPED}
+
+
+def stream_tags(metadata: dict[str, str], reencoded: bool, mov: bool = False) -> dict[str, str]:
+    """A stream's tags to write again: language, title, handler name, ...; not Matroska's statistics
+    (the muxer writes its own DURATION), nor for a re-encoded stream the old encoder's name. `mov`: tags
+    read from MP4/MOV, whose demuxer names a track's title `name` (which every muxer writes as `title`)."""
+    kept = {}
+    for key, value in metadata.items():
+        base = key.lower().split("-")[0]  # Matroska writes statistics per language too: BPS-eng
+        if base in _STREAM_STATISTICS or (reencoded and base in _ENCODING_TAGS):
+            continue
+        kept[key] = value
+    if mov and "name" in kept and not any(key.lower() == "title" for key in kept):
+        kept["title"] = kept.pop("name")
+    return kept
+
+
+def accepts(container: Any, encoder_name: str, codec_name: str, supported: set[str] | None = None) -> bool:
+    """Whether the output container can hold this codec (by the codec tables; `supported`: the
+    container's supported_codecs, when already known)."""
+    if container.format.name == "mpegts":
+        return codec_name in _MPEGTS_CODECS or codec_name in _MPEGTS_OTHERS
+    supported = container.supported_codecs if supported is None else supported
+    return encoder_name in supported or codec_name in supported
+
+
+def codec_name(stream: Any) -> str:
+    """The codec's usual name (ffprobe's: subrip, hdmv_pgs_subtitle), or the tag of a codec-less stream."""
+    ctx = stream.codec_context
+    if ctx is not None:
+        return getattr(ctx.codec, "canonical_name", None) or ctx.name or "unknown"
+    try:
+        tag = stream.codec_tag
+    except Exception:  # noqa: BLE001 - PyAV reads it from a codec context these streams lack
+        tag = ""
+    return tag.strip("\x00 ") or stream.type
+
+
+@dataclass
+class _Copy:
+    """One input stream with packets, and how it reaches the output."""
+
+    kind: str  # "copy", "audio" (decode + encode), "subtitle" (decode + encode to a text codec)
+    source: Any  # the input stream
+    out: Any  # the output stream
+    sparse: bool  # subtitles and data: no packet for long spans; never waited for at --end
+
+
+class StreamCopy:
+    """The input's streams (but its first video stream), chapters and tags, into the output `out`,
+    interleaved by time with the video: `copy_until(t)` as the video reaches t seconds, `copy_until(None)`
+    at the end. `video_tags` and `video_disposition` are for the sink's encoded video stream."""
+
+    def __init__(self, info: SourceInfo, out: Any, suffix: str, audio: bool = True) -> None:
+        import av
+
+        self.input = av.open(str(info.path))
+        self.out = out
+        self.format = out.format.name
+        self.mov = self.input.format.name.startswith("mov")  # the MP4/MOV demuxer
+        self.label = suffix.lstrip(".") or self.format
+        self.suffix = suffix
+        self.shift = info.shift  # seconds taken off every timestamp (the video's are shifted alike)
+        self.first = info.origin + info.start if info.start else None  # absolute cut points, seconds
+        self.last = info.origin + info.end if info.end is not None else None
+        self.supported = set() if self.format == "mpegts" else out.supported_codecs
+        self.dropped: list[str] = []
+        self.attachments_dropped: list[str] = []
+        self.copies: dict[int, _Copy] = {}
+        self.covers: list[tuple[Any, Any]] = []  # (output stream, packet) muxed once, at the start
+        self.pending: Any = None
+        self.past_end: set[int] = set()
+        try:
+            self._plan(audio)
+            self.dense = {i for i, c in self.copies.items() if not c.sparse}
+            streams = [c.source for c in self.copies.values()]
+            self.done = not streams
+            if streams and self.first is not None:
+                subtitles = any(c.source.type == "subtitle" for c in self.copies.values())
+                lookback = SUBTITLE_LOOKBACK if subtitles else 0.0
+                self.input.seek(int(max(0.0, self.first - lookback) * 1_000_000), backward=True)
+            self.packets = self.input.demux(*streams) if streams else iter(())
+        except BaseException:
+            self.input.close()
+            raise
+
+    # --- setting up the output ---
+
+    def _plan(self, audio: bool) -> None:
+        primary = self.input.streams.video[0]
+        self.video_tags = stream_tags(primary.metadata, reencoded=True, mov=self.mov)
+        self.video_disposition = int(primary.disposition) & ~int(_disposition("attached_pic"))
+        covers = []
+        for stream in self.input.streams:
+            if stream.index == primary.index or (stream.type == "audio" and not audio):
+                continue
+            if stream.discard == _discard_all():
+                continue  # the demuxer's own (MP4's chapter text track): the chapters are copied as such
+            if stream.type == "attachment":
+                self._attachment(stream)
+            elif stream.type == "video" and stream.disposition & _disposition("attached_pic"):
+                covers.append(stream)
+            elif stream.type == "data" and "timecode" in stream.metadata and "timecode" in self.video_tags:
+                continue  # a timecode track: the muxer writes it again from the video's timecode tag
+            elif stream.type in ("audio", "video", "subtitle", "data"):
+                if not self._stream(stream):
+                    self.dropped.append(f"{stream.type} stream {stream.index} ({codec_name(stream)})")
+            else:
+                self.dropped.append(f"stream {stream.index} ({stream.type})")
+        tags = container_tags(self.input.metadata)
+        self.out.metadata.update(tags)
+        if self.format in _FEW_TAGS:
+            lost = [key for key in tags if key.lower() not in _FEW_TAGS[self.format]]
+            if lost:
+                self.dropped.append(f"tag{'s' if len(lost) > 1 else ''} {', '.join(lost)}")
+        # MP4/MOV write tags such as com.apple.quicktime.location.ISO6709 or make/model only as `mdta` keys
+        mdta = self.format in ("mp4", "mov", "ipod") and any(not _mov_known(key) for key in tags)
+        if mdta:
+            self.out.container_options["movflags"] = "use_metadata_tags"
+        if covers:
+            self._covers(covers, mdta)
+        self._chapters()
+
+    def _attachment(self, stream: Any) -> None:
+        name = stream.metadata.get("filename") or f"attachment {stream.index}"
+        tags = self._tags(stream)
+        if self.format in _ATTACHMENTS and self._try(_add_copy, stream, tags):
+            _add_copy(self.out, stream, tags)
+        else:
+            self.attachments_dropped.append(name)
+
+    def _stream(self, stream: Any) -> bool:
+        """Set up the output stream for an input stream with packets; False when it cannot be kept."""
+        name = codec_name(stream)
+        encoder = stream.codec_context.name if stream.codec_context is not None else name
+        sparse = stream.type in ("subtitle", "data")
+        tags = self._tags(stream)
+        if stream.codec_context is not None or stream.type == "data":
+            held = stream.type == "data" or accepts(self.out, encoder, name, self.supported)
+            if held and self._try(_add_copy, stream, tags):
+                self.copies[stream.index] = _Copy("copy", stream, _add_copy(self.out, stream, tags), sparse)
+                return True
+        if stream.type == "audio":
+            self.copies[stream.index] = _Copy("audio", stream, self._audio_encoder(stream), False)
+            return True
+        target = _TEXT_SUBTITLES.get(self.format)
+        text = stream.codec_context is not None and getattr(stream.codec_context.codec, "text_sub", False)
+        if stream.type == "subtitle" and target and text:
+            tags = self._tags(stream, reencoded=True)
+            if target in self.supported and self._try(_add_subtitle, stream, target, tags):
+                encoded = _add_subtitle(self.out, stream, target, tags)
+                self.copies[stream.index] = _Copy("subtitle", stream, encoded, True)
+                return True
+        return False
+
+    def _audio_encoder(self, stream: Any) -> Any:
+        """The container cannot hold this audio codec: an AAC (Opus for WebM) encoder to re-encode it."""
+        codec = _FALLBACK_AUDIO.get(self.suffix, "aac")
+        rate = stream.codec_context.sample_rate or 48000
+        if codec == "libopus":
+            rate = 48000  # Opus takes 48/24/16/12/8 kHz only; the encoder resamples
+        encoded = self.out.add_stream(codec, rate=rate)
+        if stream.codec_context.layout:
+            encoded.layout = stream.codec_context.layout
+        encoded.metadata.update(self._tags(stream, reencoded=True))
+        encoded.disposition = stream.disposition
+        return encoded
+
+    def _tags(self, stream: Any, reencoded: bool = False) -> dict[str, str]:
+        return stream_tags(stream.metadata, reencoded, self.mov)
+
+    def _covers(self, streams: list[Any], mdta: bool) -> None:
+        """Cover art (a still picture shown as a video stream): an attachment again in Matroska, an
+        attached picture where the container has them (MP4's covr, which the muxer leaves out when it
+        writes `mdta` tags: the tags are kept first). Its one packet is read now."""
+        import av
+
+        pictures: dict[int, Any] = {}
+        with av.open(str(self.input.name)) as reader:  # the pictures come first: the demuxer queues them
+            wanted = [reader.streams[s.index] for s in streams]
+            for packet in reader.demux(*wanted):
+                if packet.size and packet.stream.index not in pictures:
+                    pictures[packet.stream.index] = packet
+                if len(pictures) == len(wanted) or packet.pts is not None and packet.pts > 0:
+                    break
+        for stream in streams:
+            packet = pictures.get(stream.index)
+            name = codec_name(stream)
+            if packet is None:
+                self.dropped.append(f"video stream {stream.index} ({name}, a cover without its picture)")
+                continue
+            if self.format in _ATTACHMENTS and name in _COVER_TYPES:
+                ext, mime = _COVER_TYPES[name]
+                filename = stream.metadata.get("filename") or f"cover.{ext}"
+                self.out.add_attachment(filename, stream.metadata.get("mimetype") or mime, bytes(packet))
+                continue
+            if mdta:
+                self.dropped.append(f"video stream {stream.index} ({name} cover art, not beside custom tags)")
+                continue
+            tags = self._tags(stream)
+            held = self.format in _COVERS and accepts(self.out, name, name, self.supported)
+            if held and self._try(_add_copy, stream, tags):
+                self.covers.append((_add_copy(self.out, stream, tags), packet))
+                continue
+            self.dropped.append(f"video stream {stream.index} ({name} cover art)")
+
+    def _chapters(self) -> None:
+        chapters = []
+        for chapter in self.input.chapters():
+            tb = chapter["time_base"] or Fraction(1, 1_000_000)
+            start, end = float(chapter["start"] * tb), float(chapter["end"] * tb)
+            if self.first is not None:
+                if end <= self.first:
+                    continue
+                start = max(start, self.first)
+            if self.last is not None:
+                if start >= self.last:
+                    continue
+                end = min(end, self.last)
+            start, end = start - self.shift, end - self.shift
+            chapters.append(
+                {
+                    "id": chapter["id"],
+                    "start": round(start / tb),
+                    "end": round(end / tb),
+                    "time_base": tb,
+                    "metadata": dict(chapter["metadata"]),
+                }
+            )
+        if not chapters:
+            return
+        if self.format in _CHAPTERS:
+            self.out.set_chapters(chapters)
+        else:
+            self.dropped.append(f"{len(chapters)} chapter{'s' if len(chapters) > 1 else ''}")
+
+    def _try(self, build: Callable[..., Any], *args: Any) -> bool:
+        """Whether the muxer takes the stream `build(container, *args)` adds: asked of a scratch container
+        in memory."""
+        import av
+
+        if self.format == "mpegts":  # its header checks nothing; the codec tables above tell
+            return True
+        scratch = av.open(io.BytesIO(), "w", format=self.format)
+        try:
+            build(scratch, *args)
+            scratch.start_encoding()
+            return True
+        except (av.error.FFmpegError, ValueError, TypeError):
+            return False
+        finally:
+            try:
+                scratch.close()
+            except Exception:  # noqa: BLE001 - a scratch file that cannot be finished is thrown away
+                pass
+
+    def dropped_note(self, src: Path | str, dst: Path | str) -> str | None:
+        """One line naming what the output cannot hold, or None when everything is kept."""
+        items = []
+        if self.attachments_dropped:
+            names, count = ", ".join(self.attachments_dropped), len(self.attachments_dropped)
+            items.append(f"{count} attachment{'s' if count > 1 else ''} ({names})")
+        items += self.dropped
+        if not items:
+            return None
+        advice = "" if self.format == "matroska" else "; use .mkv to keep everything"
+        return f"{src}: not kept in {dst} ({self.label} cannot hold them): {', '.join(items)}{advice}"
+
+    # --- copying packets ---
+
+    def copy_until(self, seconds: float | None) -> None:
+        """Mux every packet that starts before `seconds` on the output's clock (all the remaining ones, up
+        to --end, for None)."""
+        for out_stream, packet in self.covers:
+            packet.stream = out_stream
+            self.out.mux(packet)
+        self.covers = []
+        while not self.done:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None:
+                self._finish()
+                return
+            pts = packet.pts if packet.pts is not None else packet.dts
+            if pts is None or packet.size == 0 or packet.time_base is None:
+                continue
+            absolute = float(pts * packet.time_base)
+            index = packet.stream.index
+            if self.last is not None and absolute >= self.last - 1e-6:
+                if index in self.dense:
+                    self.past_end.add(index)  # after --end
+                if (self.dense and self.past_end >= self.dense) or absolute > self.last + _END_MARGIN:
+                    self._finish()
+                    return
+                continue
+            if seconds is not None and absolute - self.shift > seconds:
+                self.pending = packet
+                return
+            copy = self.copies[index]
+            if copy.sparse:
+                if not self._trim(packet, pts, absolute):
+                    continue
+            elif self.first is not None and absolute < self.first - 1e-6:
+                continue  # before --start (without it, encoder priming at t < 0 is kept)
+            self._mux(copy, packet)
+
+    def _trim(self, packet: Any, pts: int, absolute: float) -> bool:
+        """Fit a subtitle (or data) packet into --start/--end: one shown since before --start starts at
+        it, one still shown at --end ends there. False when it lies outside."""
+        tb = packet.time_base
+        end = absolute + float(packet.duration * tb) if packet.duration else None
+        if self.first is not None and absolute < self.first - 1e-6:
+            if end is None or end <= self.first + 1e-6:
+                return False
+            start = round(self.first / tb)
+            packet.duration = max(1, packet.duration - (start - pts))
+            packet.pts = start
+            packet.dts = start
+            absolute = float(start * tb)
+        if self.last is not None and end is not None and end > self.last:
+            packet.duration = max(1, round((self.last - absolute) / tb))
+        return True
+
+    def _mux(self, copy: _Copy, packet: Any) -> None:
+        ticks = int(round(self.shift / packet.time_base)) if self.shift else 0
+        if copy.kind == "audio":
+            for frame in copy.source.codec_context.decode(packet):
+                frame.pts = None
+                for encoded in copy.out.encode(frame):
+                    self.out.mux(encoded)
+            return
+        if copy.kind == "subtitle":
+            import av
+
+            try:
+                subtitle = copy.source.codec_context.decode2(packet)
+            except av.error.FFmpegError:
+                return  # a damaged subtitle: skipped, as a player would
+            if subtitle is None or not len(subtitle):
+                return
+            encoded = copy.out.codec_context.encode_subtitle(subtitle)
+            pts = packet.pts if packet.pts is not None else packet.dts
+            encoded.pts = encoded.dts = pts - ticks
+            encoded.duration = packet.duration
+            encoded.time_base = packet.time_base
+            encoded.stream = copy.out
+            self.out.mux(encoded)
+            return
+        if ticks:
+            if packet.pts is not None:
+                packet.pts -= ticks
+            if packet.dts is not None:
+                packet.dts -= ticks
+        packet.stream = copy.out
+        self.out.mux(packet)
+
+    def _finish(self) -> None:
+        self.done = True
+        for copy in self.copies.values():
+            if copy.kind == "audio":
+                for encoded in copy.out.encode(None):
+                    self.out.mux(encoded)
+
+    def close(self) -> None:
+        self.input.close()
+
+
+def _disposition(name: str) -> int:
+    import av
+
+    return int(getattr(av.stream.Disposition, name))
+
+
+def _discard_all() -> Any:
+    import av
+
+    return av.stream.Discard.all
+
+
+def _mov_known(key: str) -> bool:
+    return key.lower().split("-")[0] in _MOV_KNOWN
+
+
+def _add_copy(out: Any, stream: Any, tags: dict[str, str]) -> Any:
+    """An output stream copying `stream` (codec parameters, disposition), with the tags `tags`."""
+    copied = out.add_stream_from_template(stream)
+    copied.metadata.clear()
+    copied.metadata.update(tags)
+    copied.disposition = stream.disposition
+    return copied
+
+
+def _add_subtitle(out: Any, stream: Any, codec: str, tags: dict[str, str]) -> Any:
+    """An output stream encoding the text subtitles of `stream` as `codec` (mov_text, webvtt, ass)."""
+    decoder = stream.codec_context
+    decoder.open(strict=False)  # a text decoder makes the ASS header the encoder starts from
+    encoded = out.add_stream(codec)
+    if decoder.subtitle_header:
+        encoded.codec_context.subtitle_header = decoder.subtitle_header
+    if stream.time_base:
+        encoded.time_base = stream.time_base
+    encoded.metadata.update(tags)
+    encoded.disposition = stream.disposition
+    return encoded
