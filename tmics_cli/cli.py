@@ -20,6 +20,11 @@ from . import __version__
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
+STRICT_HELP = (
+    "Treat a damaged input as an error (exit 2, nothing written): decoder errors, frames the decoder "
+    "flags corrupt, a video that stops short of the frame count or duration its file states, truncated "
+    "JPEG/PNG frames. Without it each is a warning line and the work goes on."
+)
 
 
 
@@ -28,6 +33,14 @@ class _Commands(typer.core.TyperGroup):
     one `error:` line and exit 2, like every other bad input, instead of click's usage block and box."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():  # warnings as `warning:` lines for this run, then as they were
+            warnings.showwarning = _show_warning
+            code = self._run(*args, **kwargs)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             code = super().main(*args, standalone_mode=False, **kwargs)
         except _usage.NoArgsIsHelpError as exc:
@@ -41,9 +54,7 @@ class _Commands(typer.core.TyperGroup):
         except typer.Abort:
             typer.echo("error: interrupted", err=True)
             code = 130
-        if not standalone_mode:
-            return code
-        sys.exit(code if isinstance(code, int) else 0)
+        return code
 
 
 app = typer.Typer(
@@ -206,7 +217,9 @@ def train(
 @app.command()
 def derain(
     src: Path | None = typer.Argument(
-        None, help="Input video, or a folder of frames (png/jpg).", show_default=False
+        None,
+        help="Input video, or a folder of frames (png/jpg). Not a pipe or stdin: tmics seeks in its input.",
+        show_default=False,
     ),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output video, or a name without suffix for PNG frames."
@@ -235,6 +248,7 @@ def derain(
     fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
     overwrite: bool = typer.Option(False, help="Replace an existing output."),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
@@ -306,11 +320,13 @@ def derain(
                 fps=fps,
                 audio=not no_audio,
                 overwrite=overwrite,
+                strict=strict,
                 on_start=on_start,
                 on_frame=on_frame,
             )
         finally:
-            progress.stop()
+            if progress.live.is_started:  # stopping one never started still writes a blank line
+                progress.stop()
     except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt:
@@ -346,6 +362,9 @@ def benchmark(
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    strict: bool = typer.Option(
+        False, "--strict", help="A damaged frame (truncated JPEG/PNG) is an error (exit 2), not a warning."
+    ),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
     import torch
@@ -362,7 +381,7 @@ def benchmark(
         torch.set_num_threads(threads)
     console, out = Console(stderr=True), Console()
     try:
-        bench = load_set(name, data)
+        bench = load_set(name, data, strict=strict)
         torch_device = pick_device(device)
         dtype = pick_precision(precision, torch_device)
         batch = batch or default_batch(torch_device)
@@ -599,5 +618,4 @@ def fetch_weights(
 
 
 def main() -> None:
-    warnings.showwarning = _show_warning
     app()
