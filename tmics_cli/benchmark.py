@@ -99,7 +99,7 @@ def protocol_frames(protocol: str, count: int) -> list[int]:
     return list(range(count))
 
 
-def _on_disk(path: Path, protocol: str | None) -> BenchSet:
+def _on_disk(path: Path, protocol: str | None, strict: bool = False) -> BenchSet:
     layout, videos = find_paired_videos(path)
     protocol = protocol or ("j4r" if layout == "j4r" else "all")
     bench = []
@@ -109,8 +109,8 @@ def _on_disk(path: Path, protocol: str | None) -> BenchSet:
             BenchVideo(
                 v.name,
                 len(rain),
-                lambda rain=rain: (read_image(p) for p in rain),
-                lambda i, gt=gt: read_image(gt[i]),
+                lambda rain=rain: (read_image(p, strict) for p in rain),
+                lambda i, gt=gt: read_image(gt[i], strict),
                 protocol_frames(protocol, len(rain)),
             )
         )
@@ -145,8 +145,9 @@ def synthetic_set(name: str) -> BenchSet:
     return BenchSet(name, f"built in: {CLEAN_CLIP.name} + {preset} rain", "all", videos)
 
 
-def load_set(name: str, data: str | Path | None = None) -> BenchSet:
-    """A benchmark set by name (known public set, built-in synthetic set) or by path."""
+def load_set(name: str, data: str | Path | None = None, strict: bool = False) -> BenchSet:
+    """A benchmark set by name (known public set, built-in synthetic set) or by path. Its frames are read
+    as the benchmark runs: a damaged one (a truncated JPEG/PNG) is a warning, with `strict` a DataError."""
     if name in SYNTHETIC_SETS:
         return synthetic_set(name)
     known = KNOWN_SETS.get(name)
@@ -155,7 +156,7 @@ def load_set(name: str, data: str | Path | None = None) -> BenchSet:
         if not path.exists():
             names = ", ".join([*KNOWN_SETS, *SYNTHETIC_SETS])
             raise DataError(f"unknown set {name!r}: give one of {names}, or a path to a paired folder")
-        return _on_disk(path, None)
+        return _on_disk(path, None, strict)
     if data is None:
         root = os.environ.get("TMICS_DATA")
         if not root:
@@ -166,11 +167,11 @@ def load_set(name: str, data: str | Path | None = None) -> BenchSet:
         data = Path(root) / name
     path = Path(data)
     if known is None:
-        return _on_disk(path, None)
+        return _on_disk(path, None, strict)
     if not path.is_dir():
         raise DataError(f"no {name} at {path}: expected layout {known.layout}; published with {known.where}")
     try:
-        bench = _on_disk(path, known.protocol)
+        bench = _on_disk(path, known.protocol, strict)
     except LayoutNotFound:
         raise DataError(
             f"{path} does not look like {name}: expected layout {known.layout}; published with {known.where}"

@@ -25,6 +25,11 @@ OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
     "and nothing else."
 )
+STRICT_HELP = (
+    "Treat a damaged input as an error (exit 2, nothing written): decoder errors, frames the decoder "
+    "flags corrupt, a video that stops short of the frame count or duration its file states, truncated "
+    "JPEG/PNG frames. Without it each is a warning line and the work goes on."
+)
 
 
 def _overwrite_option() -> Any:
@@ -37,6 +42,14 @@ class _Commands(typer.core.TyperGroup):
     one `error:` line and exit 2, like every other bad input, instead of click's usage block and box."""
 
     def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        with warnings.catch_warnings():  # warnings as `warning:` lines for this run, then as they were
+            warnings.showwarning = _show_warning
+            code = self._run(*args, **kwargs)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+    def _run(self, *args: Any, **kwargs: Any) -> Any:
         try:
             with handle_signals():  # SIGTERM and SIGHUP clean up as Ctrl-C does; exit 128 + signal
                 code = super().main(*args, standalone_mode=False, **kwargs)
@@ -51,9 +64,7 @@ class _Commands(typer.core.TyperGroup):
         except typer.Abort:
             typer.echo("error: interrupted", err=True)
             code = 130
-        if not standalone_mode:
-            return code
-        sys.exit(code if isinstance(code, int) else 0)
+        return code
 
 
 app = typer.Typer(
@@ -219,7 +230,9 @@ def train(
 @app.command()
 def derain(
     src: Path | None = typer.Argument(
-        None, help="Input video, or a folder of frames (png/jpg).", show_default=False
+        None,
+        help="Input video, or a folder of frames (png/jpg). Not a pipe or stdin: tmics seeks in its input.",
+        show_default=False,
     ),
     output: Path = typer.Option(
         ...,
@@ -252,6 +265,7 @@ def derain(
     fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
     overwrite: bool = _overwrite_option(),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
 ) -> None:
@@ -323,11 +337,13 @@ def derain(
                 fps=fps,
                 audio=not no_audio,
                 overwrite=overwrite,
+                strict=strict,
                 on_start=on_start,
                 on_frame=on_frame,
             )
         finally:
-            progress.stop()
+            if progress.live.is_started:  # stopping one never started still writes a blank line
+                progress.stop()
     except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt as exc:
@@ -364,6 +380,9 @@ def benchmark(
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
     overwrite: bool = _overwrite_option(),
+    strict: bool = typer.Option(
+        False, "--strict", help="A damaged frame (truncated JPEG/PNG) is an error (exit 2), not a warning."
+    ),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
     import torch
@@ -382,7 +401,7 @@ def benchmark(
     console, out = Console(stderr=True), Console()
     frames_out: PendingOutput | None = None
     try:
-        bench = load_set(name, data)
+        bench = load_set(name, data, strict=strict)
         inputs = [Path(bench.source), data, Path(name), *(m for m in method if m not in BASELINES), *weights]
         targets = [(json_path, "--json file"), (csv_path, "--csv file")]
         for target, what in targets:
@@ -645,5 +664,4 @@ def fetch_weights(
 
 
 def main() -> None:
-    warnings.showwarning = _show_warning
     app()

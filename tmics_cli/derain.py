@@ -5,6 +5,10 @@
 Decoding and encoding overlap the model's compute through bounded queues, so memory stays flat in the
 video's length and a GPU does not wait on I/O. One output frame per input frame, in order, with the input's
 timestamps. The output is written to a temporary file beside `dst` and renamed at the end.
+
+Damage in the input (decoder errors, frames flagged corrupt, a video that stops short of what its container
+states, truncated JPEG/PNG frames) is a `VideoWarning` per finding and the work goes on; with `strict=True`
+it is a `VideoError` and, as after any error, no output is left.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +36,15 @@ from .inference import (
     rain_level,
 )
 from .model.io import load_model
-from .video.reader import SourceFrame, SourceInfo, VideoError, open_source, parse_time
+from .video.reader import (
+    SourceFrame,
+    SourceInfo,
+    VideoError,
+    VideoWarning,
+    check_input,
+    open_source,
+    parse_time,
+)
 from .video.writer import EncodeOptions, check_output, open_sink
 from .weights import resolve_weights
 
@@ -167,15 +180,17 @@ def load_weights(rain: str = "light", weights: str | Path | None = None, device:
 
 
 def _read_first(
-    src: Path, count: int, fps: float, start: float | None, end: float | None
+    src: Path, count: int, fps: float, start: float | None, end: float | None, strict: bool = False
 ) -> list[np.ndarray]:
-    source = open_source(src, fps=fps, start=start, end=end)
+    source = open_source(src, fps=fps, start=start, end=end, strict=strict)
     try:
         frames = []
-        for item in source:
-            frames.append(item.rgb)
-            if len(frames) >= count:
-                break
+        with warnings.catch_warnings():  # damage is told (or, strict, raised) once: by the pass that derains
+            warnings.simplefilter("ignore", VideoWarning)
+            for item in source:
+                frames.append(item.rgb)
+                if len(frames) >= count:
+                    break
         return frames
     finally:
         source.close()
@@ -203,6 +218,7 @@ def _setup(
     fps: float,
     start: float | None,
     end: float | None,
+    strict: bool = False,
 ) -> _Setup:
     """Check the options and load the model (choosing the rain level for auto); no output touched yet."""
     if rain not in RAIN_LEVELS:
@@ -217,7 +233,7 @@ def _setup(
         raise ValueError("--tile-overlap must be at least 0 and less than half of --tile")
     note = ""
     if weights is None and rain == "auto":
-        level, coverage = rain_level(_read_first(src, 13, fps, start, end))
+        level, coverage = rain_level(_read_first(src, 13, fps, start, end, strict))
         note = (
             f"rain auto: {coverage:.1%} of pixels brighter than their aligned neighbours -> {level}"
             f" (heavy from {HEAVY_RAIN_COVERAGE:.0%})"
@@ -249,13 +265,17 @@ def derained_frames(
     start: str | float | None = None,
     end: str | float | None = None,
     fps: float = 25.0,
+    strict: bool = False,
 ) -> Iterator[tuple[SourceFrame, np.ndarray]]:
     """Derain a video or frame folder lazily: yields (input frame, with its index and timestamp;
-    derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread."""
-    src = Path(src)
+    derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread. Damage in the input
+    is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found."""
+    src = check_input(src)
     start_s, end_s = parse_time(start), parse_time(end)
-    setup = _setup(src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s)
-    source = open_source(src, fps=fps, start=start_s, end=end_s)
+    setup = _setup(
+        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict
+    )
+    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
     reader = _Background(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
     try:
@@ -287,24 +307,29 @@ def derain_video(
     fps: float = 25.0,
     audio: bool = True,
     overwrite: bool = False,
+    strict: bool = False,
     on_start: Callable[[SourceInfo, str], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
 ) -> DerainSummary:
     """Derain the video (or frame folder) `src` into `dst` (a video file, or a folder of PNG frames when
     `dst` has no suffix). `rain` picks the shipped weights (light, heavy, or auto: measured on the first
-    frames), `weights` a file instead. Raises VideoError / OutputError (an output that would lose data) /
-    ValueError / FileNotFoundError / WeightsError / MemoryError with one-line messages; after any error no
-    file is left at `dst`. An existing `dst` is replaced only with `overwrite` (see tmics_cli.outputs)."""
-    src, dst = Path(src), Path(dst)
+    frames), `weights` a file instead. Damage found in the input is a `VideoWarning` per finding, or with
+    `strict` an error. Input that cannot be seeked in (a pipe, stdin, a device) is refused before anything
+    is read. Raises VideoError / OutputError (an output that would lose data) / ValueError /
+    FileNotFoundError / WeightsError / MemoryError with one-line messages; after any error no file is left
+    at `dst`. An existing `dst` is replaced only with `overwrite` (see tmics_cli.outputs)."""
+    src, dst = check_input(src), Path(dst)
     begin = time.perf_counter()
     if not src.exists():
         raise VideoError(f"{src} does not exist")
     check_output(src, dst, overwrite, also_read=[weights] if weights is not None else [])
     start_s, end_s = parse_time(start), parse_time(end)
-    source = open_source(src, fps=fps, start=start_s, end=end_s)
+    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
     info = source.info
     try:
-        setup = _setup(src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s)
+        setup = _setup(
+            src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict
+        )
         out_w = info.width * (2 if compare else 1)
         options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
         sink = open_sink(dst, info, options, out_w, info.height, overwrite)

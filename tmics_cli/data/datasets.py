@@ -19,6 +19,7 @@ Paired sets, in the public layouts:
 from __future__ import annotations
 
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..video.images import read_rgb
+from ..video.reader import VideoWarning
 from ..video.windows import reflect_index, window_indices
 from .rain import PRESETS, add_rain, degrade_clip, sample_style
 
@@ -56,12 +59,18 @@ def list_images(folder: Path) -> list[Path]:
     return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
 
 
-def read_image(path: Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise DataError(f"cannot read image {path}")
-    return np.ascontiguousarray(img[..., ::-1])
+def read_image(path: Path, strict: bool = False) -> np.ndarray:
+    """(H, W, 3) uint8 RGB. A file cut short (see video.images.image_damage) that OpenCV still decodes,
+    with the missing part grey, is a `VideoWarning`, or with `strict` a `DataError`."""
+    rgb, problem = read_rgb(path)
+    if rgb is None:
+        raise DataError(f"cannot read image {path}" + (f" ({problem})" if problem else ""))
+    if problem:
+        message = f"{path}: {problem}, decoded with missing data"
+        if strict:
+            raise DataError(message)
+        warnings.warn(message, VideoWarning, stacklevel=2)
+    return rgb
 
 
 def read_video_frames(path: Path) -> list[np.ndarray]:

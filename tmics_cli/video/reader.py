@@ -3,11 +3,23 @@
 `open_source(path)` probes the input (size, frame rate, time base, frame count or an estimate, display
 rotation, colour tags, audio streams) and fails with a one-line `VideoError` on anything it cannot read.
 Iterating it decodes lazily, so memory does not depend on the video's length.
+
+Damage is never accepted silently: packets the demuxer flags corrupt, packets the decoder rejects, frames
+it flags corrupt, a video that stops clearly short of the frame count or duration its container states, and
+image frames whose file is cut short (see `images.image_damage`) are each reported in one line naming the
+file and the frame, as a `VideoWarning` (decoding goes on), or with `strict=True` as a `VideoError`.
+Inputs that cannot be seeked in (a pipe, stdin, a socket, a character device) are refused up front by
+`check_input`, without opening them.
 """
 
 from __future__ import annotations
 
+import math
+import os
 import re
+import stat
+import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -17,8 +29,13 @@ from typing import Any
 import numpy as np
 
 from .colour import ColourTags, frame_to_rgb
+from .images import read_rgb
 
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+MAX_FRAME_REPORTS = 5  # damaged frames named one by one; the rest are counted in one closing line
+MIN_SHORTFALL_S = 0.1  # a video this much short of its stated end can be rounding; more is damage
+MIXED_SLACK_S = 1.0  # the same when only the container's duration (of all its streams) is known
+SEEK_HINT = "tmics needs a file it can seek in; save it to a file first"
 
 
 class VideoError(Exception):
@@ -28,6 +45,35 @@ class VideoError(Exception):
 class VideoWarning(UserWarning):
     """Something the user should know about an input or output (a damaged frame, a stream that cannot be
     kept) that does not stop the work; the message is one line. The CLI prints it as `warning: ...`."""
+
+
+class Damage:
+    """Reports damage found in one input: a `VideoError` when strict, else a `VideoWarning` per damaged
+    frame (the first `MAX_FRAME_REPORTS`; `finish` counts the rest in one line)."""
+
+    def __init__(self, path: Path, strict: bool) -> None:
+        self.path, self.strict, self.frames = path, strict, 0
+
+    def frame(self, message: str) -> None:
+        self.frames += 1
+        if self.strict:
+            raise VideoError(message)
+        if self.frames <= MAX_FRAME_REPORTS:
+            warnings.warn(message, VideoWarning, stacklevel=2)
+
+    def whole(self, message: str) -> None:
+        if self.strict:
+            raise VideoError(message)
+        warnings.warn(message, VideoWarning, stacklevel=2)
+
+    def finish(self) -> None:
+        if self.frames > MAX_FRAME_REPORTS:
+            warnings.warn(
+                f"{self.path}: {self.frames} damaged frames in all "
+                f"(the first {MAX_FRAME_REPORTS} named above)",
+                VideoWarning,
+                stacklevel=2,
+            )
 
 
 @dataclass(frozen=True)
@@ -86,10 +132,13 @@ def parse_time(text: str | float | None) -> float | None:
 class VideoFileSource:
     """Frames of the first video stream of a file PyAV opens, with their timestamps."""
 
-    def __init__(self, path: Path, start: float | None = None, end: float | None = None) -> None:
+    def __init__(
+        self, path: Path, start: float | None = None, end: float | None = None, strict: bool = False
+    ) -> None:
         import av
 
         self.path, self.start, self.end = path, start or 0.0, end
+        self.damage = Damage(path, strict)
         try:
             self._container = av.open(str(path))
         except av.error.InvalidDataError as exc:
@@ -122,6 +171,21 @@ class VideoFileSource:
             duration = float(stream.duration * stream.time_base)
         elif self._container.duration:
             duration = self._container.duration / 1_000_000
+        # what the container states, to tell a video that stops short: its frame count, and where the
+        # video stream ends (from the stream's duration, else the container's, which may be the audio's:
+        # then only a larger shortfall counts)
+        self._stated_frames = stream.frames or None
+        self._stated_end, self._slack = None, 0.0
+        if stream.duration and stream.time_base:
+            self._stated_end = float(stream.duration * stream.time_base)
+        elif self._container.duration:
+            # counted from the container's start, or (Matroska) from zero: the earlier end, so as never to
+            # expect frames the file does not promise
+            begin = (self._container.start_time or 0) / 1_000_000
+            length = self._container.duration / 1_000_000
+            self._stated_end = min(length, begin + length) - self.origin
+            if len(self._container.streams) > 1:
+                self._slack = max(MIXED_SLACK_S, 0.05 * (self._stated_end - self.start))
         count, exact = (stream.frames or None), bool(stream.frames)
         if start or end:
             span = (min(end, duration) if end is not None and duration else end or duration or 0) - self.start
@@ -150,6 +214,8 @@ class VideoFileSource:
         )
 
     def _decode(self) -> Iterator[Any]:
+        """The stream's frames from --start to --end, packet by packet, so that damage is seen (and named)
+        where it happens and decoding goes on after a bad packet."""
         import av
 
         stream = self._stream
@@ -157,20 +223,105 @@ class VideoFileSource:
         if self.start and tb:
             target = int((self.origin + self.start) / tb)
             self._container.seek(target, stream=stream, backward=True, any_frame=False)
-        decoded = 0
-        try:
-            for frame in self._container.decode(stream):
+        decoded, first, last = 0, None, None  # frames handed on; times of the first and the last
+        pending: str | None = None  # a bad packet, reported once the stream goes on after it
+        stopped: str | None = None  # why the demuxer stopped early
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets)
+            except StopIteration:
+                break
+            except av.error.FFmpegError as exc:
+                stopped = _reason(exc)
+                break
+            if pending is not None and packet.size:
+                self.damage.frame(pending)
+                pending = None
+            where = self._where(decoded, packet.pts, tb)
+            # a bad packet before --start (decoded only to reach it) shows in the frames it spoils
+            early = packet.pts is not None and tb and float(packet.pts * tb) - self.origin < self.start - 1e-6
+            if packet.is_corrupt and not early:
+                pending = f"{self.path}: {where} is damaged (the demuxer flagged its data corrupt)"
+            try:
+                frames = stream.decode(packet)  # an empty packet (the last) flushes the decoder
+            except av.error.InvalidDataError as exc:
+                if not early:
+                    pending = pending or f"{self.path}: {where} cannot be decoded ({_reason(exc)}); left out"
+                continue
+            except av.error.FFmpegError as exc:
+                raise VideoError(
+                    f"{self.path}: corrupt video stream after {decoded} frames ({_reason(exc)})"
+                ) from None
+            for frame in frames:
                 time = None if frame.time is None else frame.time - self.origin
                 if time is not None and time < self.start - 1e-6:
                     continue
                 if self.end is not None and time is not None and time >= self.end - 1e-6:
+                    self._finish(pending)
                     return
+                if frame.is_corrupt:
+                    pending = None  # this line covers a bad packet before it
+                    self.damage.frame(
+                        f"{self.path}: {self._where(decoded, frame.pts, tb)} is damaged "
+                        "(the decoder flagged it corrupt)"
+                    )
                 decoded += 1
+                if time is not None:
+                    first = time if first is None else first
+                    last = time
                 yield frame
-        except av.error.FFmpegError as exc:
-            raise VideoError(
-                f"{self.path}: corrupt video stream after {decoded} frames ({_reason(exc)})"
-            ) from None
+        short = self._shortfall(decoded, first, last)
+        if short or stopped:
+            because = f"{stopped}; " if stopped else ""
+            self.damage.whole(
+                f"{self.path}: the video stops {short or f'after {decoded} frames'} "
+                f"({because}the file is truncated or damaged)"
+            )
+            pending = None  # the cut explains a bad last packet
+        self._finish(pending)
+
+    def _where(self, decoded: int, pts: int | None, tb: Fraction | None) -> str:
+        """'frame 12 (0.44 s)': the frame about to be handed on, 1-based, and the packet's time."""
+        if pts is None or not tb:
+            return f"frame {decoded + 1}"
+        return f"frame {decoded + 1} ({float(pts * tb) - self.origin:.2f} s)"
+
+    def _finish(self, pending: str | None) -> None:
+        if pending is not None:
+            self.damage.frame(pending)
+        self.damage.finish()
+
+    def _shortfall(self, decoded: int, first: float | None, last: float | None) -> str | None:
+        """'after 10 of 24 frames' when the video stopped clearly before what its container states; None
+        when it did not, or the container states nothing to compare with.
+
+        Both the frame count and the stream's end must fall short where both are known: an AVI counts
+        dropped frames as empty entries (and may state 1000 fps for 25), a variable frame rate makes
+        duration x rate a poor count, but a cut-off file misses both. The stream's end is compared with
+        the last frame's time plus one frame (the frames' mean spacing, or 1 / frame rate). The tolerance
+        (2 frames, 0.5% of them, and 0.1 s) absorbs the frame or two that edit lists, decoder delay and
+        rounding make normal files differ by."""
+        if not decoded:
+            return None  # the caller says the video has no frames
+        rate = float(self.info.fps) or 25.0
+        step = 1 / rate
+        if first is not None and last is not None and decoded > 1:
+            step = max(step, (last - first) / (decoded - 1))
+        count = None if (self.start or self.end is not None) else self._stated_frames
+        count_short = count is not None and count - decoded > _tolerance(count)
+        time_short = None
+        if self._stated_end is not None and last is not None:
+            end = self._stated_end if self.end is None else min(self.end, self._stated_end)
+            reached = last + step
+            expected = (end - self.start) / step
+            missing = end - reached
+            time_short = missing > max(_tolerance(expected) * step, MIN_SHORTFALL_S, self._slack)
+        if count is not None:
+            return f"after {decoded} of {count} frames" if count_short and time_short is not False else None
+        if time_short:
+            return f"after {decoded} of about {round(expected)} frames, at {reached:.2f} s of {end:.2f} s"
+        return None
 
     def __iter__(self) -> Iterator[SourceFrame]:
         info, tb = self.info, self.info.time_base
@@ -205,9 +356,16 @@ def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
 class FrameFolderSource:
     """A folder of frames (png, jpg, ...) in natural order, played at `fps`."""
 
-    def __init__(self, path: Path, fps: float = 25.0, start: float | None = None, end: float | None = None):
-
+    def __init__(
+        self,
+        path: Path,
+        fps: float = 25.0,
+        start: float | None = None,
+        end: float | None = None,
+        strict: bool = False,
+    ):
         self.path = path
+        self.damage = Damage(path, strict)
         files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=natural_key)
         if fps <= 0:
             raise VideoError(f"--fps must be positive, got {fps}")
@@ -218,8 +376,8 @@ class FrameFolderSource:
         if not self.files:
             what = "no frames" if files else f"no frames ({', '.join(FRAME_SUFFIXES)})"
             raise VideoError(f"{path} holds {what}" + (" in the range asked for" if files else ""))
-        first = self._read(self.files[0])
-        h, w = first.shape[:2]
+        self._first: np.ndarray | None = self._read(self.files[0], 0)  # kept: read (and checked) once
+        h, w = self._first.shape[:2]
         self.info = SourceInfo(
             path=path,
             kind="frames",
@@ -235,41 +393,105 @@ class FrameFolderSource:
             end=end,
         )
 
-    @staticmethod
-    def _read(path: Path) -> np.ndarray:
-        import cv2
-
-        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if image is None:
-            raise VideoError(f"cannot read frame {path}")
-        return np.ascontiguousarray(image[..., ::-1])
+    def _read(self, path: Path, index: int) -> np.ndarray:
+        rgb, problem = read_rgb(path)
+        if rgb is None:
+            raise VideoError(f"cannot read frame {path}" + (f" ({problem})" if problem else ""))
+        if problem:
+            self.damage.frame(f"{path} (frame {index + 1}): {problem}, decoded with missing data")
+        return rgb
 
     def __iter__(self) -> Iterator[SourceFrame]:
         for index, file in enumerate(self.files):
-            rgb = self._read(file)
+            if index == 0 and self._first is not None:
+                rgb, self._first = self._first, None
+            else:
+                rgb = self._read(file, index)
             if rgb.shape[:2] != (self.info.height, self.info.width):
                 raise VideoError(
                     f"{file} is {rgb.shape[1]}x{rgb.shape[0]}, the first frame {self.info.width}x"
                     f"{self.info.height}: all frames of a folder must have one size"
                 )
             yield SourceFrame(index, rgb, index)
+        self.damage.finish()
 
     def close(self) -> None:
         pass
 
 
-def open_source(
-    path: str | Path, fps: float = 25.0, start: float | None = None, end: float | None = None
-) -> VideoFileSource | FrameFolderSource:
-    """Probe `path` (a video file or a folder of frames) and return a source to iterate once."""
+_STREAM_KINDS = (
+    (stat.S_ISFIFO, "a pipe"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+)
+
+
+def _stream_kind(mode: int, fd: int | None = None) -> str:
+    if fd is not None and stat.S_ISCHR(mode) and os.isatty(fd):
+        return "a terminal"
+    return next((kind for test, kind in _STREAM_KINDS if test(mode)), "something that is not a file")
+
+
+def check_input(path: str | Path) -> Path:
+    """The input as a Path, after refusing (one-line `VideoError`) what cannot be read as a video file or
+    frame folder: stdin (`-`) unless it is redirected from a file, and pipes, sockets and devices (also
+    `/dev/stdin` fed by a pipe). Only stat is used: a FIFO is never opened, so this cannot block. A path
+    that does not exist is returned as it is (the caller says so)."""
+    if str(path) == "-":
+        return _stdin_file()
     path = Path(path)
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return path
+    if stat.S_ISREG(mode) or stat.S_ISDIR(mode):
+        return path
+    raise VideoError(f"cannot read video from {_stream_kind(mode)} ({path}): {SEEK_HINT}")
+
+
+def _stdin_file() -> Path:
+    """`-`: the file stdin is redirected from (`tmics derain - < in.mp4`); anything else is refused."""
+    named = " (for a file named -, write ./-)" if Path("-").exists() else ""
+    try:
+        fd = sys.stdin.fileno()
+        info = os.fstat(fd)
+    except (AttributeError, ValueError, OSError):  # no stdin, or one that is not a file descriptor
+        raise VideoError(f"cannot read video from stdin: {SEEK_HINT}{named}") from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _stream_kind(info.st_mode, fd)
+        raise VideoError(f"cannot read video from {kind} (stdin): {SEEK_HINT}{named}")
+    real = Path(os.path.realpath(f"/proc/self/fd/{fd}"))
+    try:
+        if os.path.samestat(os.stat(real), info):
+            return real
+    except OSError:
+        pass
+    raise VideoError(f"cannot tell which file stdin is redirected from: give its path instead of -{named}")
+
+
+def open_source(
+    path: str | Path,
+    fps: float = 25.0,
+    start: float | None = None,
+    end: float | None = None,
+    strict: bool = False,
+) -> VideoFileSource | FrameFolderSource:
+    """Probe `path` (a video file or a folder of frames) and return a source to iterate once. Damage found
+    while iterating is a `VideoWarning`, or with `strict` a `VideoError`."""
+    path = check_input(path)
     if end is not None and start is not None and end <= start:
         raise VideoError(f"--end ({end:g} s) must come after --start ({start:g} s)")
     if not path.exists():
         raise VideoError(f"{path} does not exist")
     if path.is_dir():
-        return FrameFolderSource(path, fps, start, end)
-    return VideoFileSource(path, start, end)
+        return FrameFolderSource(path, fps, start, end, strict)
+    return VideoFileSource(path, start, end, strict)
+
+
+def _tolerance(frames: float) -> float:
+    """Frames a video may fall short of its container's statement without being called damaged."""
+    return max(2.0, math.ceil(0.005 * frames))
 
 
 def _reason(exc: BaseException) -> str:
