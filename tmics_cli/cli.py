@@ -410,7 +410,8 @@ def benchmark(
                 if save_frames is not None:
                     check_apart(target, [save_frames], what=what)
         if json_path is not None and csv_path is not None:
-            check_apart(csv_path, [json_path], what="--csv file")
+            if json_path.absolute().resolve() == csv_path.absolute().resolve():
+                raise ValueError(f"--json and --csv both name {json_path}; give two files")
         if save_frames is not None:
             what = "--save-frames folder"
             check_output(save_frames, inputs, overwrite=overwrite, folder=True, what=what)
