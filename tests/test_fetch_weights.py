@@ -46,9 +46,10 @@ def test_download_verifies_and_becomes_the_weights_commands_use(home: Path, monk
         assert len(gets) == 1
         _fetch("light")  # intact copy cached: nothing downloaded again
         assert len([r for r in hub.requests if r[0] == "GET" and "resolve" in r[1]]) == 1
-        result, _ = _fetch("light", "--force")
+        result, _ = _fetch("light", "--overwrite")  # downloads again and replaces the cached copy
         assert result.exit_code == 0
         assert len([r for r in hub.requests if r[0] == "GET" and "resolve" in r[1]]) == 2
+        assert not [p for p in home.iterdir() if p.name.startswith(".")]
         list_result, list_lines = _fetch("--list")
         assert list_result.exit_code == 0 and any("light" in x and " ok " in f" {x} " for x in list_lines)
 

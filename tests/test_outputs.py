@@ -300,6 +300,61 @@ def test_benchmark_outputs_are_replaced_only_with_overwrite(tmp_path: Path) -> N
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
 
 
+def test_train_and_search_never_start_over_an_earlier_checkpoint(tmp_path: Path) -> None:
+    data = _clips(tmp_path / "data")
+    for command, checkpoint, out in (
+        ("train", "checkpoint.pt", "w.safetensors"),
+        ("search", "search.pt", "g.json"),
+    ):
+        run = tmp_path / Path(out).with_suffix(".run").name
+        run.mkdir()
+        (run / checkpoint).write_bytes(b"hours of work")
+        result, lines = _cli(command, "--data", data, "-o", tmp_path / out, "--size", "tiny")
+        _one_error(result, lines, "--resume", "--overwrite", "earlier")
+        assert (run / checkpoint).read_bytes() == b"hours of work"
+
+
+def test_train_search_and_benchmark_keep_a_result_that_loses_the_race(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run writes the same output while this one works: its file stays, ours is kept beside."""
+    import tmics_cli.benchmark as benchmark_module
+    import tmics_cli.training.search as search_module
+    import tmics_cli.training.train as train_module
+
+    def first_another_run(module, name: str, position: int = 1):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            Path(args[position]).write_text("the other run")
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    data = _clips(tmp_path / "data")
+    first_another_run(train_module, "save_model")
+    args = ["--data", data, "--size", "tiny", "--holdout", "beta", "--crop", "32", "--workers", "0"]
+    result, lines = _cli(
+        "train", "-o", tmp_path / "w.safetensors", *args, "--steps", "1", "--fusion-steps", "0"
+    )
+    assert result.exit_code == 2 and "w.1.safetensors" in lines[-1], result.output
+    assert (tmp_path / "w.safetensors").read_text() == "the other run"
+    assert (tmp_path / "w.1.safetensors").stat().st_size > 10_000
+    first_another_run(search_module, "write_text", position=0)
+    search = ["search", *args[:-2], "--epochs", "1", "--warmup", "0", "--groups", "1", "--val-groups", "1"]
+    result, lines = _cli(*search, "-o", tmp_path / "g.json", "--batch", "1")
+    assert result.exit_code == 2 and "g.1.json" in lines[-1], result.output
+    assert (tmp_path / "g.json").read_text() == "the other run"
+    assert (tmp_path / "g.1.json").read_text().startswith("{")
+    first_another_run(benchmark_module, "write_text", position=0)
+    bench = _paired_set(tmp_path / "set")
+    result, lines = _cli("benchmark", bench, "-m", "input", "--json", tmp_path / "r.json")
+    assert result.exit_code == 2 and "r.1.json" in lines[-1], result.output
+    assert (tmp_path / "r.json").read_text() == "the other run" and "psnr" in (
+        tmp_path / "r.1.json"
+    ).read_text()
+
+
 # --- signals: a closed terminal or a scheduler's time limit cleans up like Ctrl-C --------------------------
 def _start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -346,3 +401,32 @@ def test_train_on_sigterm_keeps_its_checkpoint_and_leaves_no_partial_file(tmp_pa
     assert "--resume" in err.strip().splitlines()[-1]
     assert not out.exists() and (tmp_path / "w.run" / "checkpoint.pt").exists()
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name.endswith(".tmp")]
+
+
+def test_benchmark_on_sigterm_keeps_the_finished_videos(tmp_path: Path, tiny_weights: Path) -> None:
+    for video in ("v1", "v2"):
+        for i in range(120):
+            clean = moving_texture(i, 96, 128)
+            for kind, rgb in (
+                ("rain", np.clip(clean.astype(int) + 40, 0, 255).astype(np.uint8)),
+                ("gt", clean),
+            ):
+                (tmp_path / "set" / video / kind).mkdir(parents=True, exist_ok=True)
+                cv2.imwrite(str(tmp_path / "set" / video / kind / f"{i + 1}.png"), rgb)
+    args = ["benchmark", tmp_path / "set", "-m", "input", "--weights", tiny_weights, "--device", "cpu"]
+    args += ["--json", tmp_path / "r.json", "--save-frames", tmp_path / "frames"]
+    proc = _start(args, tmp_path)
+
+    def saving() -> bool:
+        partial = [p for p in tmp_path.iterdir() if p.name.startswith(".frames.")]
+        return bool(partial) and len(list(partial[0].rglob("*.png"))) > 130
+
+    _wait_for(saving, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM" in err.strip().splitlines()[-1]
+    report = (tmp_path / "r.json").read_text()
+    assert '"complete": false' in report and '"v1"' in report
+    assert (tmp_path / "frames" / MARKER).exists() and len(list((tmp_path / "frames").rglob("*.png"))) > 130
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

@@ -96,6 +96,11 @@ class SearchConfig:
         for path in self.outputs:
             check_output(path, self.data, overwrite=self.overwrite)
         check_apart(self.run_path, self.data, folder=True, what="run folder")
+        if (self.run_path / CHECKPOINT_NAME).exists() and not (self.resume or self.overwrite):
+            raise ValueError(
+                f"{self.run_path} holds the checkpoint of an earlier search: pass --resume to continue it, "
+                "or --overwrite to start afresh"
+            )
 
     @property
     def run_path(self) -> Path:

@@ -142,6 +142,11 @@ class TrainConfig:
             raise ValueError(f"weights are written as .safetensors files; got {out.name}")
         check_output(out, self.inputs, overwrite=self.overwrite)
         check_apart(self.run_path, self.inputs, folder=True, what="run folder")
+        if (self.run_path / CHECKPOINT_NAME).exists() and not (self.resume or self.overwrite):
+            raise ValueError(
+                f"{self.run_path} holds the checkpoint of an earlier run: pass --resume to continue it, "
+                "or --overwrite to start afresh"
+            )
 
     @property
     def rain_preset(self) -> str:
