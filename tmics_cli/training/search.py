@@ -19,7 +19,6 @@ for the OFM branch are computed once per window on the rainy frames (DIS), as at
 from __future__ import annotations
 
 import csv
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -200,9 +199,9 @@ class Searcher:
             "arch_opt": self.arch_opt.state_dict(),
             "fusion_opt": self.fusion_opt.state_dict(),
         }
-        tmp = self.run / (CHECKPOINT_NAME + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.run / CHECKPOINT_NAME)
+        with PendingOutput(self.run / CHECKPOINT_NAME, overwrite=True) as pending:  # whole or not at all
+            torch.save(state, pending.path)
+            pending.commit()
 
     def load_checkpoint(self) -> bool:
         path = self.run / CHECKPOINT_NAME

@@ -45,7 +45,7 @@ from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flo
 from ..model.genotypes import GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
-from ..outputs import check_apart, check_output
+from ..outputs import PendingOutput, check_apart, check_output
 from .flow import train_flow
 from .losses import RHO, restoration_loss
 
@@ -334,9 +334,9 @@ class Trainer:
             "world_size": self.world,
             "budget_steps": self.budget_steps,
         }
-        tmp = self.run / (CHECKPOINT_NAME + ".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.run / CHECKPOINT_NAME)
+        with PendingOutput(self.run / CHECKPOINT_NAME, overwrite=True) as pending:  # whole or not at all
+            torch.save(state, pending.path)
+            pending.commit()
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         path = self.run / CHECKPOINT_NAME
