@@ -162,7 +162,7 @@ def fetch(name: str, force: bool = False) -> Path:
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.set_verbosity_error()  # its retry warnings would break the one-line error
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _prepare_cache(target.parent)
     endpoint = os.environ.get("HF_ENDPOINT") or None
     where = f"{entry.repo_id}@{entry.revision} on {endpoint or 'huggingface.co'}"
     _check_reachable(endpoint or "https://huggingface.co", where)
@@ -197,20 +197,60 @@ def fetch(name: str, force: bool = False) -> Path:
     return target
 
 
+def _prepare_cache(folder: Path) -> None:
+    """Make the cache folder and check that a file can be written in it; FetchError in one line if not."""
+    hint = "set TMICS_HOME to a writable folder (the cache is $TMICS_HOME/weights)"
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                what = "is a file" if above == folder else f"cannot be made: {above} is a file"
+                raise FetchError(f"the weights cache {folder} {what}, not a folder; {hint}")
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise FetchError(f"the weights cache {folder} is not writable ({reason}); {hint}") from None
+
+
+def _proxy_for(url: str) -> tuple[str, str] | None:
+    """(variable, proxy URL) that the hub's HTTP client takes for `url` from the environment, or None."""
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment
+
+    parts = urlsplit(url)
+    if proxy_bypass_environment(parts.hostname or ""):  # NO_PROXY
+        return None
+    for name in (f"{parts.scheme}_proxy", "all_proxy"):
+        for var in (name.upper(), name):
+            if os.environ.get(var):
+                return var, os.environ[var]
+    return None
+
+
 def _check_reachable(endpoint: str, where: str) -> None:
-    """Fail at once when nothing listens at the endpoint (huggingface_hub would retry for about 25 s)."""
+    """Fail at once when nothing listens at the endpoint, or at the proxy the download would go through
+    (huggingface_hub would retry for about 25 s, or fail with a message about something else)."""
     import socket
     from urllib.parse import urlsplit
 
-    proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
-    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in proxies):
-        return  # only the proxy can tell; let huggingface_hub go through it
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = _proxy_for(endpoint)
+    target = endpoint if proxy is None else (proxy[1] if "://" in proxy[1] else f"http://{proxy[1]}")
+    parts = urlsplit(target)
     try:
+        default = {"https": 443, "socks4": 1080, "socks5": 1080, "socks5h": 1080}.get(parts.scheme, 80)
+        port = parts.port or default
         socket.create_connection((parts.hostname or "", port), timeout=10).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if proxy is not None:
+            raise FetchError(
+                f"cannot download from {where}: the proxy {proxy[1]} ({proxy[0]}) cannot be reached "
+                f"({reason}); check {proxy[0]} or unset it"
+            ) from None
         raise FetchError(
             f"cannot download from {where}: the server cannot be reached ({reason}); "
             "offline? set HF_ENDPOINT for a mirror"
