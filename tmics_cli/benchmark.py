@@ -99,12 +99,27 @@ def protocol_frames(protocol: str, count: int) -> list[int]:
     return list(range(count))
 
 
+def _size(image: np.ndarray) -> str:
+    return f"{image.shape[1]}x{image.shape[0]}"
+
+
+def size_mismatch(video: str, frame: int, rain: np.ndarray, gt: np.ndarray) -> DataError:
+    """The error for a rainy frame and its ground truth of different sizes (`frame` counts from 1)."""
+    return DataError(
+        f"video {video} frame {frame}: the rainy frame is {_size(rain)} but its ground truth is {_size(gt)}; "
+        "both must have one size"
+    )
+
+
 def _on_disk(path: Path, protocol: str | None, strict: bool = False) -> BenchSet:
     layout, videos = find_paired_videos(path)
     protocol = protocol or ("j4r" if layout == "j4r" else "all")
     bench = []
     for v in videos:
         rain, gt = list(v.rain), list(v.gt)
+        first, first_gt = read_image(rain[0]), read_image(gt[0])  # checked before any work
+        if first.shape != first_gt.shape:
+            raise size_mismatch(v.name, 1, first, first_gt)
         bench.append(
             BenchVideo(
                 v.name,
@@ -334,7 +349,7 @@ def score_video(
     scored = set(video.scored)
     scores = {row: VideoScore(extra) for row in method.rows}
     index = 0
-    windows = (np.stack(window) for _, window in stream_windows(video.rain()))
+    windows = (np.stack(window) for _, window in stream_windows(_one_size(video)))
     while True:
         chunk = list(islice(windows, batch))
         if not chunk:
@@ -344,16 +359,33 @@ def score_video(
         share = (time.perf_counter() - start) / len(chunk)
         for k in range(len(chunk)):
             i = index + k
+            target = video.gt(i) if i in scored else None
+            if target is not None and target.shape != chunk[k][2].shape:
+                raise size_mismatch(video.name, i + 1, chunk[k][2], target)
             for row, frames in outputs.items():
                 scores[row].seconds += share
                 scores[row].frames += 1
-                if i in scored:
-                    scores[row].add(i, frames[k], video.gt(i))
+                if target is not None:
+                    scores[row].add(i, frames[k], target)
                 if save_frames is not None:
                     _save(save_frames / _safe(row) / _safe(video.name) / f"{i + 1:05d}.png", frames[k])
             if on_frame is not None:
                 on_frame()
         index += len(chunk)
+
+
+def _one_size(video: BenchVideo) -> Iterator[np.ndarray]:
+    """The video's rainy frames, refusing one whose size differs from the first's."""
+    first = None
+    for i, frame in enumerate(video.rain()):
+        if first is None:
+            first = frame
+        elif frame.shape != first.shape:
+            raise DataError(
+                f"video {video.name} frame {i + 1} is {_size(frame)} but frame 1 is {_size(first)}; "
+                "all frames of a video must have one size"
+            )
+        yield frame
 
 
 def run_benchmark(

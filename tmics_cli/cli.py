@@ -30,6 +30,7 @@ STRICT_HELP = (
     "flags corrupt, a video that stops short of the frame count or duration its file states, truncated "
     "JPEG/PNG frames. Without it each is a warning line and the work goes on."
 )
+MIN_TILE = 64  # inference.MIN_TILE, for the help text
 
 
 def _overwrite_option() -> Any:
@@ -102,6 +103,16 @@ def _first_line(exc: BaseException) -> str:
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """Warnings of tmics as one `warning:` line on stderr (Python's format names a file and line)."""
     typer.echo(f"warning: {message}", err=True)
+
+
+def _stop_progress(progress: Any) -> None:
+    """Progress.stop, less the blank line it prints on a non-terminal when no bar was shown (a display
+    that never started, a transient one, one without tasks yet): nothing may come before an `error:` line."""
+    live = progress.live
+    shown = live.is_started and not live.transient and any(t.visible for t in progress.tasks)
+    live.stop()
+    if shown and not progress.console.is_interactive and not progress.console.is_jupyter:
+        progress.console.print()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -208,6 +219,7 @@ def train(
     console = Console(stderr=True)
     try:
         trainer = Trainer(cfg, console)
+        trainer.prepare()  # data, crop and memory checked before the progress display starts
         columns = (
             TextColumn("{task.description}"),
             BarColumn(),
@@ -216,8 +228,12 @@ def train(
             TextColumn("{task.fields[sps]:.2f} steps/s"),
             TimeRemainingColumn(),
         )
-        with Progress(*columns, console=console, disable=not trainer.is_main) as progress:
+        progress = Progress(*columns, console=console, disable=not trainer.is_main)
+        progress.start()
+        try:
             path = trainer.fit(progress)
+        finally:
+            _stop_progress(progress)
     except (DataError, GenotypeError, WeightsError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt as exc:
@@ -251,8 +267,19 @@ def derain(
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
-    tile: int = typer.Option(0, min=0, help="Tile size in pixels (0: whole frames; tiles are made on OOM)."),
-    tile_overlap: int = typer.Option(32, min=0, help="Overlap of neighbouring tiles in pixels."),
+    tile: int = typer.Option(
+        0,
+        min=0,
+        help=f"Tile size in pixels, at least {MIN_TILE} (0: whole frames; tiles are made on OOM; a tile as "
+        "large as the frame means whole frames).",
+    ),
+    tile_overlap: int | None = typer.Option(
+        None,
+        min=0,
+        help="Overlap of neighbouring tiles in pixels, less than half of --tile (default: 32, or "
+        "--tile / 2 - 1 for tiles under 66 pixels).",
+        show_default=False,
+    ),
     codec: str | None = typer.Option(None, help="Video encoder (default libx264; libvpx-vp9 for .webm)."),
     crf: int = typer.Option(18, min=0, max=63, help="Encoder quality (lower is better)."),
     preset: str = typer.Option("medium", help="x264/x265 speed preset."),
@@ -262,7 +289,7 @@ def derain(
     compare: bool = typer.Option(False, help="Write input and output side by side."),
     start: str | None = typer.Option(None, help="Start time: seconds, mm:ss or hh:mm:ss."),
     end: str | None = typer.Option(None, help="End time: seconds, mm:ss or hh:mm:ss."),
-    fps: float = typer.Option(25.0, help="Frame rate of a folder of frames."),
+    fps: float = typer.Option(25.0, help="Frame rate of a folder of frames (a positive number)."),
     no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
     overwrite: bool = _overwrite_option(),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
@@ -342,8 +369,7 @@ def derain(
                 on_frame=on_frame,
             )
         finally:
-            if progress.live.is_started:  # stopping one never started still writes a blank line
-                progress.stop()
+            _stop_progress(progress)
     except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt as exc:
@@ -436,19 +462,25 @@ def benchmark(
     result = BenchmarkResult(bench, [m.name for m in methods], str(torch_device))
     columns = (TextColumn(bench.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     interrupted: KeyboardInterrupt | None = None
+    error: str | None = None
     frames_dir = frames_out.path if frames_out is not None else None
-    with Progress(*columns, console=console, transient=True) as progress:
+    progress = Progress(*columns, console=console, transient=True)
+    progress.start()
+    try:
         task = progress.add_task("frames", total=total)
-        try:
-            extra = tuple(m for m, on in (("fsim", fsim), ("vif", vif)) if on)
-            advance = lambda: progress.advance(task)  # noqa: E731
-            run_benchmark(bench, methods, str(torch_device), batch, frames_dir, advance, result, extra)
-        except KeyboardInterrupt as exc:
-            interrupted = exc  # what is finished is kept: the table, --json, --csv and saved frames
-        except (DataError, OSError, ValueError) as exc:
-            if frames_out is not None:
-                frames_out.abort()
-            fail(_first_line(exc))
+        extra = tuple(m for m, on in (("fsim", fsim), ("vif", vif)) if on)
+        advance = lambda: progress.advance(task)  # noqa: E731
+        run_benchmark(bench, methods, str(torch_device), batch, frames_dir, advance, result, extra)
+    except KeyboardInterrupt as exc:
+        interrupted = exc  # what is finished is kept: the table, --json, --csv and saved frames
+    except (DataError, OSError, ValueError) as exc:
+        error = _first_line(exc)
+    finally:
+        _stop_progress(progress)
+    if error is not None:
+        if frames_out is not None:
+            frames_out.abort()
+        fail(error)
     _print_benchmark(out, result, per_video)
     try:
         if frames_out is not None:
@@ -571,7 +603,10 @@ def search(
     columns += (TimeRemainingColumn(),)
     try:
         searcher = Searcher(cfg)
-        with Progress(*columns, console=console) as progress:
+        searcher.prepare()  # data, crop and memory checked before the progress display starts
+        progress = Progress(*columns, console=console)
+        progress.start()
+        try:
             task = progress.add_task("epochs", total=epochs, completed=0, note="")
 
             def on_epoch(r: dict) -> None:
@@ -582,6 +617,8 @@ def search(
                     console.print(f"epoch {r['epoch']}/{epochs}: {note}", soft_wrap=True)
 
             genotype = searcher.fit(on_epoch)
+        finally:
+            _stop_progress(progress)
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt as exc:

@@ -13,6 +13,7 @@ it is a `VideoError` and, as after any error, no output is left.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .guards import check_derain_memory
 from .inference import (
     HEAVY_RAIN_COVERAGE,
     MIN_TILE,
@@ -45,10 +47,12 @@ from .video.reader import (
     open_source,
     parse_time,
 )
-from .video.writer import EncodeOptions, check_output, open_sink
+from .video.writer import EncodeOptions, check_encoder, check_output, open_sink
 from .weights import resolve_weights
 
 RAIN_LEVELS = ("light", "heavy", "auto")
+DEFAULT_TILE_OVERLAP = 32
+MIN_FPS = 0.01  # a folder's frame rate becomes a fraction with a denominator of at most 1001
 SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample-rain.mp4"
 
 
@@ -196,6 +200,40 @@ def _read_first(
         source.close()
 
 
+def parse_times(start: str | float | None, end: str | float | None) -> tuple[float | None, float | None]:
+    """--start and --end in seconds (None where not given); anything but a finite time is refused."""
+    out = []
+    for option, text in (("--start", start), ("--end", end)):
+        seconds = parse_time(text)
+        if seconds is not None and not math.isfinite(seconds):
+            raise VideoError(f"{option} {text} is not a time: give seconds (12.5), mm:ss or hh:mm:ss")
+        out.append(seconds)
+    return out[0], out[1]
+
+
+def check_fps(fps: float) -> None:
+    """--fps (the frame rate of a folder of frames) must be a finite positive number."""
+    if not isinstance(fps, int | float) or not math.isfinite(fps) or fps < MIN_FPS:
+        raise VideoError(
+            f"--fps must be a positive number of frames per second (at least {MIN_FPS}), got {fps}"
+        )
+
+
+def tile_overlap_for(tile: int | None, tile_overlap: int | None) -> int:
+    """The overlap of neighbouring tiles: as given (checked), else 32, or the largest a small tile allows."""
+    if tile and tile < MIN_TILE:
+        raise ValueError(f"--tile {tile} is too small: give 0 (whole frames) or at least {MIN_TILE} pixels")
+    if tile_overlap is None:
+        return min(DEFAULT_TILE_OVERLAP, tile // 2 - 1) if tile else DEFAULT_TILE_OVERLAP
+    if tile_overlap < 0:
+        raise ValueError(f"--tile-overlap must be 0 or more, got {tile_overlap}")
+    if tile and tile_overlap >= tile // 2:
+        raise ValueError(
+            f"--tile-overlap {tile_overlap} must be less than half of --tile {tile} (at most {tile // 2 - 1})"
+        )
+    return tile_overlap
+
+
 @dataclass
 class _Setup:
     restorer: Restorer
@@ -214,23 +252,23 @@ def _setup(
     precision: str,
     batch: int | None,
     tile: int | None,
-    tile_overlap: int,
+    tile_overlap: int | None,
     fps: float,
     start: float | None,
     end: float | None,
     strict: bool = False,
+    size: tuple[int, int] | None = None,
+    compare: bool = False,
 ) -> _Setup:
-    """Check the options and load the model (choosing the rain level for auto); no output touched yet."""
+    """Check the options and load the model (choosing the rain level for auto); no output touched yet.
+    With the frames' (height, width) `size`, a batch whose windows cannot fit in memory is refused."""
     if rain not in RAIN_LEVELS:
         raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
     torch_device = pick_device(device)
     dtype = pick_precision(precision, torch_device)
     if batch is not None and batch < 1:
-        raise ValueError("--batch must be at least 1")
-    if tile and tile < MIN_TILE:
-        raise ValueError(f"--tile must be 0 (whole frames) or at least {MIN_TILE} pixels")
-    if tile_overlap < 0 or (tile and tile_overlap >= tile // 2):
-        raise ValueError("--tile-overlap must be at least 0 and less than half of --tile")
+        raise ValueError(f"--batch must be at least 1, got {batch}")
+    tile_overlap = tile_overlap_for(tile, tile_overlap)
     note = ""
     if weights is None and rain == "auto":
         level, coverage = rain_level(_read_first(src, 13, fps, start, end, strict))
@@ -240,8 +278,10 @@ def _setup(
         )
         rain = level
     model, path = load_weights(rain, weights, "cpu")
-    restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap)
     batch = batch or default_batch(torch_device)
+    if size is not None:
+        check_derain_memory(model, *size, batch, torch_device, tile=tile, compare=compare, min_tile=MIN_TILE)
+    restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap)
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
@@ -261,7 +301,7 @@ def derained_frames(
     precision: str = "auto",
     batch: int | None = None,
     tile: int | None = None,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
     start: str | float | None = None,
     end: str | float | None = None,
     fps: float = 25.0,
@@ -271,11 +311,18 @@ def derained_frames(
     derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread. Damage in the input
     is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found."""
     src = check_input(src)
-    start_s, end_s = parse_time(start), parse_time(end)
-    setup = _setup(
-        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict
-    )
+    check_fps(fps)
+    start_s, end_s = parse_times(start, end)
     source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
+    try:
+        size = (source.info.height, source.info.width)
+        setup = _setup(
+            src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict,
+            size=size,
+        )
+    except BaseException:
+        source.close()
+        raise
     reader = _Background(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
     try:
@@ -296,7 +343,7 @@ def derain_video(
     precision: str = "auto",
     batch: int | None = None,
     tile: int | None = None,
-    tile_overlap: int = 32,
+    tile_overlap: int | None = None,
     codec: str | None = None,
     crf: int = 18,
     preset: str = "medium",
@@ -323,15 +370,30 @@ def derain_video(
     if not src.exists():
         raise VideoError(f"{src} does not exist")
     check_output(src, dst, overwrite, also_read=[weights] if weights is not None else [])
-    start_s, end_s = parse_time(start), parse_time(end)
+    options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
+    check_encoder(dst, options)
+    check_fps(fps)
+    start_s, end_s = parse_times(start, end)
     source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
     info = source.info
     try:
         setup = _setup(
-            src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict
+            src,
+            rain,
+            weights,
+            device,
+            precision,
+            batch,
+            tile,
+            tile_overlap,
+            fps,
+            start_s,
+            end_s,
+            strict,
+            size=(info.height, info.width),
+            compare=compare,
         )
         out_w = info.width * (2 if compare else 1)
-        options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
         sink = open_sink(dst, info, options, out_w, info.height, overwrite)
     except BaseException:
         source.close()

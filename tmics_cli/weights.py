@@ -12,12 +12,15 @@ revision stays `main` until a commit of the hub repository is pinned: integrity 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from .outputs import rename_noreplace
 
 
 @dataclass(frozen=True)
@@ -162,10 +165,11 @@ def fetch(name: str, force: bool = False) -> Path:
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.set_verbosity_error()  # its retry warnings would break the one-line error
-    target.parent.mkdir(parents=True, exist_ok=True)
+    _check_cache(target.parent)
     endpoint = os.environ.get("HF_ENDPOINT") or None
     where = f"{entry.repo_id}@{entry.revision} on {endpoint or 'huggingface.co'}"
     _check_reachable(endpoint or "https://huggingface.co", where)
+    created = _prepare_cache(target.parent)
     # Download beside the cache, and replace the cached file only with a copy that passed its check:
     # a failed --force never costs the good copy.
     staging = Path(tempfile.mkdtemp(prefix=".download-", dir=target.parent))
@@ -191,26 +195,96 @@ def fetch(name: str, force: bool = False) -> Path:
                 f"{entry.filename} from {where} failed its check (sha256 {actual[:16]}..., expected "
                 f"{entry.sha256[:16]}...); the corrupt file was deleted{kept}"
             )
-        os.replace(downloaded, target)
-    finally:
+        _into_cache(name, downloaded, target)
+    except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in created:  # a failed first download leaves no empty cache folders behind
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+    shutil.rmtree(staging, ignore_errors=True)
     return target
 
 
+def _into_cache(name: str, downloaded: Path, target: Path) -> None:
+    """Move a checked download onto the cached name. A cached copy is replaced only when it is there and
+    this is a --overwrite or it failed its check; one that another fetch put there meanwhile is kept if it
+    is intact (tmics_cli.outputs.rename_noreplace)."""
+    if os.path.lexists(target):
+        os.replace(downloaded, target)
+        return
+    try:
+        rename_noreplace(downloaded, target)
+    except FileExistsError:
+        if not verify(name):
+            os.replace(downloaded, target)
+
+
+_CACHE_HINT = "set TMICS_HOME to a writable folder (the cache is $TMICS_HOME/weights)"
+
+
+def _check_cache(folder: Path) -> None:
+    """FetchError in one line when the cache folder is, or would lie under, a file (nothing is made)."""
+    for above in (folder, *folder.parents):
+        if above.exists():
+            if not above.is_dir():
+                what = "is a file" if above == folder else f"cannot be made: {above} is a file"
+                raise FetchError(f"the weights cache {folder} {what}, not a folder; {_CACHE_HINT}")
+            break
+
+
+def _prepare_cache(folder: Path) -> list[Path]:
+    """Make the cache folder and check that a file can be written in it; FetchError in one line if not.
+    Returns the folders it made, deepest first."""
+    hint = _CACHE_HINT
+    _check_cache(folder)
+    created = [f for f in (folder, *folder.parents) if not f.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise FetchError(f"the weights cache {folder} is not writable ({reason}); {hint}") from None
+    return created
+
+
+def _proxy_for(url: str) -> tuple[str, str] | None:
+    """(variable, proxy URL) that the hub's HTTP client takes for `url` from the environment, or None."""
+    from urllib.parse import urlsplit
+    from urllib.request import proxy_bypass_environment
+
+    parts = urlsplit(url)
+    if proxy_bypass_environment(parts.hostname or ""):  # NO_PROXY
+        return None
+    for name in (f"{parts.scheme}_proxy", "all_proxy"):
+        for var in (name.upper(), name):
+            if os.environ.get(var):
+                return var, os.environ[var]
+    return None
+
+
 def _check_reachable(endpoint: str, where: str) -> None:
-    """Fail at once when nothing listens at the endpoint (huggingface_hub would retry for about 25 s)."""
+    """Fail at once when nothing listens at the endpoint, or at the proxy the download would go through
+    (huggingface_hub would retry for about 25 s, or fail with a message about something else)."""
     import socket
     from urllib.parse import urlsplit
 
-    proxies = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
-    if any(os.environ.get(v) or os.environ.get(v.lower()) for v in proxies):
-        return  # only the proxy can tell; let huggingface_hub go through it
-    parts = urlsplit(endpoint)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = _proxy_for(endpoint)
+    target = endpoint if proxy is None else (proxy[1] if "://" in proxy[1] else f"http://{proxy[1]}")
+    parts = urlsplit(target)
     try:
+        default = {"https": 443, "socks4": 1080, "socks5": 1080, "socks5h": 1080}.get(parts.scheme, 80)
+        port = parts.port or default
         socket.create_connection((parts.hostname or "", port), timeout=10).close()
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if proxy is not None:
+            raise FetchError(
+                f"cannot download from {where}: the proxy {proxy[1]} ({proxy[0]}) cannot be reached "
+                f"({reason}); check {proxy[0]} or unset it"
+            ) from None
         raise FetchError(
             f"cannot download from {where}: the server cannot be reached ({reason}); "
             "offline? set HF_ENDPOINT for a mirror"

@@ -89,7 +89,17 @@ class Genotype:
 
     @classmethod
     def load(cls, path: str | Path) -> Genotype:
-        return cls.from_json(Path(path).read_text())
+        """A genotype JSON file (from `tmics search`); errors name the file."""
+        try:
+            text = Path(path).read_text()
+        except UnicodeDecodeError:
+            raise GenotypeError(f"{path} is not a genotype JSON file (not text)") from None
+        except OSError as exc:
+            raise GenotypeError(f"cannot read genotype {path}: {exc.strerror or exc}") from None
+        try:
+            return cls.from_json(text)
+        except GenotypeError as exc:
+            raise GenotypeError(f"{path}: {exc}") from None
 
 
 # The paper's derived cells (Sec. III-B, "The Final Derived Architectures").

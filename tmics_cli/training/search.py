@@ -29,6 +29,7 @@ import torch
 
 from ..data.datasets import PairedWindowDataset, RainyClipDataset
 from ..data.rain import PRESETS as RAIN_PRESETS
+from ..guards import check_crop, check_parameters, check_training_memory
 from ..inference import pick_device
 from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
@@ -130,10 +131,16 @@ def architecture_step(
     return loss.item()
 
 
-def build_pools(cfg: SearchConfig) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
-    """Fixed training and validation pools of (frames, target, flows) windows."""
-    tc = TrainConfig(output=cfg.output, data=cfg.data, holdout=cfg.holdout, preset="light")
-    train_clips, val_clips, paired = split_data(tc)
+def search_data(cfg: SearchConfig) -> tuple[list, list, list]:
+    """(training clips, held-out clips, paired videos) of the search's --data and --holdout."""
+    return split_data(TrainConfig(output=cfg.output, data=cfg.data, holdout=cfg.holdout, preset="light"))
+
+
+def build_pools(
+    cfg: SearchConfig, data: tuple[list, list, list] | None = None
+) -> tuple[list[dict[str, torch.Tensor]], list[dict[str, torch.Tensor]]]:
+    """Fixed training and validation pools of (frames, target, flows) windows (`data`: search_data's)."""
+    train_clips, val_clips, paired = data if data is not None else search_data(cfg)
     paired_train = [v for v in paired if v.name not in cfg.holdout]
     paired_val = [v for v in paired if v.name in cfg.holdout]
     if not train_clips and not paired_train:
@@ -177,6 +184,8 @@ class Searcher:
         self.device = pick_device(cfg.device)
         torch.manual_seed(cfg.seed)
         overrides = {"width": cfg.width} if cfg.width else {}
+        widths = f"--size {cfg.size}" + (f" --width {cfg.width}" if cfg.width else "")
+        check_parameters(lambda: TMICS(model_config(None, cfg.size, **overrides)), self.device, widths)
         self.model = TMICS(model_config(None, cfg.size, **overrides)).to(self.device)
         self.weights_opt = _optimizer(cfg.weight_optimizer, self.model.network_parameters(), cfg.lr)
         self.arch_opt = _optimizer(cfg.arch_optimizer, self.model.architecture_parameters(), cfg.arch_lr)
@@ -185,6 +194,24 @@ class Searcher:
         self.history: list[dict[str, Any]] = []
         self.seconds = 0.0
         self.run = cfg.run_path
+        self._data: tuple[list, list, list] | None = None
+
+    def prepare(self) -> None:
+        """Read the data and check the crop against the clips and the pools and a step against the memory,
+        before any work (the CLI calls it before its progress display; fit calls it too)."""
+        if self._data is not None:
+            return
+        data = search_data(self.cfg)
+        train_clips, val_clips, paired = data
+        check_crop(self.cfg.crop, train_clips + val_clips, paired)
+        check_training_memory(
+            self.model,
+            self.cfg.crop,
+            min(self.cfg.batch, self.cfg.groups),
+            self.device,
+            pool=self.cfg.groups + self.cfg.val_groups,
+        )
+        self._data = data
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -293,9 +320,10 @@ class Searcher:
         return genotype_from_architecture(self.model.alpha, self.model.beta, provenance)
 
     def fit(self, on_epoch: Any = None) -> Genotype:
+        self.prepare()
         if self.cfg.resume:
             self.load_checkpoint()
-        train, val = build_pools(self.cfg)
+        train, val = build_pools(self.cfg, self._data)
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()
             record = self.run_epoch(train, val)

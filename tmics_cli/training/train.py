@@ -39,6 +39,7 @@ from ..data.datasets import (
 )
 from ..data.rain import PRESETS as RAIN_PRESETS
 from ..data.rain import tensor_rain
+from ..guards import check_crop, check_parameters, check_training_memory
 from ..inference import pick_device
 from ..metrics import psnr_y, ssim_y
 from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flows
@@ -177,14 +178,19 @@ def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
 
-def build_training_model(cfg: TrainConfig) -> TMICS:
+def training_network(cfg: TrainConfig) -> TMICS:
+    """The network the options describe, freshly initialised (--init not applied)."""
     genotype = get_genotype(cfg.genotype) if cfg.genotype else cfg.preset
     overrides: dict[str, Any] = {}
     if cfg.width:
         overrides["width"] = cfg.width
     if cfg.flow:
         overrides["flow"] = cfg.flow
-    model = TMICS(model_config(genotype, cfg.size, **overrides))
+    return TMICS(model_config(genotype, cfg.size, **overrides))
+
+
+def build_training_model(cfg: TrainConfig) -> TMICS:
+    model = training_network(cfg)
     if cfg.init:
         start = load_model(cfg.init)
         if start.config != model.config:
@@ -210,6 +216,9 @@ def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
     for source in cfg.data:
         if not Path(source).exists():
             raise DataError(f"no data at {source}")
+        if not Path(source).is_dir():  # a video file: a clean clip (paired sets are folders)
+            clean_sources.append(source)
+            continue
         try:
             paired.extend(find_paired_videos(source)[1])
         except LayoutNotFound:
@@ -264,10 +273,14 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.console = console
         self.run = cfg.run_path
-        if self.is_main:
-            self.run.mkdir(parents=True, exist_ok=True)
+        # made at the first log record or checkpoint; what this run made goes again if it fails before
+        # its first checkpoint (see fit)
+        self._new_dirs = [p for p in (self.run, *self.run.parents) if not p.exists()]
         torch.manual_seed(cfg.seed)
+        widths = f"--size {cfg.size}" + (f" --width {cfg.width}" if cfg.width else "")
+        check_parameters(lambda: training_network(cfg), self.device, widths)
         self.model = build_training_model(cfg).to(self.device)
+        self.prepared = False
         self.stage, self.step = ("flow" if self.learns_flow else "stage1"), 0
         self.optimizer: torch.optim.Optimizer | None = None
         self.log_file = self.run / LOG_NAME
@@ -283,6 +296,37 @@ class Trainer:
         if self._data is None:
             self._data = split_data(self.cfg)
         return self._data
+
+    def prepare(self) -> None:
+        """Read the data and check the crop against the clips and the step against the memory, before any
+        work (the CLI calls it before its progress display; fit calls it too)."""
+        if self.prepared:
+            return
+        train_clips, _, paired = self.data
+        check_crop(self.cfg.crop, train_clips, paired)
+        processes = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
+        check_training_memory(
+            self.model,
+            self.cfg.crop,
+            self.cfg.batch,
+            self.device,
+            workers=self.cfg.workers,
+            processes=processes,
+        )
+        self.prepared = True
+
+    def _discard_run(self) -> None:
+        """After a failure before the first checkpoint: remove what this run wrote in a run folder it
+        made (the log), and the folder when nothing else is in it."""
+        if not self.is_main or not self._new_dirs or (self.run / CHECKPOINT_NAME).exists():
+            return
+        for name in (LOG_NAME, CHECKPOINT_NAME + ".tmp"):
+            (self.run / name).unlink(missing_ok=True)
+        for folder in self._new_dirs:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                return  # not empty (something else was put there) or not there
 
     @property
     def learns_flow(self) -> bool:
@@ -334,6 +378,7 @@ class Trainer:
             "world_size": self.world,
             "budget_steps": self.budget_steps,
         }
+        self.run.mkdir(parents=True, exist_ok=True)
         with PendingOutput(self.run / CHECKPOINT_NAME, overwrite=True) as pending:  # whole or not at all
             torch.save(state, pending.path)
             pending.commit()
@@ -365,6 +410,7 @@ class Trainer:
 
     def log(self, record: dict[str, Any]) -> None:
         if self.is_main:
+            self.run.mkdir(parents=True, exist_ok=True)
             with self.log_file.open("a") as f:
                 f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
@@ -576,11 +622,15 @@ class Trainer:
         cv2.setNumThreads(1)
         try:
             return self._fit(progress)
+        except Exception:
+            self._discard_run()
+            raise
         finally:
             cv2.setNumThreads(threads)
 
     def _fit(self, progress: Any = None) -> Path:
         cfg = self.cfg
+        self.prepare()
         state = self.load_checkpoint() if cfg.resume else None
         if self.stage == "done":  # written by earlier versions after stage 2
             self.stage = "stage2"

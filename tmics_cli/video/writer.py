@@ -13,6 +13,7 @@ written. What the output container cannot hold is named in one `VideoWarning`.
 
 from __future__ import annotations
 
+import errno
 import os
 import warnings
 from collections.abc import Iterable
@@ -75,11 +76,11 @@ class FolderSink:
         self.count = 0
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
-        import cv2
-
         self.count += 1
-        if not cv2.imwrite(str(self.tmp / f"{self.count:06d}.png"), np.ascontiguousarray(rgb[..., ::-1])):
-            raise VideoError(f"cannot write frame {self.count} to {self.tmp}")
+        try:
+            _write_png(self.tmp / f"{self.count:06d}.png", rgb)
+        except OSError as exc:
+            raise write_error(self.dst, exc, self.count) from None
 
     def commit(self) -> None:
         self.pending.commit()
@@ -215,7 +216,7 @@ class VideoSink:
             if self.others is not None:
                 self.others.copy_until(seconds + 0.5)
         except av.error.FFmpegError as exc:
-            raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
+            raise write_error(self.dst, exc, self.count + 1) from None
         self.count += 1
 
     def commit(self) -> None:
@@ -230,7 +231,7 @@ class VideoSink:
             self.container.close()
         except av.error.FFmpegError as exc:
             self.abort()
-            raise VideoError(f"cannot write {self.dst}: {_reason(exc)}") from None
+            raise write_error(self.dst, exc, self.count) from None
         self.pending.commit()
 
     def abort(self) -> None:
@@ -264,3 +265,79 @@ def open_sink(
     if is_folder_output(dst):
         return FolderSink(dst, overwrite)
     return VideoSink(dst, info, options, width, height, overwrite)
+
+
+# --- checks before the work, and write errors in the user's terms ------------------------------------------
+
+X264_PRESETS = (  # x265 takes the same names
+    "ultrafast",
+    "superfast",
+    "veryfast",
+    "faster",
+    "fast",
+    "medium",
+    "slow",
+    "slower",
+    "veryslow",
+    "placebo",
+)
+CRF_RANGES = {
+    "libx264": (0, 51),
+    "libx265": (0, 51),
+    "libvpx-vp9": (0, 63),
+    "libaom-av1": (0, 63),
+    "libsvtav1": (0, 63),
+}
+
+
+def check_encoder(dst: Path, options: EncodeOptions) -> None:
+    """Refuse an unknown encoder, --preset or --pix-fmt, or a --crf out of the encoder's range, before any
+    work: the encoder itself would refuse them only at the first frame ("Invalid argument")."""
+    if is_folder_output(dst):
+        return
+    import av
+
+    codec = options.codec or _DEFAULT_CODEC.get(dst.suffix.lower(), "libx264")
+    try:
+        encoder = av.codec.Codec(codec, "w")
+    except Exception:  # noqa: BLE001 - PyAV raises several types for unknown codecs
+        raise VideoError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9)") from None
+    if encoder.type != "video":
+        raise VideoError(f"{codec} is not a video encoder")
+    if codec in ("libx264", "libx265") and options.preset not in X264_PRESETS:
+        raise VideoError(f"unknown --preset {options.preset!r} for {codec}; known: {', '.join(X264_PRESETS)}")
+    low, high = CRF_RANGES.get(codec, (None, None))
+    if low is not None and not low <= options.crf <= high:
+        raise VideoError(
+            f"--crf {options.crf} is out of {codec}'s range: give {low} to {high} (lower is better)"
+        )
+    if options.pix_fmt is not None:
+        formats = ", ".join(f.name for f in (encoder.video_formats or [])[:8])
+        try:
+            av.VideoFormat(options.pix_fmt)
+        except (ValueError, TypeError):
+            takes = f"; {codec} takes {formats}" if formats else ""
+            raise VideoError(f"unknown --pix-fmt {options.pix_fmt!r}{takes}") from None
+        if formats and options.pix_fmt not in [f.name for f in encoder.video_formats]:
+            raise VideoError(f"{codec} cannot encode {options.pix_fmt}; it takes {formats}")
+
+
+def write_error(dst: Path, exc: BaseException, frame: int) -> VideoError:
+    """A failed write as one line; a full disk says so (ENOSPC), with the frame it happened at."""
+    if getattr(exc, "errno", None) == errno.ENOSPC:
+        return VideoError(
+            f"disk full while writing {dst} (frame {frame}): free some space or write the output to "
+            "another disk"
+        )
+    return VideoError(f"cannot write {dst} (frame {frame}): {_reason(exc)}")
+
+
+def _write_png(path: Path, rgb: np.ndarray) -> None:
+    """One PNG frame; errors as OSError with their errno (cv2.imwrite only says False)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise OSError(errno.EINVAL, f"cannot encode frame as PNG ({rgb.shape})")
+    with open(path, "wb") as f:
+        f.write(data.tobytes())
