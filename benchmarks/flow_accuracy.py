@@ -15,7 +15,7 @@ are NOT evaluated. Whole clips are held out (default: walk, city, and bikes from
   Timing: seconds for the 4 flows of one 640x480 5-frame window.
 
 The rain here is a minimal streak renderer kept in this script (sparse impulses drawn with
-tmics_cli.data.rain.streak_kernel, near-vertical, 8-25 px long, brightness 0.3-0.8 blended toward
+tmics_cli.streaks.streak_kernel, near-vertical, 8-25 px long, brightness 0.3-0.8 blended toward
 white), a stand-in for the real renderer. PyramidFlowNet is trained with the same renderer (on other
 clips), which favours it a little under rain; DIS never sees rain beforehand.
 
@@ -46,8 +46,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from tmics_cli.data.rain import streak_kernel
 from tmics_cli.model.align import DISFlow, PyramidFlowNet, align_frames, estimate_flows
+from tmics_cli.streaks import streak_kernel
 from tmics_cli.training.flow import (
     TRAIN_MOTION,
     FlowPair,

@@ -29,7 +29,6 @@ mixed). Everything is reachable through `RainStyle` fields, and everything is de
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from fractions import Fraction
@@ -38,6 +37,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+
+from ..streaks import streak_kernel  # also reachable here as tmics_cli.data.rain.streak_kernel
 
 Frame = np.ndarray  # (H, W, 3) float32 RGB in [0, 1]
 
@@ -70,22 +71,6 @@ class RainStyle:
     # I = B + R (1 - B)^blend_gamma: 1 is the screen blend; above 1 the rain fades faster over bright
     # backgrounds, as nturain_a2's does (benchmarks/rain_statistics.py, rain by background luma)
     blend_gamma: float = 1.0
-
-
-def streak_kernel(length: float, angle_deg: float, width: float) -> np.ndarray:
-    """A motion-blur streak kernel with peak 1: `length` px at `angle_deg` from vertical."""
-    size = int(math.ceil(length + 4 * max(width, 0.5))) | 1
-    c = (size - 1) / 2
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float32) - c
-    t = math.radians(angle_deg)
-    dx, dy = math.sin(t), -math.cos(t)
-    along = xs * dx + ys * dy
-    across = xs * dy - ys * dx
-    profile = np.exp(-0.5 * (across / width) ** 2) if width > 0 else np.clip(1 - np.abs(across), 0, 1)
-    # soft ends: streaks fade in and out along their length
-    ends = np.clip((length / 2 - np.abs(along)) / 1.5 + 0.5, 0, 1)
-    k = (profile * ends).astype(np.float32)
-    return k / max(float(k.max()), 1e-6)
 
 
 def render_rain_layer(

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..data.rain import streak_kernel
+from ..streaks import streak_kernel
 
 
 def default_streak_bank(size: int = 9) -> torch.Tensor:
