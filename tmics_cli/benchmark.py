@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -316,25 +317,38 @@ class BenchmarkResult:
         }
 
     def write_json(self, path: Path, overwrite: bool = False) -> None:
-        """The results as JSON (atomically; an existing file is replaced only with `overwrite`)."""
-        write_text(path, json.dumps(self.to_json(), indent=2) + "\n", overwrite=overwrite)
+        """The results as JSON (atomically; an existing file is replaced only with `overwrite`; "-" is
+        standard output)."""
+        text = json.dumps(self.to_json(), indent=2) + "\n"
+        if str(path) == "-":
+            sys.stdout.write(text)
+            sys.stdout.flush()
+            return
+        write_text(path, text, overwrite=overwrite)
 
     def write_csv(self, path: Path, overwrite: bool = False) -> None:
         """Per-video rows, then each method's mean (atomically, as write_json)."""
-        means = self.means()
-        extra = [m for m in EXTRA_METRICS if any(m in mean for mean in means.values())]
+        if str(path) == "-":
+            self._csv_rows(sys.stdout)
+            sys.stdout.flush()
+            return
         pending = PendingOutput(path, overwrite=overwrite)
         with pending, pending.path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored", *extra])
-            for row, videos in self.per_video.items():
-                for video, r in videos.items():
-                    values = [r["psnr"], r["ssim"], r["temporal"], r["fps"], r["frames_scored"]]
-                    writer.writerow([row, video, *values, *(r.get(m) for m in extra)])
-            for row, mean in means.items():
-                values = [mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""]
-                writer.writerow([row, "mean", *values, *(mean.get(m) for m in extra)])
+            self._csv_rows(f)
         pending.commit()
+
+    def _csv_rows(self, f: Any) -> None:
+        means = self.means()
+        extra = [m for m in EXTRA_METRICS if any(m in mean for mean in means.values())]
+        writer = csv.writer(f)
+        writer.writerow(["method", "video", "psnr", "ssim", "temporal", "fps", "frames_scored", *extra])
+        for row, videos in self.per_video.items():
+            for video, r in videos.items():
+                values = [r["psnr"], r["ssim"], r["temporal"], r["fps"], r["frames_scored"]]
+                writer.writerow([row, video, *values, *(r.get(m) for m in extra)])
+        for row, mean in means.items():
+            values = [mean["psnr"], mean["ssim"], mean["temporal"], mean["fps"], ""]
+            writer.writerow([row, "mean", *values, *(mean.get(m) for m in extra)])
 
 
 def score_video(

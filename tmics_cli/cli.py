@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 import warnings
@@ -20,6 +21,7 @@ from . import __version__
 from .outputs import exit_code, handle_signals, signal_name
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
+MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
 OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
@@ -51,9 +53,13 @@ class _Commands(typer.core.TyperGroup):
         sys.exit(code if isinstance(code, int) else 0)
 
     def _run(self, *args: Any, **kwargs: Any) -> Any:
+        _REPORTED.clear()
         try:
-            with handle_signals():  # SIGTERM and SIGHUP clean up as Ctrl-C does; exit 128 + signal
+            with handle_signals() as signals:  # SIGTERM and SIGHUP clean up as Ctrl-C does; 128 + signal
                 code = super().main(*args, standalone_mode=False, **kwargs)
+            if signals.signum is not None and not _REPORTED:  # stopped before a command could say so
+                typer.echo(f"error: interrupted ({signal.Signals(signals.signum).name})", err=True)
+                code = 128 + signals.signum
         except _usage.NoArgsIsHelpError as exc:
             exc.show()
             code = 2
@@ -115,9 +121,13 @@ def _stop_progress(progress: Any) -> None:
         progress.console.print()
 
 
+_REPORTED: list[str] = []  # the error line this run printed, if any
+
+
 def fail(message: str, code: int = 2) -> NoReturn:
     """One clear line on stderr and a non-zero exit: never a traceback for bad input."""
     typer.echo(f"error: {message}", err=True)
+    _REPORTED.append(message)
     raise typer.Exit(code)
 
 
@@ -166,7 +176,7 @@ def train(
     ),
     resume: bool = typer.Option(False, help="Continue from the run directory's checkpoint."),
     fp32: bool = typer.Option(False, help="Store float32 weights (default float16)."),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
     time_budget: float | None = typer.Option(
         None,
         min=1,
@@ -294,7 +304,7 @@ def derain(
     overwrite: bool = _overwrite_option(),
     strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
 ) -> None:
     """Remove rain from a video: streaming, one output frame per input frame, audio and timing kept."""
     import torch
@@ -398,13 +408,17 @@ def benchmark(
     fsim: bool = typer.Option(False, "--fsim", help="Also FSIM (Zhang et al.; slower)."),
     vif: bool = typer.Option(False, "--vif", help="Also pixel-domain VIF (Sheikh and Bovik)."),
     per_video: bool = typer.Option(False, "--per-video", help="Show every video's scores."),
-    json_path: Path | None = typer.Option(None, "--json", help="Write results as JSON here."),
-    csv_path: Path | None = typer.Option(None, "--csv", help="Write results as CSV here."),
+    json_path: Path | None = typer.Option(
+        None, "--json", help="Write results as JSON here (-: standard output, and the table to stderr)."
+    ),
+    csv_path: Path | None = typer.Option(
+        None, "--csv", help="Write results as CSV here (-: standard output, and the table to stderr)."
+    ),
     save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
     precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
     overwrite: bool = _overwrite_option(),
     strict: bool = typer.Option(
         False, "--strict", help="A damaged frame (truncated JPEG/PNG) is an error (exit 2), not a warning."
@@ -424,14 +438,19 @@ def benchmark(
 
     if threads:
         torch.set_num_threads(threads)
-    console, out = Console(stderr=True), Console()
+    to_stdout = "-" in (str(json_path), str(csv_path))
+    if str(json_path) == "-" and str(csv_path) == "-":
+        fail("--json - and --csv - cannot both go to standard output")
+    console, out = Console(stderr=True), Console(stderr=to_stdout)
     frames_out: PendingOutput | None = None
     try:
         bench = load_set(name, data, strict=strict)
-        inputs = [Path(bench.source), data, Path(name), *(m for m in method if m not in BASELINES), *weights]
+        entries = [*method, *map(str, weights)]
+        weight_files = {e: resolve_weights(e) for e in entries if e not in BASELINES}
+        inputs = [Path(bench.source), data, Path(name), *weight_files.values()]
         targets = [(json_path, "--json file"), (csv_path, "--csv file")]
         for target, what in targets:
-            if target is not None:
+            if target is not None and str(target) != "-":
                 check_output(target, inputs, overwrite=overwrite, what=what)
                 if save_frames is not None:
                     check_apart(target, [save_frames], what=what)
@@ -445,11 +464,11 @@ def benchmark(
         dtype = pick_precision(precision, torch_device)
         batch = batch or default_batch(torch_device)
         methods = []
-        for entry in [*method, *map(str, weights)]:
+        for entry in entries:
             if entry in BASELINES:
                 methods.append(baseline(entry))
                 continue
-            path = resolve_weights(entry)
+            path = weight_files[entry]
             label = entry if entry in ("light", "heavy") else Path(entry).stem
             methods.append(model_method(label, Restorer(load_model(path), torch_device, dtype), ablate))
         if len({m.name for m in methods}) != len(methods):
@@ -488,7 +507,7 @@ def benchmark(
         if json_path is not None:
             result.write_json(json_path, overwrite=overwrite)
         if csv_path is not None:
-            result.write_csv(csv_path, overwrite=overwrite)
+            result.write_csv(csv_path, overwrite=overwrite)  # "-": standard output
     except (ValueError, OSError) as exc:
         fail(_first_line(exc))
     if interrupted is not None:
@@ -561,7 +580,7 @@ def search(
     seed: int = typer.Option(0, help="Seed for weights and pools."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt."),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads for torch."),
+    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
     overwrite: bool = _overwrite_option(),
 ) -> None:
     """The paper's triple-level search: weights, then alpha/beta (micro/macro), then the AAS fusion."""
@@ -686,13 +705,16 @@ def fetch_weights(
             if not path.exists():
                 continue
             if registry.verify(name):
-                console.print(f"{name}: {path} ok")
+                console.print(f"{name}: {path} ok", soft_wrap=True)
+            elif not path.is_file() or path.is_symlink():  # not a file tmics wrote: never removed
+                bad.append(name)
+                console.print(f"{name}: {path} is not a weights file; left as it is", soft_wrap=True)
             else:
                 path.unlink()
                 bad.append(name)
-                console.print(f"{name}: {path} does not match its sha256; deleted")
+                console.print(f"{name}: {path} does not match its sha256; deleted", soft_wrap=True)
         if bad:
-            fail(f"corrupt cached weights deleted: {', '.join(bad)}; fetch them again")
+            fail(f"cached weights that failed their check: {', '.join(bad)}; fetch them again")
     for name in list(registry.REGISTRY) if all_ else names:
         try:
             path = registry.fetch(name, force=force or overwrite)

@@ -23,10 +23,12 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -114,6 +116,9 @@ def check_output(
     `inputs` are every path the command reads (see `check_apart`); `folder` says whether the output is a
     folder; `what` names the output in messages (e.g. "--json file")."""
     out = Path(output)
+    size = len(os.fsencode(out.name))
+    if size > 255:
+        raise OutputError(f"{what} name {out.name[:40]}... is {size} bytes long; file names hold 255 at most")
     check_apart(out, inputs, folder=folder, what=what)
     if os.path.lexists(out):
         if out.is_dir() != folder:
@@ -121,6 +126,11 @@ def check_output(
             raise OutputError(f"{what} {out} exists and is {kind}; choose another {what}")
         if not overwrite:
             raise OutputError(f"{out} exists; pass --overwrite to replace it")
+        if folder and out.is_symlink():
+            raise OutputError(
+                f"{what} {out} is a symbolic link to {os.path.realpath(out)}; give that folder itself or "
+                "another name"
+            )
         if folder:
             foreign = foreign_files(out)
             if foreign:
@@ -157,7 +167,15 @@ def owned_files(folder: Path) -> set[str] | None:
     if not isinstance(record, dict) or record.get("tool") != "tmics":
         return None
     files = record.get("files")
-    return {str(f) for f in files} if isinstance(files, list) else None
+    if not isinstance(files, list) or not all(isinstance(f, str) and _plain_relative(f) for f in files):
+        return None  # a marker naming anything outside its folder is not one tmics wrote: trust none of it
+    return set(files)
+
+
+def _plain_relative(name: str) -> bool:
+    """A path below its folder: relative, normalised, no `..`, no empty or `.` parts."""
+    parts = name.split("/")
+    return bool(name) and not os.path.isabs(name) and all(p not in ("", ".", "..") for p in parts)
 
 
 def foreign_files(folder: Path) -> list[str]:
@@ -166,7 +184,7 @@ def foreign_files(folder: Path) -> list[str]:
     found = []
     for root, dirs, files in os.walk(folder):
         for name in files:
-            rel = os.path.relpath(os.path.join(root, name), folder)
+            rel = Path(os.path.relpath(os.path.join(root, name), folder)).as_posix()
             if rel != MARKER and (owned is None or rel not in owned):
                 found.append(rel)
         for name in dirs:
@@ -179,7 +197,7 @@ def foreign_files(folder: Path) -> list[str]:
 def _write_marker(folder: Path, kind: str) -> None:
     files = []
     for root, _dirs, names in os.walk(folder):
-        files += [os.path.relpath(os.path.join(root, n), folder) for n in names]
+        files += [Path(os.path.relpath(os.path.join(root, n), folder)).as_posix() for n in names]
     record = {"tool": "tmics", "kind": kind, "files": sorted(files)}
     (folder / MARKER).write_text(json.dumps(record, indent=0) + "\n")
 
@@ -188,9 +206,13 @@ def remove_own_folder(folder: Path) -> list[str]:
     """Remove what tmics wrote in `folder` (per its marker), then the folder if it is empty. Returns what
     was left because tmics did not write it."""
     owned = owned_files(folder) or set()
+    base = _resolved(folder)
     for rel in owned:
+        path = folder / rel
+        if path.is_symlink() or base not in _resolved(path).parents:
+            continue  # never follow a link out of the folder
         with contextlib.suppress(FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            (folder / rel).unlink()
+            path.unlink()
     with contextlib.suppress(FileNotFoundError):
         (folder / MARKER).unlink()
     for root, _dirs, _files in sorted(os.walk(folder, topdown=False), key=lambda t: -len(t[0])):
@@ -307,6 +329,52 @@ def _umask() -> int:
     return umask
 
 
+_HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _temporary_prefix(dst: Path) -> str:
+    """`.NAME.HOST-PID.`: hidden, short enough for any file system (the name is cut to 60 characters), and
+    telling which process on which machine writes it (see `remove_stale`)."""
+    return f".{dst.name[:60]}.{_HOST}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # someone else's process, or we cannot tell: leave its files alone
+    return True
+
+
+def remove_stale(dst: Path) -> list[Path]:
+    """Remove the temporary outputs of `dst` that a run on this machine left when it was killed (kill -9,
+    power loss): named by `_temporary_prefix`, their process gone. Says so in a warning; returns them."""
+    parent = dst.absolute().parent
+    head = f".{dst.name[:60]}.{_HOST}-"
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return []
+    for entry in entries:
+        name = entry.name
+        if not name.startswith(head) or PARTIAL not in name:
+            continue
+        pid = name[len(head) :].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+            continue
+        _remove_temporary(Path(entry.path))
+        removed.append(Path(entry.path))
+    if removed:
+        import warnings
+
+        names = ", ".join(p.name for p in removed)
+        warnings.warn(f"removed {names}: left beside {dst} by a run that was killed", stacklevel=3)
+    return removed
+
+
 class PendingOutput:
     """An output written under a hidden temporary name beside `dst` (a file, or a folder with
     `folder=True`), moved onto `dst` by `commit()` and removed by `abort()`.
@@ -322,7 +390,8 @@ class PendingOutput:
         self.dst, self.overwrite, self.folder = Path(dst), overwrite, folder
         self.kind = kind or ("frames" if folder else "file")
         parent = self.dst.absolute().parent
-        prefix = f".{self.dst.name}."
+        prefix = _temporary_prefix(self.dst)
+        remove_stale(self.dst)
         if folder:
             self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL, dir=parent))
         else:  # the real suffix stays last: muxers and savers that look at it keep working
@@ -393,6 +462,8 @@ class PendingOutput:
                 raise OutputError(f"{self.dst} is now a folder; it was left as it is")
             os.replace(self.path, self.dst)
             return
+        if self.dst.is_symlink():
+            raise OutputError(f"{self.dst} is now a symbolic link; it was left as it is")
         foreign = foreign_files(self.dst) if self.dst.is_dir() else [self.dst.name]
         if foreign:
             raise OutputError(
@@ -426,20 +497,26 @@ def write_text(
 
 
 # --- signals -------------------------------------------------------------------------------------------
+class SignalState:
+    """What `handle_signals` saw: the first signal that arrived, or None."""
+
+    signum: int | None = None
+
+
 @contextlib.contextmanager
-def handle_signals(signals: Iterable[int] = SIGNALS) -> Iterator[None]:
+def handle_signals(signals: Iterable[int] = SIGNALS) -> Iterator[SignalState]:
     """Within the block, SIGINT / SIGTERM / SIGHUP raise `Interrupted` in the main thread (once: signals
     that arrive while cleaning up are ignored), and pending temporary outputs are removed at the end.
-    Outside the main thread it does nothing."""
+    Yields a `SignalState` telling which signal came. Outside the main thread it only yields."""
+    state = SignalState()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-    raised = threading.Event()
 
     def handler(signum: int, frame: object) -> None:
-        if raised.is_set():
+        if state.signum is not None:
             return  # already stopping: let the cleanup finish
-        raised.set()
+        state.signum = signum
         raise Interrupted(signum)
 
     previous = {}
@@ -449,7 +526,7 @@ def handle_signals(signals: Iterable[int] = SIGNALS) -> Iterator[None]:
         except (OSError, ValueError):  # not settable here
             continue
     try:
-        yield
+        yield state
     finally:
         try:
             remove_pending()

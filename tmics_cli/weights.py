@@ -154,6 +154,8 @@ def fetch(name: str, force: bool = False) -> Path:
     if name not in REGISTRY:
         raise FetchError(f"unknown weights {name!r}; registered: {', '.join(REGISTRY)}")
     entry, target = REGISTRY[name], cached_path(name)
+    if target.is_dir():
+        raise FetchError(f"{target} is a folder, not a weights file; move it away first")
     if not force and verify(name):
         return target
     if _offline():

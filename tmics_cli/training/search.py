@@ -37,7 +37,7 @@ from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
 from ..outputs import PendingOutput, check_apart, check_output, write_text
 from .losses import ETA, alpha_entropy, restoration_loss
-from .train import TrainConfig, cosine_lr, split_data
+from .train import TrainConfig, cosine_lr, read_checkpoint, split_data
 
 CHECKPOINT_NAME = "search.pt"
 RESUME_MUST_MATCH = ("preset", "size", "width", "data", "holdout", "groups", "val_groups", "crop", "seed")
@@ -234,11 +234,12 @@ class Searcher:
         path = self.run / CHECKPOINT_NAME
         if not path.exists():
             return False
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        keys = ("config", "model", "weights_opt", "arch_opt", "fusion_opt", "epoch", "history", "seconds")
+        state = read_checkpoint(path, self.device, keys)
         saved = state["config"]
         changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != asdict(self.cfg)[k]]
         if changed:
-            was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
+            was = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in changed)
             raise ValueError(f"{path} was written with {was}; resume with the same settings")
         self.model.load_state_dict(state["model"])
         self.weights_opt.load_state_dict(state["weights_opt"])

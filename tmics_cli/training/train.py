@@ -158,6 +158,23 @@ class TrainConfig:
         return Path(self.run_dir) if self.run_dir else Path(self.output).with_suffix(".run")
 
 
+def read_checkpoint(path: Path, device: torch.device | str, keys: tuple[str, ...]) -> dict[str, Any]:
+    """A checkpoint of tmics train/search holding `keys`; ValueError in one line for anything else
+    (truncated, foreign, or written by something else)."""
+    again = "remove it (or pass --overwrite) to start afresh"
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - a truncated or foreign file: torch raises many types
+        reason = str(exc).strip().splitlines()[0][:120] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot read checkpoint {path} ({reason}); {again}") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a tmics checkpoint (no {', '.join(missing)}); {again}")
+    if not isinstance(state["config"], dict):
+        raise ValueError(f"{path} is not a tmics checkpoint (its config is not a table); {again}")
+    return state
+
+
 class WithFlows(Dataset):
     """Adds flows from a non-learned estimator (DIS) computed on the rainy frames, exactly as the model
     computes them at inference, in the loader's worker processes."""
@@ -387,10 +404,7 @@ class Trainer:
         path = self.run / CHECKPOINT_NAME
         if not path.exists():
             return None
-        try:
-            state = torch.load(path, map_location=self.device, weights_only=True)
-        except Exception as exc:  # a truncated or foreign file
-            raise ValueError(f"cannot read checkpoint {path} ({exc}); remove it to start afresh") from exc
+        state = read_checkpoint(path, self.device, ("config", "model", "stage", "step"))
         saved = state.get("config", {})
         changed = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != asdict(self.cfg)[k]]
         if changed:
