@@ -430,3 +430,115 @@ def test_benchmark_on_sigterm_keeps_the_finished_videos(tmp_path: Path, tiny_wei
     assert '"complete": false' in report and '"v1"' in report
     assert (tmp_path / "frames" / MARKER).exists() and len(list((tmp_path / "frames").rglob("*.png"))) > 130
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+# --- found by probing: each a way the rules above could be got round ---------------------------------------
+def test_a_marker_naming_paths_outside_its_folder_is_not_trusted(tmp_path: Path, tiny_weights: Path) -> None:
+    import json
+
+    src = make_video(tmp_path / "in.mp4", frames=2)
+    out = tmp_path / "frames"
+    assert _cli("derain", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")[0].exit_code == 0
+    (tmp_path / "keep.txt").write_text("mine")
+    record = json.loads((out / MARKER).read_text())
+    record["files"] += ["../keep.txt", str(tmp_path / "keep.txt")]
+    (out / MARKER).write_text(json.dumps(record))
+    before = _tree(tmp_path)
+    result, lines = _cli("derain", src, "-o", out, "--overwrite", "--weights", tiny_weights)
+    _one_error(result, lines, "did not write")
+    assert _tree(tmp_path) == before
+
+
+def test_a_symlinked_folder_output_is_refused(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=2)
+    real = tmp_path / "elsewhere"
+    assert _cli("derain", src, "-o", real, "--weights", tiny_weights, "--device", "cpu")[0].exit_code == 0
+    (tmp_path / "link").symlink_to(real)
+    before = _tree(tmp_path)
+    result, lines = _cli("derain", src, "-o", tmp_path / "link", "--overwrite", "--weights", tiny_weights)
+    _one_error(result, lines, "symbolic link", "elsewhere")
+    assert _tree(tmp_path) == before and (tmp_path / "link").is_symlink()
+
+
+def test_long_names_and_leftovers_of_killed_runs(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=2)
+    long = tmp_path / ("a" * 240 + ".mp4")  # a legal name; the temporary one must fit too
+    assert _cli("derain", src, "-o", long, "--weights", tiny_weights, "--device", "cpu")[0].exit_code == 0
+    result, lines = _cli("derain", src, "-o", tmp_path / ("b" * 260 + ".mp4"), "--weights", tiny_weights)
+    _one_error(result, lines, "255")
+    # a run killed with SIGKILL leaves its temporary file; the next run to that output removes it
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    out = tmp_path / "out.mp4"
+    from tmics_cli.outputs import _HOST
+
+    stale = tmp_path / f".out.mp4.{_HOST}-{dead.pid}.abc123.tmics-partial.mp4"
+    stale.write_bytes(b"half a video")
+    alive = tmp_path / f".out.mp4.{_HOST}-{os.getpid()}.def456.tmics-partial.mp4"
+    alive.write_bytes(b"a run still going")  # this process is alive: never touched
+    result = CliRunner().invoke(app, ["derain", str(src), "-o", str(out), "--weights", str(tiny_weights)])
+    assert result.exit_code == 0, result.output
+    assert "removed" in result.output and stale.name in result.output
+    assert not stale.exists() and alive.exists() and out.exists()
+
+
+def test_benchmark_never_writes_over_the_weights_it_scores(tmp_path: Path, monkeypatch) -> None:
+    home = tmp_path / "home"
+    (home / "weights").mkdir(parents=True)
+    shipped = REPO / "weights" / "tmics-light.safetensors"
+    cached = home / "weights" / "tmics-light.safetensors"
+    cached.write_bytes(shipped.read_bytes())
+    monkeypatch.setenv("TMICS_HOME", str(home))
+    bench = _paired_set(tmp_path / "set")
+    result, lines = _cli("benchmark", bench, "-m", "light", "--json", cached, "--overwrite")
+    _one_error(result, lines, "is the input")
+    assert cached.read_bytes() == shipped.read_bytes()
+
+
+def test_benchmark_json_to_standard_output(tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    monkeypatch.chdir(tmp_path)
+    bench = _paired_set(tmp_path / "set")
+    result = subprocess.run(
+        [sys.executable, "-m", "tmics_cli", "benchmark", str(bench), "-m", "input", "--json", "-"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["methods"]["input"]["videos"] == 1  # stdout holds the JSON alone
+    assert "Y-PSNR" in result.stderr and sorted(p.name for p in tmp_path.iterdir()) == ["set"]
+
+
+def test_saved_frames_of_two_videos_never_share_a_folder() -> None:
+    from tmics_cli.benchmark import _safe
+
+    assert _safe("a b") != _safe("a_b") and _safe("v1") == "v1" and "/" not in _safe("../x")
+
+
+def test_garbage_checkpoints_are_one_line(tmp_path: Path) -> None:
+    data = _clips(tmp_path / "data")
+    cases = (("train", "w.safetensors", "checkpoint.pt"), ("search", "g.json", "search.pt"))
+    small = ("--size", "tiny", "--crop", "32", "--resume")
+    for command, out, name in cases:
+        run = tmp_path / Path(out).with_suffix(".run").name
+        run.mkdir(exist_ok=True)
+        for content in ([1, 2, 3], {"config": {}}):
+            torch.save(content, run / name)
+            result, lines = _cli(command, "--data", data, "-o", tmp_path / out, *small)
+            _one_error(result, lines, "not a tmics checkpoint")
+        (run / name).write_bytes(b"garbage")
+        result, lines = _cli(command, "--data", data, "-o", tmp_path / out, *small)
+        _one_error(result, lines, "cannot read checkpoint")
+
+
+def test_frames_output_of_a_video_with_audio_says_what_it_drops(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=3, audio=True)
+    result = CliRunner().invoke(
+        app, ["derain", str(src), "-o", str(tmp_path / "frames"), "--weights", str(tiny_weights), "-q"]
+    )
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "1 audio stream" in warning[0] and "video file" in warning[0]

@@ -429,7 +429,14 @@ def run_benchmark(
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    """A folder name for a method or video: unsafe characters become `_`, and then a short hash of the
+    original name is added, so that two names never share one folder (`a b` and `a_b`)."""
+    import hashlib
+
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    if safe == name and not name.startswith("."):
+        return name
+    return f"{safe.lstrip('.') or 'x'}-{hashlib.sha1(name.encode()).hexdigest()[:6]}"
 
 
 def _save(path: Path, rgb: np.ndarray) -> None:

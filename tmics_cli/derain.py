@@ -47,7 +47,7 @@ from .video.reader import (
     open_source,
     parse_time,
 )
-from .video.writer import EncodeOptions, check_encoder, check_output, open_sink
+from .video.writer import EncodeOptions, check_encoder, check_output, is_folder_output, open_sink
 from .weights import resolve_weights
 
 RAIN_LEVELS = ("light", "heavy", "auto")
@@ -285,6 +285,18 @@ def _setup(
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
+def _not_in_frames(info: SourceInfo, dst: Path) -> str:
+    """The warning for a frames-folder output of a video with other streams: pictures hold none of them."""
+    counts: dict[str, int] = {}
+    for kind in info.other_streams:
+        counts[kind] = counts.get(kind, 0) + 1
+    kinds = ", ".join(f"{n} {kind} stream{'s' if n > 1 else ''}" for kind, n in counts.items())
+    return (
+        f"{info.path}: not kept in the frames folder {dst} (PNG frames hold pictures only): {kinds}, "
+        "chapters and tags; write a video file (e.g. .mkv) to keep them"
+    )
+
+
 def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterator[np.ndarray]:
     """The frames' pixels for the model; each frame waits in `pending` until its output comes back."""
     for item in frames:
@@ -395,6 +407,8 @@ def derain_video(
         )
         out_w = info.width * (2 if compare else 1)
         sink = open_sink(dst, info, options, out_w, info.height, overwrite)
+        if is_folder_output(dst) and info.other_streams:
+            warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
     except BaseException:
         source.close()
         raise

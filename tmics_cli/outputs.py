@@ -103,6 +103,13 @@ def check_apart(
             raise OutputError(f"{what} folder {out} holds the input {source}; choose another {what}")
 
 
+def check_name(path: Path, what: str = "output") -> None:
+    """Refuse a name longer than file systems hold (255 bytes), before anything touches it."""
+    size = len(os.fsencode(path.name))
+    if size > 255:
+        raise OutputError(f"{what} name {path.name[:40]}... is {size} bytes; file names hold 255 at most")
+
+
 def check_output(
     output: str | os.PathLike[str],
     inputs: Iterable[str | os.PathLike[str] | None] = (),
@@ -116,9 +123,7 @@ def check_output(
     `inputs` are every path the command reads (see `check_apart`); `folder` says whether the output is a
     folder; `what` names the output in messages (e.g. "--json file")."""
     out = Path(output)
-    size = len(os.fsencode(out.name))
-    if size > 255:
-        raise OutputError(f"{what} name {out.name[:40]}... is {size} bytes long; file names hold 255 at most")
+    check_name(out, what)
     check_apart(out, inputs, folder=folder, what=what)
     if os.path.lexists(out):
         if out.is_dir() != folder:

@@ -74,7 +74,12 @@ class SearchConfig:
     def outputs(self) -> list[Path]:
         """The genotype JSON and, beside it, its history (CSV, and a PNG when matplotlib is there)."""
         out = Path(self.output)
-        return [out, out.with_suffix(".history.csv"), out.with_suffix(".png")]
+        paths = [out, out.with_suffix(".history.csv")]
+        try:
+            import matplotlib  # noqa: F401 - the PNG is drawn only where it is installed
+        except ImportError:
+            return paths
+        return [*paths, out.with_suffix(".png")]
 
     def validate(self) -> None:
         if self.preset not in RAIN_PRESETS:
@@ -212,6 +217,8 @@ class Searcher:
             pool=self.cfg.groups + self.cfg.val_groups,
         )
         self._data = data
+        if self.cfg.resume:  # a bad checkpoint is refused before any work too
+            self.load_checkpoint()
 
     # --- checkpoints ---------------------------------------------------------------------------------------
     def save_checkpoint(self) -> None:
@@ -322,8 +329,6 @@ class Searcher:
 
     def fit(self, on_epoch: Any = None) -> Genotype:
         self.prepare()
-        if self.cfg.resume:
-            self.load_checkpoint()
         train, val = build_pools(self.cfg, self._data)
         while self.epoch < self.cfg.epochs:
             start = time.perf_counter()

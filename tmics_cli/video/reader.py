@@ -34,7 +34,7 @@ from .images import read_rgb
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 MAX_FRAME_REPORTS = 5  # damaged frames named one by one; the rest are counted in one closing line
 MIN_SHORTFALL_S = 0.1  # a video this much short of its stated end can be rounding; more is damage
-MIXED_SLACK_S = 1.0  # the same when only the container's duration (of all its streams) is known
+MIXED_SLACK_S = 0.5  # the same when only the container's duration (of all its streams) is known
 SEEK_HINT = "tmics needs a file it can seek in; save it to a file first"
 
 
@@ -99,6 +99,7 @@ class SourceInfo:
     codec: str = ""
     pix_fmt: str = ""
     audio_streams: int = 0
+    other_streams: tuple[str, ...] = ()  # the type of every stream besides the video (audio, subtitle, ...)
     start: float = 0.0  # seconds skipped at the start (--start), counted from `origin`
     end: float | None = None  # where the output stops (--end), counted from `origin`
     origin: float = 0.0  # the stream's own start time in seconds (TS captures often start at 10 s or more)
@@ -118,12 +119,16 @@ def parse_time(text: str | float | None) -> float | None:
     """Seconds from '12.5', '1:02.5' or '1:00:02'; None stays None."""
     if text is None or isinstance(text, int | float):
         return None if text is None else float(text)
+    parts = text.strip().split(":")
     try:
-        seconds = 0.0
-        for part in text.strip().split(":"):
-            seconds = seconds * 60 + float(part)
+        values = [float(part) for part in parts]
     except ValueError:
         raise VideoError(f"cannot read time {text!r}: give seconds (12.5) or [hh:]mm:ss") from None
+    if len(values) > 3 or any(v < 0 for v in values[1:]) or any(v >= 60 for v in values[1:]):
+        raise VideoError(f"cannot read time {text!r}: give seconds (12.5) or [hh:]mm:ss")
+    seconds = 0.0
+    for value in values:
+        seconds = seconds * 60 + value
     if seconds < 0:
         raise VideoError(f"time {text!r} is negative")
     return seconds
@@ -208,6 +213,7 @@ class VideoFileSource:
             codec=ctx.name or "",
             pix_fmt=first.format.name,
             audio_streams=len(self._container.streams.audio),
+            other_streams=tuple(s.type for s in self._container.streams if s is not stream),
             start=self.start,
             end=end,
             origin=self.origin,

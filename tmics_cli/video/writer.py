@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..outputs import PendingOutput
+from ..outputs import PendingOutput, check_name
 from ..outputs import check_output as check_output_path
 from .colour import rgb_to_frame
 from .reader import SourceInfo, VideoError, VideoWarning, _reason
@@ -56,6 +56,7 @@ def check_output(
     `tmics_cli.outputs`: never an input or inside one, an existing output only with --overwrite, an
     existing folder only when it holds an earlier tmics frames output and nothing else). `also_read`:
     other files the run reads (a weights file)."""
+    check_name(dst)
     folder = is_folder_output(dst)
     check_output_path(dst, [src, *also_read], overwrite=overwrite, folder=folder)
     if not folder and dst.suffix.lower() not in VIDEO_SUFFIXES:
