@@ -94,6 +94,7 @@ class Recipe:
     path: Path
     defaults: dict[str, Any]
     steps: list[Step]
+    plain: bool = False  # a file without [[step]]: one training run
 
     @property
     def output(self) -> str | None:
@@ -180,7 +181,7 @@ def load_recipe(path: str | Path) -> Recipe:
         raise RecipeError(f"{path}: `step` must be a list of [[step]] tables")
     defaults = _settings(path, None, raw, {"step"})
     if not tables:  # a plain config: one training run
-        return Recipe(path, defaults, [Step("train")])
+        return Recipe(path, defaults, [Step("train")], plain=True)
     steps: list[Step] = []
     for i, table in enumerate(tables, 1):
         name = table.get("name", f"#{i}")
@@ -277,7 +278,9 @@ def plan(
             try:
                 _check_choices(cfg)
             except ValueError as exc:
-                raise RecipeError(f"{_where(recipe.path, step.name if multi else None)}: {exc}") from None
+                raise RecipeError(
+                    f"{_where(recipe.path, None if recipe.plain else step.name)}: {exc}"
+                ) from None
             p = PlannedStep(step, target, cfg, sources, key, final, final and overwrite)
         else:
             names = step.of if step.kind == "average" else [step.source]
@@ -343,6 +346,8 @@ def run_recipe(
             continue
         if total > 1:
             say(f"step {i}/{total} {name}: {kind}")
+        if not p.final:
+            p.output.parent.mkdir(parents=True, exist_ok=True)
         if kind == "train":
             assert p.config is not None
             train(p.config)
@@ -361,7 +366,6 @@ def run_recipe(
                 meta = {
                     "rescaled_from": json.dumps({"file": p.sources[0].name, **_source_meta(p.sources[0])})
                 }
-            p.output.parent.mkdir(parents=True, exist_ok=True)
             save_model(model, p.output, dtype=dtype, metadata=meta, overwrite=p.overwrite)
         if not p.final:
             _stamp(p).write_text(json.dumps({"step": name, "key": p.key}) + "\n")
