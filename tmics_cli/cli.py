@@ -133,9 +133,21 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 @app.command()
 def train(
-    output: Path = typer.Option(..., "-o", "--output", help="Weights file to write (.safetensors)."),
-    data: list[str] = typer.Option(
-        ...,
+    ctx: typer.Context,
+    config: Path | None = typer.Option(
+        None,
+        "--config",
+        help="A recipe (TOML, see configs/): TrainConfig defaults and steps; options given here override "
+        "every step's value.",
+    ),
+    output: Path | None = typer.Option(
+        None,
+        "-o",
+        "--output",
+        help="Weights file to write (.safetensors); optional with a --config naming one.",
+    ),
+    data: list[str] | None = typer.Option(
+        None,
         "--data",
         help="Clean clips (video file, frame folder or folder of them) or a paired set. Repeatable.",
     ),
@@ -192,10 +204,11 @@ def train(
     from .data.datasets import DataError
     from .model.genotypes import GenotypeError
     from .model.io import WeightsError
+    from .training.recipe import load_recipe, plan, run_recipe
     from .training.train import TrainConfig, Trainer
 
-    cfg = TrainConfig(
-        output=str(output),
+    values = dict(
+        output=str(output) if output else None,
         preset=preset,
         genotype=str(genotype) if genotype else None,
         rain=rain,
@@ -227,7 +240,10 @@ def train(
         overwrite=overwrite,
     )
     console = Console(stderr=True)
-    try:
+    running: list[TrainConfig] = []
+
+    def fit(cfg: TrainConfig) -> tuple[Trainer, Path]:
+        running.append(cfg)
         trainer = Trainer(cfg, console)
         trainer.prepare()  # data, crop and memory checked before the progress display starts
         columns = (
@@ -241,16 +257,44 @@ def train(
         progress = Progress(*columns, console=console, disable=not trainer.is_main)
         progress.start()
         try:
-            path = trainer.fit(progress)
+            return trainer, trainer.fit(progress)
         finally:
             _stop_progress(progress)
+
+    if config is None and (output is None or not data):
+        fail("give -o/--output and --data (or a recipe with --config)")
+    planned: list[Any] = []
+    try:
+        if config is None:
+            trainer, path = fit(TrainConfig(**values))
+            if not trainer.is_main:
+                return
+        else:
+            recipe = load_recipe(config)
+            given = {
+                name: ("fp16_weights", not fp32) if name == "fp32" else (name, values[name])
+                for name in ctx.params
+                if name != "config" and _given(ctx, name)
+            }
+            planned = plan(recipe, dict(given.values()))
+            path = run_recipe(planned, lambda cfg: fit(cfg)[1], console.print)
     except (DataError, GenotypeError, WeightsError, ValueError, OSError, RuntimeError) as exc:
         fail(_first_line(exc))
     except KeyboardInterrupt as exc:
-        where = f"checkpoints in {cfg.run_path}"
+        if planned:
+            where = (
+                f"rerun the same command to continue (steps in {planned[-1].output.with_suffix('.steps')})"
+            )
+            fail(f"interrupted ({signal_name(exc)}); {where}", exit_code(exc))
+        where = f"checkpoints in {running[-1].run_path}" if running else "nothing written"
         fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
-    if trainer.is_main:
-        console.print(f"wrote {path}")
+    console.print(f"wrote {path}")
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether an option was given on the command line (or by its environment variable), not defaulted."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
 @app.command()
