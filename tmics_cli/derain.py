@@ -285,6 +285,19 @@ def _setup(
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
+def _weights_read(rain: str, weights: str | Path | None) -> list[Path]:
+    """The weights files a run may read (both for --rain auto), so that no output lands on them."""
+    names = [weights] if weights is not None else (["light", "heavy"] if rain == "auto" else [rain])
+    found = []
+    for name in names:
+        try:
+            found.append(Path(resolve_weights(name)))
+        except Exception:  # noqa: BLE001 - an unknown name is refused with its own message later
+            if Path(name).exists():
+                found.append(Path(name))
+    return found
+
+
 def _not_in_frames(info: SourceInfo, dst: Path) -> str:
     """The warning for a frames-folder output of a video with other streams: pictures hold none of them."""
     counts: dict[str, int] = {}
@@ -381,7 +394,7 @@ def derain_video(
     begin = time.perf_counter()
     if not src.exists():
         raise VideoError(f"{src} does not exist")
-    check_output(src, dst, overwrite, also_read=[weights] if weights is not None else [])
+    check_output(src, dst, overwrite, also_read=_weights_read(rain, weights))
     options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
     check_encoder(dst, options)
     check_fps(fps)
