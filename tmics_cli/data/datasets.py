@@ -18,7 +18,6 @@ Paired sets, in the public layouts:
 
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,13 +27,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ..video.files import VIDEO_SUFFIXES, list_images, natural_key
 from ..video.images import read_rgb
 from ..video.reader import VideoWarning
 from ..video.windows import reflect_index, window_indices
 from .rain import PRESETS, add_rain, degrade_clip, sample_style
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-VIDEO_SUFFIXES = {".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".flv", ".wmv"}
 
 LAYOUT_HELP = (
     "expected J4R <root>/<video>/rfc-<n>.jpg + gtc-<n>.jpg (RainSynLight25, RainSynComplex25), "
@@ -49,14 +46,6 @@ class DataError(ValueError):
 
 class LayoutNotFound(DataError):
     """A folder that holds none of the paired layouts (it may still hold clean clips)."""
-
-
-def natural_key(path: Path) -> list[object]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def list_images(folder: Path) -> list[Path]:
-    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
 
 
 def read_image(path: Path, strict: bool = False) -> np.ndarray:

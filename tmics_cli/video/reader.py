@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import stat
 import sys
 import warnings
@@ -29,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from .colour import ColourTags, frame_to_rgb
+from .files import IMAGE_SUFFIXES, list_images
 from .images import read_rgb
 
-FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+FRAME_SUFFIXES = IMAGE_SUFFIXES  # the files a folder of frames is made of
 MAX_FRAME_REPORTS = 5  # damaged frames named one by one; the rest are counted in one closing line
 MIN_SHORTFALL_S = 0.1  # a video this much short of its stated end can be rounding; more is damage
 MIXED_SLACK_S = 0.5  # the same when only the container's duration (of all its streams) is known
@@ -109,10 +109,6 @@ class SourceInfo:
         """Seconds taken off every output timestamp: the cut's start when --start is given, else 0 (the
         input's timestamps are kept as they are)."""
         return self.origin + self.start if self.start else 0.0
-
-
-def natural_key(path: Path) -> list[Any]:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
 
 def parse_time(text: str | float | None) -> float | None:
@@ -372,7 +368,7 @@ class FrameFolderSource:
     ):
         self.path = path
         self.damage = Damage(path, strict)
-        files = sorted((p for p in path.iterdir() if p.suffix.lower() in FRAME_SUFFIXES), key=natural_key)
+        files = list_images(path)
         if fps <= 0:
             raise VideoError(f"--fps must be positive, got {fps}")
         rate = Fraction(fps).limit_denominator(1001)

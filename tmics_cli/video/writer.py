@@ -27,11 +27,11 @@ import numpy as np
 from ..outputs import PendingOutput, check_name
 from ..outputs import check_output as check_output_path
 from .colour import rgb_to_frame
+from .files import CONTAINER_SUFFIXES
 from .reader import SourceInfo, VideoError, VideoWarning, _reason
 from .streams import StreamCopy
 from .streams import accepts as _accepts
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts"}
 _DEFAULT_CODEC = {".webm": "libvpx-vp9"}
 
 
@@ -59,8 +59,8 @@ def check_output(
     check_name(dst)
     folder = is_folder_output(dst)
     check_output_path(dst, [src, *also_read], overwrite=overwrite, folder=folder)
-    if not folder and dst.suffix.lower() not in VIDEO_SUFFIXES:
-        known = ", ".join(sorted(VIDEO_SUFFIXES))
+    if not folder and dst.suffix.lower() not in CONTAINER_SUFFIXES:
+        known = ", ".join(sorted(CONTAINER_SUFFIXES))
         raise VideoError(
             f"unknown output type {dst.suffix!r}: use {known}, or a name without suffix for PNG frames"
         )
