@@ -97,3 +97,17 @@ def test_unknown_layout_names_the_expected_ones(tmp_path: Path) -> None:
     write_clip(tmp_path / "bad" / "gt", frames=2)
     with pytest.raises(DataError, match="has 3 frames but"):
         find_paired_videos(tmp_path / "bad")
+
+
+def test_training_reads_video_with_the_colours_derain_feeds_the_network(tmp_path: Path) -> None:
+    from tests.videos import make_video
+    from tmics_cli.data.datasets import read_video_frames
+    from tmics_cli.video.reader import open_source
+
+    clip = make_video(tmp_path / "bt709.mp4", frames=3, colorspace=1)  # BT.709, limited range
+    source = open_source(clip)
+    derain_sees = [item.rgb for item in source]
+    source.close()
+    trained_on = read_video_frames(clip)
+    assert len(trained_on) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(trained_on, derain_sees, strict=True))

@@ -63,16 +63,23 @@ def read_image(path: Path, strict: bool = False) -> np.ndarray:
 
 
 def read_video_frames(path: Path) -> list[np.ndarray]:
-    """All frames of a video file as (H, W, 3) uint8 RGB (for short training clips)."""
+    """All frames of a video file as (H, W, 3) uint8 RGB (for short training clips), converted with the
+    stream's own colour matrix and range exactly as `tmics derain` reads them (video.reader), so that the
+    network trains on the colours it will be fed."""
     try:
-        import av
+        from ..video.reader import VideoError, open_source
     except ImportError as exc:  # pragma: no cover - depends on the machine
         raise DataError(f"reading {path} needs PyAV (pip install av); frame folders work without it") from exc
     try:
-        with av.open(str(path)) as container:
-            return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
-    except av.error.FFmpegError as exc:
-        raise DataError(f"cannot decode video {path}: {exc}") from exc
+        source = open_source(path)
+    except (VideoError, ImportError) as exc:
+        raise DataError(f"cannot decode video {path}: {exc}") from None
+    try:
+        return [item.rgb for item in source]
+    except VideoError as exc:
+        raise DataError(f"cannot decode video {path}: {exc}") from None
+    finally:
+        source.close()
 
 
 @dataclass
