@@ -1,5 +1,18 @@
+from pathlib import Path
+
 import pytest
 import torch
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny untrained light network saved as weights: fast for tests of the I/O around the model."""
+    from tmics_cli.model import build_model, save_model
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
+    save_model(build_model("light", "tiny"), path)
+    return path
 
 
 @pytest.fixture(autouse=True)

@@ -10,12 +10,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from tests.videos import decode, make_video, moving_texture
 from tmics_cli.cli import app
-from tmics_cli.model import build_model, save_model
 from tmics_cli.video.images import image_damage
 from tmics_cli.video.reader import (
     MAX_FRAME_REPORTS,
@@ -28,14 +26,6 @@ from tmics_cli.video.reader import (
 ASSETS = Path(__file__).resolve().parent.parent / "tmics_cli" / "assets"
 posix_fifo = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
 linux_fds = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(build_model("light", "tiny"), path)
-    return path
 
 
 def _derain(src: Path | str, out: Path, weights: Path, *extra: str):

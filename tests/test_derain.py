@@ -19,20 +19,12 @@ from tmics_cli.inference import (
     stream_windows,
 )
 from tmics_cli.metrics import psnr_y
-from tmics_cli.model import build_model, load_model, save_model
+from tmics_cli.model import load_model
 from tmics_cli.outputs import OutputError
 from tmics_cli.video.reader import VideoError, open_source
 from tmics_cli.video.windows import window_indices
 from tmics_cli.video.writer import EncodeOptions, VideoSink
 from tmics_cli.weights import resolve_weights
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(build_model("light", "tiny"), path)
-    return path
 
 
 def _run(src: Path, dst: Path, weights: Path, **kw):

@@ -18,15 +18,7 @@ from tests.videos import make_video
 from tmics_cli import guards
 from tmics_cli import weights as registry
 from tmics_cli.cli import app
-from tmics_cli.model import build_model, save_model
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(build_model("light", "tiny"), path)
-    return path
+from tmics_cli.model import build_model
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 from tests.videos import make_video, moving_texture
 from tmics_cli.cli import app
 from tmics_cli.derain import derain_video
-from tmics_cli.model import build_model, save_model
 from tmics_cli.outputs import (
     MARKER,
     OutputError,
@@ -29,14 +28,6 @@ from tmics_cli.outputs import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(build_model("light", "tiny"), path)
-    return path
 
 
 def _tree(root: Path) -> dict[str, bytes]:

@@ -10,14 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from typer.testing import CliRunner
 
 from tests.videos import audio_packets, decode, moving_texture
 from tmics_cli import cli
 from tmics_cli.cli import app
 from tmics_cli.derain import derain_video
-from tmics_cli.model import build_model, save_model
 from tmics_cli.video.reader import VideoWarning
 from tmics_cli.video.streams import container_tags, stream_tags
 
@@ -42,14 +40,6 @@ SRT_CUES = [(100, 400, b"Hello"), (500, 800, b"World")]
 ASS_CUES = [(300, 700, b"Hallo")]
 CHAPTERS = [(0, 400, "Intro"), (400, 1000, "Rain")]  # ms
 MS = Fraction(1, 1000)
-
-
-@pytest.fixture(scope="module")
-def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
-    save_model(build_model("light", "tiny"), path)
-    return path
 
 
 def _packet(data: bytes, pts: int, duration: int, stream) -> object:

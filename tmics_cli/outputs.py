@@ -151,6 +151,16 @@ def check_output(
         raise OutputError(f"{what} folder {shown} is not writable")
 
 
+def check_fresh_start(checkpoint: Path, *, resume: bool, overwrite: bool, what: str = "run") -> None:
+    """A run that does not resume never starts over an earlier run's checkpoint unless `overwrite`: hours of
+    finished work are not replaced by accident (OutputError)."""
+    if checkpoint.exists() and not (resume or overwrite):
+        raise OutputError(
+            f"{checkpoint.parent} holds the checkpoint of an earlier {what}: pass --resume to continue it, "
+            "or --overwrite to start afresh"
+        )
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return os.path.samefile(a, b)

@@ -294,19 +294,7 @@ def plan(
 
 def _check_choices(cfg: TrainConfig) -> None:
     """TrainConfig.validate's checks of named choices (those of files wait for the step's turn)."""
-    from ..data.rain import PRESETS as RAIN_PRESETS
-    from ..model.align import FLOW_ESTIMATORS
-    from ..model.genotypes import GENOTYPES
-    from ..model.network import SIZES
-
-    if not cfg.genotype and cfg.preset not in GENOTYPES:
-        raise ValueError(f"unknown preset {cfg.preset!r}; known: {', '.join(GENOTYPES)}")
-    if cfg.rain_preset not in RAIN_PRESETS:
-        raise ValueError(f"unknown rain preset {cfg.rain_preset!r}; known: {', '.join(RAIN_PRESETS)}")
-    if cfg.size not in SIZES:
-        raise ValueError(f"unknown size {cfg.size!r}; known: {', '.join(SIZES)}")
-    if cfg.flow is not None and cfg.flow not in FLOW_ESTIMATORS:
-        raise ValueError(f"unknown flow estimator {cfg.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
+    cfg.check_choices()
 
 
 def _stamp(p: PlannedStep) -> Path:

@@ -35,7 +35,7 @@ from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
 from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
-from ..outputs import PendingOutput, check_apart, check_output, write_text
+from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_text
 from .losses import ETA, alpha_entropy, restoration_loss
 from .train import TrainConfig, cosine_lr, read_checkpoint, split_data
 
@@ -101,11 +101,8 @@ class SearchConfig:
         for path in self.outputs:
             check_output(path, self.data, overwrite=self.overwrite)
         check_apart(self.run_path, self.data, folder=True, what="run folder")
-        if (self.run_path / CHECKPOINT_NAME).exists() and not (self.resume or self.overwrite):
-            raise ValueError(
-                f"{self.run_path} holds the checkpoint of an earlier search: pass --resume to continue it, "
-                "or --overwrite to start afresh"
-            )
+        checkpoint = self.run_path / CHECKPOINT_NAME
+        check_fresh_start(checkpoint, resume=self.resume, overwrite=self.overwrite, what="search")
 
     @property
     def run_path(self) -> Path:

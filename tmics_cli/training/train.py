@@ -46,7 +46,7 @@ from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flo
 from ..model.genotypes import GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
-from ..outputs import PendingOutput, check_apart, check_output
+from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output
 from .flow import train_flow
 from .losses import RHO, restoration_loss
 
@@ -118,8 +118,8 @@ class TrainConfig:
         """Every path the run reads: an output may be none of them nor lie inside one."""
         return [*self.data, *(p for p in (self.init, self.genotype) if p)]
 
-    def validate(self) -> None:
-        """Refuse bad settings before any work is done (one clear message each)."""
+    def check_choices(self) -> None:
+        """The named choices (preset, rain preset, size, flow) exist."""
         if not self.genotype and self.preset not in GENOTYPES:
             raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(GENOTYPES)}")
         if self.rain_preset not in RAIN_PRESETS:
@@ -128,6 +128,10 @@ class TrainConfig:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
         if self.flow is not None and self.flow not in FLOW_ESTIMATORS:
             raise ValueError(f"unknown flow estimator {self.flow!r}; known: {', '.join(FLOW_ESTIMATORS)}")
+
+    def validate(self) -> None:
+        """Refuse bad settings before any work is done (one clear message each)."""
+        self.check_choices()
         if self.l1_weight < 0:
             raise ValueError("the L1 weight must be zero or positive")
         if self.mse_weight < 0:
@@ -143,11 +147,7 @@ class TrainConfig:
             raise ValueError(f"weights are written as .safetensors files; got {out.name}")
         check_output(out, self.inputs, overwrite=self.overwrite)
         check_apart(self.run_path, self.inputs, folder=True, what="run folder")
-        if (self.run_path / CHECKPOINT_NAME).exists() and not (self.resume or self.overwrite):
-            raise ValueError(
-                f"{self.run_path} holds the checkpoint of an earlier run: pass --resume to continue it, "
-                "or --overwrite to start afresh"
-            )
+        check_fresh_start(self.run_path / CHECKPOINT_NAME, resume=self.resume, overwrite=self.overwrite)
 
     @property
     def rain_preset(self) -> str:

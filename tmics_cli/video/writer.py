@@ -158,13 +158,7 @@ class VideoSink:
         import av
 
         opts, info = self.options, self.info
-        codec = opts.codec or _DEFAULT_CODEC.get(self.dst.suffix.lower(), "libx264")
-        try:
-            encoder = av.codec.Codec(codec, "w")
-        except Exception:  # noqa: BLE001 - PyAV raises several types for unknown codecs
-            raise VideoError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9)") from None
-        if encoder.type != "video":
-            raise VideoError(f"{codec} is not a video encoder")
+        codec, encoder = _video_encoder(self.dst, opts)
         if not _accepts(self.container, codec, getattr(encoder, "canonical_name", codec)):
             raise VideoError(
                 f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
@@ -291,11 +285,8 @@ CRF_RANGES = {
 }
 
 
-def check_encoder(dst: Path, options: EncodeOptions) -> None:
-    """Refuse an unknown encoder, --preset or --pix-fmt, or a --crf out of the encoder's range, before any
-    work: the encoder itself would refuse them only at the first frame ("Invalid argument")."""
-    if is_folder_output(dst):
-        return
+def _video_encoder(dst: Path, options: EncodeOptions) -> tuple[str, Any]:
+    """(name, PyAV codec) of the video encoder for `dst`; VideoError for an unknown or non-video one."""
     import av
 
     codec = options.codec or _DEFAULT_CODEC.get(dst.suffix.lower(), "libx264")
@@ -305,6 +296,17 @@ def check_encoder(dst: Path, options: EncodeOptions) -> None:
         raise VideoError(f"unknown video encoder {codec!r} (try libx264, libx265, libvpx-vp9)") from None
     if encoder.type != "video":
         raise VideoError(f"{codec} is not a video encoder")
+    return codec, encoder
+
+
+def check_encoder(dst: Path, options: EncodeOptions) -> None:
+    """Refuse an unknown encoder, --preset or --pix-fmt, or a --crf out of the encoder's range, before any
+    work: the encoder itself would refuse them only at the first frame ("Invalid argument")."""
+    if is_folder_output(dst):
+        return
+    import av
+
+    codec, encoder = _video_encoder(dst, options)
     if codec in ("libx264", "libx265") and options.preset not in X264_PRESETS:
         raise VideoError(f"unknown --preset {options.preset!r} for {codec}; known: {', '.join(X264_PRESETS)}")
     low, high = CRF_RANGES.get(codec, (None, None))
