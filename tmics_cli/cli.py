@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args
 
 import typer
 import typer.core
@@ -33,6 +33,21 @@ STRICT_HELP = (
     "JPEG/PNG frames. Without it each is a warning line and the work goes on."
 )
 MIN_TILE = 64  # inference.MIN_TILE, for the help text
+
+# Choices shown in help as [a|b|c] and refused by the parser with one `error:` line. Literal keeps the values
+# plain strings for the library, whose own checks stay (tests/test_cli_style.py keeps these in step with it).
+RainLevel = Literal["light", "heavy", "auto"]  # derain.RAIN_LEVELS
+RainPreset = Literal["light", "heavy"]  # data.rain.PRESETS
+Preset = Literal["light", "heavy"]  # model.genotypes.GENOTYPES
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
+Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
+Flow = Literal["dis", "pyramid"]  # model.align.FLOW_ESTIMATORS
+Optimizer = Literal["sgd", "adam"]  # training.search.SearchConfig
+
+
+def _choices(kind: Any) -> str:
+    """The help's metavar for a Literal: [a|b|c], as click shows a choice."""
+    return "[" + "|".join(get_args(kind)) + "]"
 
 
 def _overwrite_option() -> Any:
@@ -66,7 +81,8 @@ class _Commands(typer.core.TyperGroup):
         except _usage.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if isinstance(exc, _usage.UsageError) and ctx else ""
-            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            message = exc.format_message().replace(": Value error, ", ": ", 1)  # typer's choice errors
+            typer.echo(f"error: {message}{hint}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("error: interrupted", err=True)
@@ -151,14 +167,16 @@ def train(
         "--data",
         help="Clean clips (video file, frame folder or folder of them) or a paired set. Repeatable.",
     ),
-    preset: str = typer.Option("light", help="Genotype and rain preset: light or heavy."),
+    preset: Preset = typer.Option("light", metavar=_choices(Preset), help="Genotype and rain preset."),
     genotype: Path | None = typer.Option(
         None, help="Genotype JSON (from `tmics search`), overriding the preset's."
     ),
-    rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
-    size: str = typer.Option("small", help="Named size: tiny, small, small-full, medium or paper."),
+    rain: RainPreset | None = typer.Option(
+        None, metavar=_choices(RainPreset), help="Rain preset for rendered rain (default: the preset)."
+    ),
+    size: Size = typer.Option("small", metavar=_choices(Size), help="Named size of the network."),
     width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
-    flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
+    flow: Flow | None = typer.Option(None, metavar=_choices(Flow), help="OFM flow estimator (default: dis)."),
     init: Path | None = typer.Option(
         None, help="Start from these weights (fine-tuning); they must describe the network asked for."
     ),
@@ -312,14 +330,18 @@ def derain(
         "replaced (with --overwrite) only if it holds an earlier tmics frames output and nothing else.",
     ),
     sample: bool = typer.Option(False, "--sample", help="Derain the rainy sample clip shipped with tmics."),
-    rain: str | None = typer.Option(
-        None, help="Shipped weights for light or heavy rain, or auto (measured); default light."
+    rain: RainLevel | None = typer.Option(
+        None,
+        metavar=_choices(RainLevel),
+        help="Shipped weights for light or heavy rain, or auto (measured); default light.",
     ),
     weights: Path | None = typer.Option(
         None, help="A .safetensors file or registered weights (e.g. light-full) instead of --rain."
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
+    precision: Precision = typer.Option(
+        "auto", metavar=_choices(Precision), help="auto: fp16 on GPUs, fp32 on the CPU."
+    ),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     tile: int = typer.Option(
         0,
@@ -460,7 +482,9 @@ def benchmark(
     ),
     save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
+    precision: Precision = typer.Option(
+        "auto", metavar=_choices(Precision), help="auto: fp16 on GPUs, fp32 on the CPU."
+    ),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
     threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
     overwrite: bool = _overwrite_option(),
@@ -605,9 +629,15 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
 def search(
     output: Path = typer.Option(..., "-o", "--output", help="Genotype JSON to write (for train --genotype)."),
     data: list[str] = typer.Option(..., "--data", help="Clean clips or a paired set. Repeatable."),
-    preset: str = typer.Option("light", help="Rain preset for rendered rain: light or heavy."),
+    preset: RainPreset = typer.Option(
+        "light", metavar=_choices(RainPreset), help="Rain preset for rendered rain."
+    ),
     holdout: list[str] = typer.Option([], help="Clips for the validation pool (default: other seeds)."),
-    size: str = typer.Option("tiny", help="Named size of the search network: tiny, small or paper."),
+    size: Size = typer.Option(
+        "tiny",
+        metavar=_choices(Size),
+        help="Named size of the search network (usually tiny, small or paper).",
+    ),
     width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
     epochs: int = typer.Option(80, min=1, help="Epochs over the training pool."),
     warmup: int = typer.Option(30, min=0, help="First epochs update the weights only."),
@@ -616,9 +646,11 @@ def search(
     batch: int = typer.Option(4, min=1, help="Batch size."),
     crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
     lr: float = typer.Option(3e-4, help="Weight learning rate (cosine to 1e-6)."),
-    weight_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
+    weight_optimizer: Optimizer = typer.Option(
+        "sgd", metavar=_choices(Optimizer), help="sgd is the paper's."
+    ),
     arch_lr: float = typer.Option(1e-4, help="Learning rate of alpha and beta."),
-    arch_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
+    arch_optimizer: Optimizer = typer.Option("sgd", metavar=_choices(Optimizer), help="sgd is the paper's."),
     eta: float = typer.Option(0.01, help="Weight of the alpha entropy in L_arc (Eq. 7)."),
     fusion_lr: float = typer.Option(1e-3, help="Learning rate of the AAS fusion (level 3)."),
     seed: int = typer.Option(0, help="Seed for weights and pools."),
