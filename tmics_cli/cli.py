@@ -7,7 +7,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn, get_args
 
 import typer
 import typer.core
@@ -33,11 +33,51 @@ STRICT_HELP = (
     "JPEG/PNG frames. Without it each is a warning line and the work goes on."
 )
 MIN_TILE = 64  # inference.MIN_TILE, for the help text
+# weights.resolve_weights: a registered name runs on the bundled file unless a checked copy is cached
+FETCH_HELP = (
+    "Download named weights from their Hugging Face repository into the user cache, sha256-checked."
+    "\n\nThe hub repository (tmics/tmics-weights) is not published yet, so a download fails for now: the "
+    "copies bundled with tmics (the bundled column of --list) are what derain and benchmark run on for a "
+    "registered name."
+)
+
+# Choices shown in help as [a|b|c] and refused by the parser with one `error:` line. Literal keeps the values
+# plain strings for the library, whose own checks stay (tests/test_cli_style.py keeps these in step with it).
+RainLevel = Literal["light", "heavy", "auto"]  # derain.RAIN_LEVELS
+RainPreset = Literal["light", "heavy"]  # data.rain.PRESETS
+Preset = Literal["light", "heavy"]  # model.genotypes.GENOTYPES
+Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
+Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
+Flow = Literal["dis", "pyramid"]  # model.align.FLOW_ESTIMATORS
+Optimizer = Literal["sgd", "adam"]  # training.search.SearchConfig
+
+
+# Help panels: the options of each command grouped by what they are about
+IO = "Input and output"
+MODEL = "Model"
+DEVICE = "Device"
+ENCODING = "Encoding"
+SAFETY = "Safety"
+TRAINING = "Training"
+SEARCH = "Search"
+METHODS = "Methods"
+METRICS = "Metrics"
+ACTIONS = "Actions"
+
+
+def _examples(*lines: str) -> str:
+    """A command's help epilog: a few example command lines (rich keeps each line apart)."""
+    return "\n".join(["[bold]Examples[/bold]", *lines])
+
+
+def _choices(kind: Any) -> str:
+    """The help's metavar for a Literal: [a|b|c], as click shows a choice."""
+    return "[" + "|".join(get_args(kind)) + "]"
 
 
 def _overwrite_option() -> Any:
     """--overwrite: the same flag with the same meaning on every command that writes."""
-    return typer.Option(False, "--overwrite", help=OVERWRITE_HELP)
+    return typer.Option(False, "--overwrite", help=OVERWRITE_HELP, rich_help_panel=SAFETY)
 
 
 class _Commands(typer.core.TyperGroup):
@@ -66,7 +106,8 @@ class _Commands(typer.core.TyperGroup):
         except _usage.ClickException as exc:
             ctx = getattr(exc, "ctx", None)
             hint = f" (see {ctx.command_path} --help)" if isinstance(exc, _usage.UsageError) and ctx else ""
-            typer.echo(f"error: {exc.format_message()}{hint}", err=True)
+            message = exc.format_message().replace(": Value error, ", ": ", 1)  # typer's choice errors
+            typer.echo(f"error: {message}{hint}", err=True)
             code = exc.exit_code
         except typer.Abort:
             typer.echo("error: interrupted", err=True)
@@ -80,7 +121,7 @@ app = typer.Typer(
     help="Remove rain from videos with TMICS (triple-level model-inferred collaborative networks).",
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
 )
 
@@ -131,7 +172,14 @@ def fail(message: str, code: int = 2) -> NoReturn:
     raise typer.Exit(code)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "tmics train --data clips/ -o mine.safetensors --size tiny --steps 500",
+        "tmics train --data clips/ -o heavy.safetensors --preset heavy --device cuda",
+        "tmics train --config configs/tmics-light.toml",
+        "tmics train --data clips/ -o mine.safetensors --resume",
+    )
+)
 def train(
     ctx: typer.Context,
     config: Path | None = typer.Option(
@@ -139,61 +187,102 @@ def train(
         "--config",
         help="A recipe (TOML, see configs/): TrainConfig defaults and steps; options given here override "
         "every step's value.",
+        rich_help_panel=IO,
     ),
     output: Path | None = typer.Option(
         None,
         "-o",
         "--output",
         help="Weights file to write (.safetensors); optional with a --config naming one.",
+        rich_help_panel=IO,
     ),
     data: list[str] | None = typer.Option(
         None,
         "--data",
         help="Clean clips (video file, frame folder or folder of them) or a paired set. Repeatable.",
+        rich_help_panel=IO,
     ),
-    preset: str = typer.Option("light", help="Genotype and rain preset: light or heavy."),
+    preset: Preset = typer.Option(
+        "light", metavar=_choices(Preset), help="Genotype and rain preset.", rich_help_panel=MODEL
+    ),
     genotype: Path | None = typer.Option(
-        None, help="Genotype JSON (from `tmics search`), overriding the preset's."
+        None, help="Genotype JSON (from `tmics search`), overriding the preset's.", rich_help_panel=MODEL
     ),
-    rain: str | None = typer.Option(None, help="Rain preset for rendered rain (default: the preset)."),
-    size: str = typer.Option("small", help="Named size: tiny, small, small-full, medium or paper."),
-    width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
-    flow: str | None = typer.Option(None, help="OFM flow estimator: dis or pyramid (default: dis)."),
+    rain: RainPreset | None = typer.Option(
+        None,
+        metavar=_choices(RainPreset),
+        help="Rain preset for rendered rain (default: the preset).",
+        rich_help_panel=TRAINING,
+    ),
+    size: Size = typer.Option(
+        "small", metavar=_choices(Size), help="Named size of the network.", rich_help_panel=MODEL
+    ),
+    width: int | None = typer.Option(
+        None, min=1, help="Override the size's channel width.", rich_help_panel=MODEL
+    ),
+    flow: Flow | None = typer.Option(
+        None, metavar=_choices(Flow), help="OFM flow estimator (default: dis).", rich_help_panel=MODEL
+    ),
     init: Path | None = typer.Option(
-        None, help="Start from these weights (fine-tuning); they must describe the network asked for."
+        None,
+        help="Start from these weights (fine-tuning); they must describe the network asked for.",
+        rich_help_panel=IO,
     ),
-    holdout: list[str] = typer.Option(["walk"], help="Clip names held out for validation. Repeatable."),
-    steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA)."),
-    fusion_steps: int = typer.Option(200, min=0, help="Stage 2 steps (AAS fusion alone)."),
-    flow_steps: int = typer.Option(1000, min=0, help="Flow pre-training steps (pyramid flow only)."),
-    batch: int = typer.Option(8, min=1, help="Batch size per process."),
-    crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
-    lr: float = typer.Option(3e-4, help="Stage 1 learning rate (cosine to 1e-6)."),
+    holdout: list[str] = typer.Option(
+        ["walk"], help="Clip names held out for validation. Repeatable.", rich_help_panel=IO
+    ),
+    steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA).", rich_help_panel=TRAINING),
+    fusion_steps: int = typer.Option(
+        200, min=0, help="Stage 2 steps (AAS fusion alone).", rich_help_panel=TRAINING
+    ),
+    flow_steps: int = typer.Option(
+        1000, min=0, help="Flow pre-training steps (pyramid flow only).", rich_help_panel=TRAINING
+    ),
+    batch: int = typer.Option(8, min=1, help="Batch size per process.", rich_help_panel=TRAINING),
+    crop: int = typer.Option(128, min=16, help="Crop size in pixels.", rich_help_panel=TRAINING),
+    lr: float = typer.Option(3e-4, help="Stage 1 learning rate (cosine to 1e-6).", rich_help_panel=TRAINING),
     fusion_lr: float = typer.Option(
-        1e-3, help="Stage 2 learning rate (the paper: 1e-6, too small for a fresh AAS)."
+        1e-3,
+        help="Stage 2 learning rate (the paper: 1e-6, too small for a fresh AAS).",
+        rich_help_panel=TRAINING,
     ),
     l1_weight: float = typer.Option(
-        0.75, min=0, help="Weight of the L1 term beside -SSIM in the loss (the paper's rho, Eq. 6)."
+        0.75,
+        min=0,
+        help="Weight of the L1 term beside -SSIM in the loss (the paper's rho, Eq. 6).",
+        rich_help_panel=TRAINING,
     ),
     mse_weight: float = typer.Option(
-        0.0, min=0, help="Weight of a squared-error term added to the loss (0: the paper's Eq. 6 alone)."
+        0.0,
+        min=0,
+        help="Weight of a squared-error term added to the loss (0: the paper's Eq. 6 alone).",
+        rich_help_panel=TRAINING,
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    workers: int = typer.Option(2, min=0, help="Data loader worker processes."),
-    seed: int = typer.Option(0, help="Seed for weights and data."),
-    val_every: int = typer.Option(250, min=1, help="Validate on the held-out set every N steps."),
-    checkpoint_every: int = typer.Option(100, min=1, help="Write a checkpoint every N steps."),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
+    workers: int = typer.Option(2, min=0, help="Data loader worker processes.", rich_help_panel=DEVICE),
+    seed: int = typer.Option(0, help="Seed for weights and data.", rich_help_panel=TRAINING),
+    val_every: int = typer.Option(
+        250, min=1, help="Validate on the held-out set every N steps.", rich_help_panel=TRAINING
+    ),
+    checkpoint_every: int = typer.Option(
+        100, min=1, help="Write a checkpoint every N steps.", rich_help_panel=TRAINING
+    ),
     run_dir: Path | None = typer.Option(
-        None, help="Checkpoints and log.jsonl (default: OUTPUT with .run suffix)."
+        None, help="Checkpoints and log.jsonl (default: OUTPUT with .run suffix).", rich_help_panel=IO
     ),
-    resume: bool = typer.Option(False, help="Continue from the run directory's checkpoint."),
-    fp32: bool = typer.Option(False, help="Store float32 weights (default float16)."),
-    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
+    resume: bool = typer.Option(
+        False, help="Continue from the run directory's checkpoint.", rich_help_panel=IO
+    ),
+    fp32: bool = typer.Option(False, help="Store float32 weights (default float16).", rich_help_panel=IO),
+    threads: int | None = typer.Option(
+        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    ),
     time_budget: float | None = typer.Option(
         None,
         min=1,
         help="Seconds for the whole run: stage 1 then takes as many steps (at most --steps) as the "
         "measured speed allows, cosine schedule included.",
+        rich_help_panel=TRAINING,
     ),
     overwrite: bool = _overwrite_option(),
 ) -> None:
@@ -297,7 +386,14 @@ def _given(ctx: typer.Context, name: str) -> bool:
     return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "tmics derain rainy.mp4 -o clear.mp4",
+        "tmics derain rainy.mp4 -o clear.mp4 --rain auto --compare",
+        "tmics derain rainy.mp4 -o clear.mp4 --start 1:00 --end 1:30 --device cuda",
+        "tmics derain --sample -o sample.mp4 --weights light-full",
+    )
+)
 def derain(
     src: Path | None = typer.Argument(
         None,
@@ -310,22 +406,36 @@ def derain(
         "--output",
         help="Output video, or a name without suffix for a folder of PNG frames. An existing folder is "
         "replaced (with --overwrite) only if it holds an earlier tmics frames output and nothing else.",
+        rich_help_panel=IO,
     ),
-    sample: bool = typer.Option(False, "--sample", help="Derain the rainy sample clip shipped with tmics."),
-    rain: str | None = typer.Option(
-        None, help="Shipped weights for light or heavy rain, or auto (measured); default light."
+    sample: bool = typer.Option(
+        False, "--sample", help="Derain the rainy sample clip shipped with tmics.", rich_help_panel=IO
+    ),
+    rain: RainLevel | None = typer.Option(
+        None,
+        metavar=_choices(RainLevel),
+        help="Shipped weights for light or heavy rain, or auto (measured); default light.",
+        rich_help_panel=MODEL,
     ),
     weights: Path | None = typer.Option(
-        None, help="A .safetensors file or registered weights (e.g. light-full) instead of --rain."
+        None,
+        help="A .safetensors file or registered weights (e.g. light-full) instead of --rain.",
+        rich_help_panel=MODEL,
     ),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto (fp16 on GPUs, fp32 on CPU), fp32, fp16 or bf16."),
-    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=DEVICE),
+    precision: Precision = typer.Option(
+        "auto",
+        metavar=_choices(Precision),
+        help="auto: fp16 on GPUs, fp32 on the CPU.",
+        rich_help_panel=DEVICE,
+    ),
+    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP, rich_help_panel=DEVICE),
     tile: int = typer.Option(
         0,
         min=0,
         help=f"Tile size in pixels, at least {MIN_TILE} (0: whole frames; tiles are made on OOM; a tile as "
         "large as the frame means whole frames).",
+        rich_help_panel=DEVICE,
     ),
     tile_overlap: int | None = typer.Option(
         None,
@@ -333,22 +443,37 @@ def derain(
         help="Overlap of neighbouring tiles in pixels, less than half of --tile (default: 32, or "
         "--tile / 2 - 1 for tiles under 66 pixels).",
         show_default=False,
+        rich_help_panel=DEVICE,
     ),
-    codec: str | None = typer.Option(None, help="Video encoder (default libx264; libvpx-vp9 for .webm)."),
-    crf: int = typer.Option(18, min=0, max=63, help="Encoder quality (lower is better)."),
-    preset: str = typer.Option("medium", help="x264/x265 speed preset."),
+    codec: str | None = typer.Option(
+        None, help="Video encoder (default libx264; libvpx-vp9 for .webm).", rich_help_panel=ENCODING
+    ),
+    crf: int = typer.Option(
+        18, min=0, max=63, help="Encoder quality (lower is better).", rich_help_panel=ENCODING
+    ),
+    preset: str = typer.Option("medium", help="x264/x265 speed preset.", rich_help_panel=ENCODING),
     pix_fmt: str | None = typer.Option(
-        None, help="Output pixel format (default yuv420p; yuv444p for odd sizes)."
+        None, help="Output pixel format (default yuv420p; yuv444p for odd sizes).", rich_help_panel=ENCODING
     ),
-    compare: bool = typer.Option(False, help="Write input and output side by side."),
-    start: str | None = typer.Option(None, help="Start time: seconds, mm:ss or hh:mm:ss."),
-    end: str | None = typer.Option(None, help="End time: seconds, mm:ss or hh:mm:ss."),
-    fps: float = typer.Option(25.0, help="Frame rate of a folder of frames (a positive number)."),
-    no_audio: bool = typer.Option(False, "--no-audio", help="Drop the audio instead of copying it."),
+    compare: bool = typer.Option(False, help="Write input and output side by side.", rich_help_panel=IO),
+    start: str | None = typer.Option(
+        None, help="Start time: seconds, mm:ss or hh:mm:ss.", rich_help_panel=IO
+    ),
+    end: str | None = typer.Option(None, help="End time: seconds, mm:ss or hh:mm:ss.", rich_help_panel=IO),
+    fps: float = typer.Option(
+        25.0, help="Frame rate of a folder of frames (a positive number).", rich_help_panel=IO
+    ),
+    audio: bool = typer.Option(
+        True, "--audio/--no-audio", help="Copy the audio (--no-audio: drop it).", rich_help_panel=IO
+    ),
     overwrite: bool = _overwrite_option(),
-    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar; only errors and the summary."),
-    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP, rich_help_panel=SAFETY),
+    quiet: bool = typer.Option(
+        False, "--quiet", "-q", help="No progress bar; only errors and the summary.", rich_help_panel=IO
+    ),
+    threads: int | None = typer.Option(
+        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    ),
 ) -> None:
     """Remove rain from a video: streaming, one output frame per input frame, audio and timing kept."""
     import torch
@@ -416,7 +541,7 @@ def derain(
                 start=start,
                 end=end,
                 fps=fps,
-                audio=not no_audio,
+                audio=audio,
                 overwrite=overwrite,
                 strict=strict,
                 on_start=on_start,
@@ -433,39 +558,76 @@ def derain(
     console.print(summary.line(), soft_wrap=True)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "tmics benchmark RainSynLight25 --data sets/RainSynLight25",
+        "tmics benchmark synthetic-heavy -m input -m heavy --json results.json",
+        "tmics benchmark NTURain -m light --weights mine.safetensors --csv -",
+    )
+)
 def benchmark(
     name: str = typer.Argument(
         ...,
         help="RainSynLight25, RainSynComplex25, NTURain, LasVR, synthetic-light, synthetic-heavy, or a path.",
         show_default=False,
     ),
-    data: Path | None = typer.Option(None, help="Folder of the set (default: $TMICS_DATA/NAME)."),
+    data: Path | None = typer.Option(
+        None, help="Folder of the set (default: $TMICS_DATA/NAME).", rich_help_panel=IO
+    ),
     method: list[str] = typer.Option(
         ["input", "median", "median-unaligned", "light", "heavy"],
         "--method",
         "-m",
         help="input, median, median-unaligned, light, heavy or a weights file. Repeatable.",
+        rich_help_panel=METHODS,
     ),
-    weights: list[Path] = typer.Option([], help="Also score this weights file. Repeatable."),
-    ablate: bool = typer.Option(False, help="Also score each network's DNA output alone (TMICS_S)."),
-    fsim: bool = typer.Option(False, "--fsim", help="Also FSIM (Zhang et al.; slower)."),
-    vif: bool = typer.Option(False, "--vif", help="Also pixel-domain VIF (Sheikh and Bovik)."),
-    per_video: bool = typer.Option(False, "--per-video", help="Show every video's scores."),
+    weights: list[Path] = typer.Option(
+        [], help="Also score this weights file. Repeatable.", rich_help_panel=METHODS
+    ),
+    ablate: bool = typer.Option(
+        False, help="Also score each network's DNA output alone (TMICS_S).", rich_help_panel=METHODS
+    ),
+    fsim: bool = typer.Option(
+        False, "--fsim/--no-fsim", help="Also FSIM (Zhang et al.; slower).", rich_help_panel=METRICS
+    ),
+    vif: bool = typer.Option(
+        False, "--vif/--no-vif", help="Also pixel-domain VIF (Sheikh and Bovik).", rich_help_panel=METRICS
+    ),
+    per_video: bool = typer.Option(
+        False, "--per-video/--no-per-video", help="Show every video's scores.", rich_help_panel=IO
+    ),
     json_path: Path | None = typer.Option(
-        None, "--json", help="Write results as JSON here (-: standard output, and the table to stderr)."
+        None,
+        "--json",
+        help="Write results as JSON here (-: standard output, and the table to stderr).",
+        rich_help_panel=IO,
     ),
     csv_path: Path | None = typer.Option(
-        None, "--csv", help="Write results as CSV here (-: standard output, and the table to stderr)."
+        None,
+        "--csv",
+        help="Write results as CSV here (-: standard output, and the table to stderr).",
+        rich_help_panel=IO,
     ),
-    save_frames: Path | None = typer.Option(None, help="Save every output frame as PNG under this folder."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps."),
-    precision: str = typer.Option("auto", help="auto, fp32, fp16 or bf16."),
-    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP),
-    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
+    save_frames: Path | None = typer.Option(
+        None, help="Save every output frame as PNG under this folder.", rich_help_panel=IO
+    ),
+    device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=DEVICE),
+    precision: Precision = typer.Option(
+        "auto",
+        metavar=_choices(Precision),
+        help="auto: fp16 on GPUs, fp32 on the CPU.",
+        rich_help_panel=DEVICE,
+    ),
+    batch: int | None = typer.Option(None, min=1, help=BATCH_HELP, rich_help_panel=DEVICE),
+    threads: int | None = typer.Option(
+        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    ),
     overwrite: bool = _overwrite_option(),
     strict: bool = typer.Option(
-        False, "--strict", help="A damaged frame (truncated JPEG/PNG) is an error (exit 2), not a warning."
+        False,
+        "--strict",
+        help="A damaged frame (truncated JPEG/PNG) is an error (exit 2), not a warning.",
+        rich_help_panel=SAFETY,
     ),
 ) -> None:
     """Y-PSNR / SSIM (the paper's MATLAB protocol), a temporal figure and speed, per method."""
@@ -601,30 +763,67 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
         out.print(detail)
 
 
-@app.command()
+@app.command(
+    epilog=_examples(
+        "tmics search --data clips/ -o genotype.json --epochs 20 --warmup 5",
+        "tmics search --data clips/ -o genotype.json --resume",
+        "tmics train --data clips/ -o mine.safetensors --genotype genotype.json",
+    )
+)
 def search(
-    output: Path = typer.Option(..., "-o", "--output", help="Genotype JSON to write (for train --genotype)."),
-    data: list[str] = typer.Option(..., "--data", help="Clean clips or a paired set. Repeatable."),
-    preset: str = typer.Option("light", help="Rain preset for rendered rain: light or heavy."),
-    holdout: list[str] = typer.Option([], help="Clips for the validation pool (default: other seeds)."),
-    size: str = typer.Option("tiny", help="Named size of the search network: tiny, small or paper."),
-    width: int | None = typer.Option(None, min=1, help="Override the size's channel width."),
-    epochs: int = typer.Option(80, min=1, help="Epochs over the training pool."),
-    warmup: int = typer.Option(30, min=0, help="First epochs update the weights only."),
-    groups: int = typer.Option(20, min=1, help="5-frame windows in the training pool."),
-    val_groups: int = typer.Option(20, min=1, help="5-frame windows in the validation pool."),
-    batch: int = typer.Option(4, min=1, help="Batch size."),
-    crop: int = typer.Option(128, min=16, help="Crop size in pixels."),
-    lr: float = typer.Option(3e-4, help="Weight learning rate (cosine to 1e-6)."),
-    weight_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
-    arch_lr: float = typer.Option(1e-4, help="Learning rate of alpha and beta."),
-    arch_optimizer: str = typer.Option("sgd", help="sgd (the paper) or adam."),
-    eta: float = typer.Option(0.01, help="Weight of the alpha entropy in L_arc (Eq. 7)."),
-    fusion_lr: float = typer.Option(1e-3, help="Learning rate of the AAS fusion (level 3)."),
-    seed: int = typer.Option(0, help="Seed for weights and pools."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
-    resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt."),
-    threads: int | None = typer.Option(None, min=1, max=MAX_THREADS, help="CPU threads for torch."),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Genotype JSON to write (for train --genotype).", rich_help_panel=IO
+    ),
+    data: list[str] = typer.Option(
+        ..., "--data", help="Clean clips or a paired set. Repeatable.", rich_help_panel=IO
+    ),
+    holdout: list[str] = typer.Option(
+        [], help="Clips for the validation pool (default: other seeds).", rich_help_panel=IO
+    ),
+    size: Size = typer.Option(
+        "tiny",
+        metavar=_choices(Size),
+        help="Named size of the search network (usually tiny, small or paper).",
+        rich_help_panel=MODEL,
+    ),
+    width: int | None = typer.Option(
+        None, min=1, help="Override the size's channel width.", rich_help_panel=MODEL
+    ),
+    preset: RainPreset = typer.Option(
+        "light", metavar=_choices(RainPreset), help="Rain preset for rendered rain.", rich_help_panel=SEARCH
+    ),
+    epochs: int = typer.Option(80, min=1, help="Epochs over the training pool.", rich_help_panel=SEARCH),
+    warmup: int = typer.Option(
+        30, min=0, help="First epochs update the weights only.", rich_help_panel=SEARCH
+    ),
+    groups: int = typer.Option(
+        20, min=1, help="5-frame windows in the training pool.", rich_help_panel=SEARCH
+    ),
+    val_groups: int = typer.Option(
+        20, min=1, help="5-frame windows in the validation pool.", rich_help_panel=SEARCH
+    ),
+    batch: int = typer.Option(4, min=1, help="Batch size.", rich_help_panel=SEARCH),
+    crop: int = typer.Option(128, min=16, help="Crop size in pixels.", rich_help_panel=SEARCH),
+    lr: float = typer.Option(3e-4, help="Weight learning rate (cosine to 1e-6).", rich_help_panel=SEARCH),
+    weight_optimizer: Optimizer = typer.Option(
+        "sgd", metavar=_choices(Optimizer), help="sgd is the paper's.", rich_help_panel=SEARCH
+    ),
+    arch_lr: float = typer.Option(1e-4, help="Learning rate of alpha and beta.", rich_help_panel=SEARCH),
+    arch_optimizer: Optimizer = typer.Option(
+        "sgd", metavar=_choices(Optimizer), help="sgd is the paper's.", rich_help_panel=SEARCH
+    ),
+    eta: float = typer.Option(
+        0.01, help="Weight of the alpha entropy in L_arc (Eq. 7).", rich_help_panel=SEARCH
+    ),
+    fusion_lr: float = typer.Option(
+        1e-3, help="Learning rate of the AAS fusion (level 3).", rich_help_panel=SEARCH
+    ),
+    seed: int = typer.Option(0, help="Seed for weights and pools.", rich_help_panel=SEARCH),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
+    resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt.", rich_help_panel=IO),
+    threads: int | None = typer.Option(
+        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    ),
     overwrite: bool = _overwrite_option(),
 ) -> None:
     """The paper's triple-level search: weights, then alpha/beta (micro/macro), then the AAS fusion."""
@@ -702,16 +901,33 @@ def search(
     console.print(f"wrote {output} (and {output.with_suffix('.history.csv')})", soft_wrap=True)
 
 
-@app.command("fetch-weights")
+@app.command(
+    "fetch-weights",
+    help=FETCH_HELP,
+    epilog=_examples(
+        "tmics fetch-weights --list",
+        "tmics fetch-weights light-full",
+        "tmics fetch-weights --verify",
+    ),
+)
 def fetch_weights(
     names: list[str] = typer.Argument(
         None, help="Registered weights to download (see --list).", show_default=False
     ),
-    all_: bool = typer.Option(False, "--all", help="Download every registered weights file."),
-    list_: bool = typer.Option(False, "--list", help="Show the registry and what is present locally."),
-    verify_: bool = typer.Option(False, "--verify", help="Re-check the sha256 of the cached files."),
+    all_: bool = typer.Option(
+        False, "--all", help="Download every registered weights file.", rich_help_panel=ACTIONS
+    ),
+    list_: bool = typer.Option(
+        False, "--list", help="Show the registry and what is present locally.", rich_help_panel=ACTIONS
+    ),
+    verify_: bool = typer.Option(
+        False, "--verify", help="Re-check the sha256 of the cached files.", rich_help_panel=ACTIONS
+    ),
     overwrite: bool = typer.Option(
-        False, "--overwrite", help="Download again and replace the cached copy, even when it is intact."
+        False,
+        "--overwrite",
+        help="Download again and replace the cached copy, even when it is intact.",
+        rich_help_panel=SAFETY,
     ),
     force: bool = typer.Option(False, "--force", hidden=True, help="Old name of --overwrite."),
 ) -> None:
