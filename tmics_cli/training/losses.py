@@ -15,13 +15,9 @@ RHO = 0.75
 ETA = 0.01
 
 
-def restoration_loss(
-    output: torch.Tensor, target: torch.Tensor, rho: float = RHO, mu: float = 0.0
-) -> torch.Tensor:
-    """Eq. (6): 1 - SSIM + rho * L1 (+ mu * MSE when mu > 0), for (B, 3, H, W) in [0, 1]."""
-    diff = output - target
-    loss = 1 - ssim(output, target) + rho * diff.abs().mean()
-    return loss + mu * diff.square().mean() if mu else loss
+def restoration_loss(output: torch.Tensor, target: torch.Tensor, rho: float = RHO) -> torch.Tensor:
+    """Eq. (6): 1 - SSIM + rho * L1, for (B, 3, H, W) in [0, 1]."""
+    return 1 - ssim(output, target) + rho * (output - target).abs().mean()
 
 
 def alpha_entropy(alpha: torch.Tensor) -> torch.Tensor:

@@ -64,7 +64,6 @@ MINIMUMS = {
     "width": 1,
     "threads": 1,
     "l1_weight": 0,
-    "mse_weight": 0,
 }
 STEP_KEYS = {
     "train": {"name", "kind"},

@@ -97,7 +97,6 @@ class TrainConfig:
         1e-3  # the paper says 1e-6; measured: a fresh AAS does not move at 1e-6 (weights/README.md)
     )
     l1_weight: float = RHO  # rho of Eq. 6, the L1 term's weight beside -SSIM
-    mse_weight: float = 0.0  # weight of a squared-error term added to Eq. 6 (not in the paper)
     device: str = "auto"
     workers: int = 2
     seed: int = 0
@@ -134,8 +133,6 @@ class TrainConfig:
         self.check_choices()
         if self.l1_weight < 0:
             raise ValueError("the L1 weight must be zero or positive")
-        if self.mse_weight < 0:
-            raise ValueError("the MSE weight must be zero or positive")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError("the time budget must be a positive number of seconds")
         out = Path(self.output)
@@ -494,12 +491,12 @@ class Trainer:
             if name == "stage1":
                 self.model.train()
                 out = net(frames, flows, return_all=True)
-                rho, mu = self.cfg.l1_weight, self.cfg.mse_weight
-                loss = restoration_loss(out.dna, target, rho, mu) + restoration_loss(out.cna, target, rho, mu)
+                rho = self.cfg.l1_weight
+                loss = restoration_loss(out.dna, target, rho) + restoration_loss(out.cna, target, rho)
             else:  # stage 2: the rest is frozen, BN statistics included
                 self.model.eval()
                 out = net(frames, flows, return_all=True)
-                loss = restoration_loss(out.derained, target, self.cfg.l1_weight, self.cfg.mse_weight)
+                loss = restoration_loss(out.derained, target, self.cfg.l1_weight)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             self.optimizer.step()
