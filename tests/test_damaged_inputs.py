@@ -348,16 +348,16 @@ def test_dash_and_dev_stdin_redirected_from_a_file_work(tmp_path: Path, monkeypa
 
 
 def test_library_calls_warn_by_default_and_raise_when_strict(tmp_path: Path, tiny_weights: Path) -> None:
-    from tmics_cli import derained_frames
+    from tmics_cli import iter_derained
 
     src = _truncated_clip(tmp_path)
     with pytest.warns(VideoWarning, match=r"the video stops after \d+ of 24 frames"):
-        frames = list(derained_frames(src, weights=tiny_weights, device="cpu"))
+        frames = list(iter_derained(src, weights=tiny_weights, device="cpu"))
     assert 0 < len(frames) < 24
     with pytest.raises(VideoError, match=r"stops after \d+ of 24 frames"):
-        list(derained_frames(src, weights=tiny_weights, device="cpu", strict=True))
+        list(iter_derained(src, weights=tiny_weights, device="cpu", strict=True))
     with pytest.raises(VideoError, match="stops after"):  # --rain auto reads the first frames first
-        list(derained_frames(src, rain="auto", device="cpu", strict=True))
+        list(iter_derained(src, rain="auto", device="cpu", strict=True))
 
 
 def test_strict_is_in_the_help() -> None:

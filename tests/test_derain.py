@@ -13,7 +13,7 @@ from tmics_cli.derain import SAMPLE_CLIP, derain_video
 from tmics_cli.inference import (
     Restorer,
     default_batch,
-    derain_frames,
+    derain_clip,
     derain_stream,
     rain_coverage_estimate,
     stream_windows,
@@ -59,7 +59,7 @@ def test_streaming_equals_the_in_memory_clip(tiny_weights: Path) -> None:
     clip = np.stack([moving_texture(i, 32, 40) for i in range(6)])  # (T, H, W, 3) uint8
     streamed = np.stack(list(derain_stream(iter(clip), Restorer(model, torch.device("cpu")), batch=4)))
     frames = torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255
-    expected = (derain_frames(model, frames) * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    expected = (derain_clip(model, frames) * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     assert streamed.shape == clip.shape
     assert np.abs(streamed.astype(int) - expected.numpy().astype(int)).max() <= 1
 
@@ -326,11 +326,11 @@ def test_time_base_is_kept_for_folder_sources(tmp_path: Path) -> None:
 
 
 def test_frame_iterator_yields_every_frame_in_order_with_its_timestamp(tmp_path: Path, tiny_weights: Path):
-    from tmics_cli import derained_frames
+    from tmics_cli import iter_derained
 
     pts = [0, 40, 120, 160, 200, 320]
     src = make_video(tmp_path / "in.mp4", pts=pts)
-    out = list(derained_frames(src, weights=tiny_weights, device="cpu", batch=4))
+    out = list(iter_derained(src, weights=tiny_weights, device="cpu", batch=4))
     assert [item.index for item, _ in out] == list(range(6))
     time_base = open_source(src).info.time_base
     assert [item.pts * time_base for item, _ in out] == [Fraction(p, 1000) for p in pts]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tmics_cli import __version__, derain_frames
+from tmics_cli import __version__, derain_clip
 from tmics_cli.model import (
     GENOTYPES,
     OPERATION_NAMES,
@@ -91,7 +91,7 @@ def test_windows_reflect_at_the_ends() -> None:
 def test_derain_frames_gives_one_frame_per_input_in_order() -> None:
     model = build_model("heavy", "tiny").eval()
     frames = torch.rand(7, 3, 18, 22)
-    out = derain_frames(model, frames, batch=3)
+    out = derain_clip(model, frames, batch=3)
     assert out.shape == frames.shape and out.min() >= 0 and out.max() <= 1
     with torch.no_grad():
         for t in (0, 4, 6):
@@ -104,3 +104,16 @@ def test_cli_version_and_help() -> None:
     assert run.returncode == 0 and run.stdout.strip() == f"tmics {__version__}"
     run = subprocess.run([sys.executable, "-m", "tmics_cli", "--help"], capture_output=True, text=True)
     assert run.returncode == 0 and "Remove rain from videos" in run.stdout
+
+
+def test_public_api_loads_registered_weights_by_name_and_keeps_the_old_names() -> None:
+    import tmics_cli
+
+    model = tmics_cli.load_model("light")
+    assert isinstance(model, tmics_cli.TMICS)
+    with pytest.warns(DeprecationWarning, match="iter_derained"):
+        assert tmics_cli.derained_frames is tmics_cli.iter_derained
+    with pytest.warns(DeprecationWarning, match="derain_clip"):
+        assert tmics_cli.derain_frames is tmics_cli.derain_clip
+    with pytest.raises(FileNotFoundError):
+        tmics_cli.load_model("no-such-weights")

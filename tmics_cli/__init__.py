@@ -14,20 +14,28 @@ from typing import TYPE_CHECKING, Any
 _API = {
     "TMICS": "model",
     "build_model": "model",
-    "load_model": "model",
     "save_model": "model",
-    "derain_frames": "inference",
-    "derain_video": "derain",
-    "derained_frames": "derain",
+    "load_model": "weights",  # a file or registered weights by name
+    "derain_clip": "inference",  # frames in memory through a model
+    "derain_video": "derain",  # a video file or frame folder into a new one
+    "iter_derained": "derain",  # the same, frame by frame, lazily
 }
+_OLD_NAMES = {"derain_frames": "derain_clip", "derained_frames": "iter_derained"}  # before 0.2
 
 if TYPE_CHECKING:
-    from .derain import derain_video, derained_frames
-    from .inference import derain_frames
-    from .model import TMICS, build_model, load_model, save_model
+    from .derain import derain_video, iter_derained
+    from .inference import derain_clip
+    from .model import TMICS, build_model, save_model
+    from .weights import load_model
 
 
 def __getattr__(name: str) -> Any:
+    if name in _OLD_NAMES:
+        import warnings
+
+        new = _OLD_NAMES[name]
+        warnings.warn(f"tmics_cli.{name} is now tmics_cli.{new}", DeprecationWarning, stacklevel=2)
+        return __getattr__(new)
     if name in _API:
         import importlib
 
@@ -41,9 +49,9 @@ __all__ = [
     "TMICS",
     "__version__",
     "build_model",
-    "derain_frames",
+    "derain_clip",
     "derain_video",
-    "derained_frames",
+    "iter_derained",
     "load_model",
     "save_model",
 ]

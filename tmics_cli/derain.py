@@ -317,7 +317,7 @@ def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterat
         yield item.rgb
 
 
-def derained_frames(
+def iter_derained(
     src: str | Path,
     *,
     rain: str = "light",
@@ -356,6 +356,9 @@ def derained_frames(
     finally:
         reader.close()
         source.close()
+
+
+derained_frames = iter_derained  # the name before 0.2
 
 
 def derain_video(

@@ -19,6 +19,7 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .outputs import rename_noreplace
 
@@ -114,6 +115,14 @@ def resolve_weights(name_or_path: str | os.PathLike[str]) -> Path:
         known = ", ".join(NAMED_WEIGHTS)
         raise FileNotFoundError(f"weights {text} not found (give a .safetensors file or one of: {known})")
     return path
+
+
+def load_model(name_or_path: str | os.PathLike[str], device: str = "cpu") -> Any:
+    """The network of a weights file, or of registered weights by name (`light`, `heavy`, `light-full`:
+    the cached copy, else the one bundled with tmics). Raises FileNotFoundError or WeightsError."""
+    from .model.io import load_model as load_file
+
+    return load_file(resolve_weights(name_or_path), device)
 
 
 def sha256_of(path: Path) -> str:
