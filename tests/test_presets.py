@@ -7,7 +7,15 @@ import json
 import numpy as np
 import pytest
 
-from tmics_cli.data.rain import PRESET_ALIASES, PRESET_VERSIONS, PRESETS, RainPreset, add_rain, sample_style
+from tmics_cli.data.rain import (
+    CARD_ALIASES,
+    PRESET_ALIASES,
+    PRESET_VERSIONS,
+    PRESETS,
+    RainPreset,
+    add_rain,
+    sample_style,
+)
 
 # sha256 of each version's fields (json, sorted keys), first 16 hex digits. Never edit a line here: add a
 # new version (and its line) instead.
@@ -57,6 +65,7 @@ def test_aliases_are_the_newest_versions():
         assert version == f"{alias}-v{max(family)}"
         assert PRESETS[alias] is PRESET_VERSIONS[version]
     assert all(PRESETS[v] is p for v, p in PRESET_VERSIONS.items())
+    assert all(PRESETS[card] is PRESET_VERSIONS[v] for card, v in CARD_ALIASES.items())
 
 
 # The presets each version came from, as literals: `light` and `heavy` as they stood before versions
@@ -90,6 +99,11 @@ def _render(preset, seed: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
     rng = np.random.default_rng(seed)
     style = sample_style(preset, rng)
     return add_rain([base.copy() for _ in range(3)], style, rng)
+
+
+def test_card_names_are_the_card_presets():
+    assert {ORIGINS[v] for v in CARD_ALIASES.values()} == {PRESETS[card] for card in CARD_ALIASES}
+    assert PRESETS["card-light"] == _CARD_LIGHT and PRESETS["card-near"] == ORIGINS["near-v1"]
 
 
 @pytest.mark.parametrize("version", sorted(ORIGINS))

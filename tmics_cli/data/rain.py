@@ -294,9 +294,22 @@ PRESET_VERSIONS: Mapping[str, RainPreset] = MappingProxyType(
 )
 # the plain names: the newest version of each preset (a recipe names a version, not an alias)
 PRESET_ALIASES: Mapping[str, str] = MappingProxyType({"light": "light-v9", "heavy": "heavy-v2"})
+# the model card's old names of its frozen presets (benchmarks/*.py take them): fixed, never moved
+CARD_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "card-light": "light-v3",
+        "card-light-hazy": "light-v2",
+        "card-heavy": "heavy-v2",
+        "card-drizzle": "drizzle-v1",
+        "card-dense-drizzle": "dense-drizzle-v1",
+        "card-near": "near-v1",
+    }
+)
+# every name a preset is asked for by: aliases, versions, card names
 PRESETS: dict[str, RainPreset] = {
     **{alias: PRESET_VERSIONS[version] for alias, version in PRESET_ALIASES.items()},
     **PRESET_VERSIONS,
+    **{alias: PRESET_VERSIONS[version] for alias, version in CARD_ALIASES.items()},
 }
 
 
