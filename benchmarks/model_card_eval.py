@@ -1,22 +1,22 @@
-"""The numbers of the model card: Y-PSNR / SSIM of weights files beside the baselines.
+"""The numbers of the model card: Y-PSNR / SSIM of weights files beside the baselines, scored by
+`tmics benchmark`'s code (tmics_cli.benchmark): one scoring path. Each set alone is
+
+    tmics benchmark card-light-v1 --data ../shared/data -m input -m light --ablate
+
+and all of them, for several weights files at once:
 
     python benchmarks/model_card_eval.py weights/tmics-light.safetensors weights/tmics-heavy.safetensors \
         --data ../shared/data --json card.json --rb2-image weights/rb2.jpg
 
 Sets (each scored per frame, averaged):
   nturain_a2       9 real NTURain frames with ground truth (a check, never used to choose anything)
-  synthetic-light  fixed rainy windows rendered on the held-out clip `walk`, light preset, seed 1234
-  synthetic-light-hazy  the same with the light preset's styles at their haze (the light preset before it
-                   dropped accumulation; the model card's synthetic-light set until then)
-  synthetic-heavy  the same with the heavy preset
-  synthetic-drizzle  the same with the drizzle style alone (short, faint, near-vertical)
-  synthetic-dense-drizzle  the same with the dense-drizzle style alone (drizzle matched to nturain_a2 by
-                   background luma)
-  synthetic-near   the synthetic-light clips and styles with a near-camera layer added to every clip
-                   (sparse, long, wide, soft drops, as nturain_a2 shows)
-The synthetic sets' presets are frozen here (CARD_PRESETS), so the sets stay the same when a preset changes.
-Methods: the rainy input, the 5-frame temporal median of the DIS-aligned frames, and for each weights file
-the fused output (TMICS) and the DNA alone (the paper's TMICS_S).
+  synthetic-light ... synthetic-near: the frozen sets tmics_cli.benchmark.CARD_SETS (card-light-v1, ...):
+                   8 fixed rainy windows of the held-out clip `walk`, seed 1234, each from a frozen rain
+                   preset version (tmics_cli.data.rain.PRESET_VERSIONS), so they stay the same when a
+                   preset gets a new version.
+Methods: the rainy input, the 5-frame temporal median of the DIS-aligned frames (DIS `fast`, as when the
+card's median row was first measured; `tmics benchmark -m median` uses DIS `medium`), and for each weights
+file the fused output (TMICS) and the DNA alone (the paper's TMICS_S).
 """
 
 from __future__ import annotations
@@ -24,40 +24,41 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from tmics_cli.benchmark import aligned_median
+from tmics_cli.benchmark import (
+    BenchSet,
+    Method,
+    aligned_median,
+    baseline,
+    card_set,
+    load_set,
+    model_method,
+    run_benchmark,
+)
 from tmics_cli.data.datasets import RainyClipDataset, find_paired_videos, load_clips, read_image, to_tensor
-from tmics_cli.data.rain import PRESETS, RainPreset
+from tmics_cli.data.rain import CARD_ALIASES
+from tmics_cli.inference import Restorer, frames_to_uint8, windows_to_tensor
 from tmics_cli.metrics import psnr_y, ssim_y
 from tmics_cli.model import load_model
 from tmics_cli.video.windows import window_indices
 
-# The synthetic sets are frozen: the presets as they were when the model card's numbers began, so that a
-# change to a preset changes what is trained on, never the yardstick. `card-light-hazy` is the light preset
-# before it dropped accumulation (same random draws, so the same windows); `card-drizzle` is the light
-# preset's drizzle style alone (added after 0.1.0); `card-dense-drizzle` the style that replaced it;
-# `card-near` the card-light clips and styles with a near-camera layer in every clip (wide, long, soft drops).
-_CARD_LIGHT = RainPreset(
-    styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8), h264_probability=0.3, haze_scale=0.0
-)
-CARD_PRESETS = {
-    "card-light": _CARD_LIGHT,
-    "card-light-hazy": replace(_CARD_LIGHT, haze_scale=1.0),
-    "card-heavy": RainPreset(
-        styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8), h264_probability=0.3
-    ),
-    "card-drizzle": replace(_CARD_LIGHT, styles=("drizzle",)),
-    "card-dense-drizzle": replace(_CARD_LIGHT, styles=("dense-drizzle",)),
-    "card-near": replace(_CARD_LIGHT, near_probability=1.0),
+# The model card's names of its sets -> tmics_cli.benchmark's frozen sets
+CARD_SET_NAMES = {
+    "synthetic-light": "card-light-v1",
+    "synthetic-light-hazy": "card-light-hazy-v1",
+    "synthetic-heavy": "card-heavy-v1",
+    "synthetic-drizzle": "card-drizzle-v1",
+    "synthetic-dense-drizzle": "card-dense-drizzle-v1",
+    "synthetic-near": "card-near-v1",
 }
-for _name, _preset in CARD_PRESETS.items():
-    PRESETS.setdefault(_name, _preset)
+# The card's old preset names (benchmarks/error_breakdown.py, flow_headroom.py take them): frozen preset
+# versions in tmics_cli.data.rain, nothing registered here any more
+CARD_PRESETS = dict(CARD_ALIASES)
 
 
 def score(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, float]:
@@ -119,33 +120,53 @@ def rb2_side_by_side(model: torch.nn.Module, folder: Path, out: Path, frame: int
     cv2.imwrite(str(out), img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
+def median_fast() -> Method:
+    """The aligned median with DIS `fast` (the card's median row)."""
+
+    def run(windows: np.ndarray) -> dict[str, np.ndarray]:
+        return {"aligned median": frames_to_uint8(aligned_median(windows_to_tensor(windows), "fast"))}
+
+    return Method("aligned median", run, ["aligned median"])
+
+
+def card_rows(bench: BenchSet, models: dict[str, torch.nn.Module]) -> dict[str, dict]:
+    """One set through tmics_cli.benchmark.run_benchmark, as the card's rows."""
+    methods = [baseline("input"), median_fast()]
+    methods += [
+        model_method(name, Restorer(model, torch.device("cpu")), True) for name, model in models.items()
+    ]
+    result = run_benchmark(bench, methods)
+    rows = {}
+    for row, mean in result.means().items():
+        scores = {"psnr": mean["psnr"], "ssim": mean["ssim"]}
+        if row in models and mean["fps"]:
+            scores["s_per_frame"] = 1 / mean["fps"]
+        rows[row] = scores
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("weights", nargs="*", type=Path)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
-    parser.add_argument("--windows", type=int, default=12, help="synthetic windows per preset")
+    parser.add_argument("--sets", nargs="+", choices=["nturain_a2", *CARD_SET_NAMES], help="default: all")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--rb2-image", type=Path, help="write rb2 input | output of the first weights here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     models = {w.stem: load_model(w) for w in args.weights}
-    walk = args.data / "clean" / "walk"
-    sets = {
-        "nturain_a2": nturain_a2(args.data / "nturain_a2"),
-        "synthetic-light": synthetic(walk, "card-light", args.windows),
-        "synthetic-light-hazy": synthetic(walk, "card-light-hazy", args.windows),
-        "synthetic-heavy": synthetic(walk, "card-heavy", args.windows),
-        "synthetic-drizzle": synthetic(walk, "card-drizzle", args.windows),
-        "synthetic-dense-drizzle": synthetic(walk, "card-dense-drizzle", args.windows),
-        "synthetic-near": synthetic(walk, "card-near", args.windows),
-    }
     report = {}
-    for set_name, (windows, targets) in sets.items():
-        report[set_name] = evaluate_set(windows, targets, models)
-        print(f"\n{set_name} ({len(windows)} frames)")
+    for set_name in args.sets or ["nturain_a2", *CARD_SET_NAMES]:
+        if set_name == "nturain_a2":
+            bench = load_set(str(args.data / "nturain_a2"))
+        else:
+            bench = card_set(CARD_SET_NAMES[set_name], args.data)
+        report[set_name] = card_rows(bench, models)
+        frames = sum(len(v.scored) for v in bench.videos)
+        print(f"\n{set_name} ({frames} frames)")
         for method, r in report[set_name].items():
             extra = f"  {r['s_per_frame']:.2f} s/frame" if "s_per_frame" in r else ""
             print(f"  {method:<36} Y-PSNR {r['psnr']:6.2f}  SSIM {r['ssim']:.4f}{extra}")

@@ -10,15 +10,19 @@ from typer.testing import CliRunner
 from tests.videos import moving_texture
 from tmics_cli.benchmark import (
     BENCHMARK_FORMAT,
+    CARD_SETS,
+    SYNTHETIC_SETS,
     BenchmarkResult,
     baseline,
+    card_set,
     load_set,
     protocol_frames,
     run_benchmark,
     synthetic_set,
 )
 from tmics_cli.cli import app
-from tmics_cli.data.datasets import DataError
+from tmics_cli.data.datasets import DataError, RainyClipDataset, load_clips
+from tmics_cli.data.rain import PRESET_VERSIONS
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import build_model, save_model
 
@@ -179,6 +183,58 @@ def test_builtin_synthetic_set_is_deterministic_and_rainy() -> None:
     first_a, first_b = next(a.videos[1].rain()), next(b.videos[1].rain())
     assert np.array_equal(first_a, first_b)
     assert psnr_y(first_a, a.videos[1].gt(0)) < 30  # visibly rainy
+
+
+def test_builtin_sets_draw_frozen_preset_versions() -> None:
+    assert SYNTHETIC_SETS == {"synthetic-light": "light-v9", "synthetic-heavy": "heavy-v2"}
+    assert all(spec.preset in PRESET_VERSIONS for spec in CARD_SETS.values())  # versions, never aliases
+    assert {n: s.preset for n, s in CARD_SETS.items()} == {
+        "card-light-v1": "light-v3",
+        "card-light-hazy-v1": "light-v2",
+        "card-heavy-v1": "heavy-v2",
+        "card-drizzle-v1": "drizzle-v1",
+        "card-dense-drizzle-v1": "dense-drizzle-v1",
+        "card-near-v1": "near-v1",
+    }
+    assert all((s.windows, s.seed, s.clip) == (8, 1234, "walk") for s in CARD_SETS.values())
+
+
+def _walk(root: Path, count: int = 6) -> Path:
+    for i in range(count):
+        _write(root / "clean" / "walk" / f"{i + 1:05d}.png", moving_texture(i, 40, 48))
+    return root
+
+
+def test_card_set_renders_the_cards_windows(tmp_path: Path) -> None:
+    root = _walk(tmp_path)
+    bench = load_set("card-near-v1", root)
+    assert len(bench.videos) == 8 and all(v.count == 5 and v.scored == [2] for v in bench.videos)
+    # the windows model_card_eval.py drew before the sets moved here: the dataset's, as 8-bit frames
+    ds = RainyClipDataset(
+        load_clips([root / "clean" / "walk"]),
+        "card-near",
+        crop=None,
+        seed=1234,
+        clean_probability=0.0,
+        max_stride=1,
+    )
+    for i, video in enumerate(bench.videos):
+        sample = ds[i]
+        frames = (sample["frames"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        target = (sample["target"].clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(1, 2, 0).numpy()
+        assert np.array_equal(np.stack(list(video.rain())), frames)
+        assert np.array_equal(video.gt(2), target)
+    # the clip folder itself, or the folder holding it, does as well as the shared data root
+    again = card_set("card-near-v1", root / "clean" / "walk")
+    assert np.array_equal(next(again.videos[3].rain()), next(bench.videos[3].rain()))
+
+
+def test_card_set_needs_its_clip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TMICS_DATA", raising=False)
+    with pytest.raises(DataError, match="walk"):
+        load_set("card-light-v1")
+    with pytest.raises(DataError, match="no clean clip"):
+        load_set("card-light-v1", tmp_path)
 
 
 def test_optional_fsim_and_vif_columns(tmp_path: Path) -> None:

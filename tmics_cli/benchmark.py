@@ -9,7 +9,10 @@ scored frames (lower is steadier), and frames per second of the method alone.
 Sets: the public ones by name (RainSynLight25, RainSynComplex25, NTURain, LasVR) under --data or
 $TMICS_DATA/NAME, any paired folder by path (layouts detected by tmics_cli.data.datasets), and the built-in
 `synthetic-light` / `synthetic-heavy`: rain from tmics' renderer over the clean clip that ships in the
-package, fixed seeds, so they need nothing downloaded.
+package, fixed seeds and frozen preset versions, so they need nothing downloaded; and the model card's
+frozen sets (`card-light-v1`, `card-light-hazy-v1`, `card-heavy-v1`, `card-drizzle-v1`,
+`card-dense-drizzle-v1`, `card-near-v1`: CARD_SETS), rendered over the held-out clean clip `walk` of the
+shared data (--data), which reproduce the numbers of weights/README.md.
 
 Methods: `input` (no processing), `median` (temporal median of the 5 frames aligned by DIS optical flow),
 `median-unaligned`, the shipped weights `light` and `heavy`, and any weights file.
@@ -71,8 +74,34 @@ KNOWN_SETS: dict[str, KnownSet] = {
         "Liu, Xu and Wang, ICME 2019 (github.com/stayhungry1/Video-Rain-Removal)",
     ),
 }
-SYNTHETIC_SETS = {"synthetic-light": "light", "synthetic-heavy": "heavy"}
+# built-in sets over the packaged clip, each drawn from one frozen rain preset version (tmics_cli.data.rain)
+SYNTHETIC_SETS = {"synthetic-light": "light-v9", "synthetic-heavy": "heavy-v2"}
 SYNTHETIC_VIDEOS, SYNTHETIC_LENGTH, SYNTHETIC_SEED = 3, 20, 2026
+
+
+@dataclass(frozen=True)
+class CardSet:
+    """A frozen synthetic set of the model card (weights/README.md): `windows` 5-frame windows of the clean
+    clip `clip` (held out of training; under --data or $TMICS_DATA/clean), rain from one preset version,
+    drawn as the training data is (RainyClipDataset, stride 1, whole frames, `seed`). Each window is one
+    video whose centre frame is scored, as the card scores it."""
+
+    preset: str  # a version in tmics_cli.data.rain.PRESET_VERSIONS, never an alias
+    about: str
+    windows: int = 8
+    seed: int = 1234
+    clip: str = "walk"
+
+
+# Never edit one: a changed set is a new name (-v2).
+CARD_SETS: dict[str, CardSet] = {
+    "card-light-v1": CardSet("light-v3", "light rain of the 4th-7th rounds: streaks, fine, slanted"),
+    "card-light-hazy-v1": CardSet("light-v2", "card-light-v1's windows with its styles' haze"),
+    "card-heavy-v1": CardSet("heavy-v2", "heavy rain: streaks, fine, slanted, dense, hazy"),
+    "card-drizzle-v1": CardSet("drizzle-v1", "the drizzle style alone"),
+    "card-dense-drizzle-v1": CardSet("dense-drizzle-v1", "the dense-drizzle style alone"),
+    "card-near-v1": CardSet("near-v1", "card-light-v1's clips with a near-camera layer in every clip"),
+}
 CLEAN_CLIP = Path(__file__).resolve().parent / "assets" / "sample-clean.mp4"
 
 
@@ -139,13 +168,14 @@ def synthetic_set(name: str) -> BenchSet:
     from .video.reader import open_source
 
     preset = SYNTHETIC_SETS[name]
+    family = preset.rsplit("-v", 1)[0]
     source = open_source(CLEAN_CLIP)
     clean = [item.rgb.astype(np.float32) / 255 for item in source]
     source.close()
     videos = []
     for i in range(SYNTHETIC_VIDEOS):
         part = clean[i * SYNTHETIC_LENGTH : (i + 1) * SYNTHETIC_LENGTH]
-        rng = np.random.default_rng([SYNTHETIC_SEED, i, 0 if preset == "light" else 1])
+        rng = np.random.default_rng([SYNTHETIC_SEED, i, 0 if family == "light" else 1])
         rainy, target = add_rain(part, sample_style(preset, rng), rng)
         rain_u8 = [(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in rainy]
         gt_u8 = [(np.clip(f, 0, 1) * 255 + 0.5).astype(np.uint8) for f in target]
@@ -161,16 +191,64 @@ def synthetic_set(name: str) -> BenchSet:
     return BenchSet(name, f"built in: {CLEAN_CLIP.name} + {preset} rain", "all", videos)
 
 
+def _card_clip(name: str, spec: CardSet, data: str | Path | None) -> Path:
+    """A card set's clean clip: DATA/<clip>, DATA/clean/<clip> or DATA itself (no DATA: $TMICS_DATA)."""
+    if data is None:
+        root = os.environ.get("TMICS_DATA")
+        if not root:
+            raise DataError(
+                f"{name} renders rain over the clean clip {spec.clip!r} (shared data: clean/{spec.clip}); "
+                "where is it? pass --data DIR or set $TMICS_DATA"
+            )
+        data = root
+    path = Path(data)
+    for candidate in (path / spec.clip, path / "clean" / spec.clip):
+        if candidate.is_dir():
+            return candidate
+    if path.is_dir() and path.name == spec.clip:
+        return path
+    raise DataError(f"no clean clip {spec.clip!r} at {path}, {path}/{spec.clip} or {path}/clean/{spec.clip}")
+
+
+def card_set(name: str, data: str | Path | None = None) -> BenchSet:
+    """A model card set (CARD_SETS): its windows rendered exactly as the card's numbers were."""
+    from .data.datasets import RainyClipDataset, load_clips
+
+    spec = CARD_SETS[name]
+    clip = _card_clip(name, spec, data)
+    ds = RainyClipDataset(
+        load_clips([clip]), spec.preset, crop=None, seed=spec.seed, clean_probability=0.0, max_stride=1
+    )
+    videos = []
+    for i in range(spec.windows):
+        sample = ds[i]
+        rain_u8 = [frames_to_uint8(f[None])[0] for f in sample["frames"]]
+        gt = frames_to_uint8(sample["target"][None])[0]
+        videos.append(
+            BenchVideo(
+                f"{spec.clip}-window-{i + 1}",
+                len(rain_u8),
+                lambda frames=rain_u8: iter(frames),
+                lambda j, gt=gt: gt,
+                [2],  # the centre frame: the card scores one frame per window
+            )
+        )
+    source = f"built in: {clip} + {spec.preset} rain, {spec.windows} windows, seed {spec.seed}"
+    return BenchSet(name, source, "centre", videos)
+
+
 def load_set(name: str, data: str | Path | None = None, strict: bool = False) -> BenchSet:
     """A benchmark set by name (known public set, built-in synthetic set) or by path. Its frames are read
     as the benchmark runs: a damaged one (a truncated JPEG/PNG) is a warning, with `strict` a DataError."""
     if name in SYNTHETIC_SETS:
         return synthetic_set(name)
+    if name in CARD_SETS:
+        return card_set(name, data)
     known = KNOWN_SETS.get(name)
     if known is None and data is None:
         path = Path(name)
         if not path.exists():
-            names = ", ".join([*KNOWN_SETS, *SYNTHETIC_SETS])
+            names = ", ".join([*KNOWN_SETS, *SYNTHETIC_SETS, *CARD_SETS])
             raise DataError(f"unknown set {name!r}: give one of {names}, or a path to a paired folder")
         return _on_disk(path, None, strict)
     if data is None:

@@ -30,9 +30,10 @@ A side-by-side preview for judging realism (clean | rainy rows) is a script, not
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from fractions import Fraction
+from types import MappingProxyType
 
 import cv2
 import numpy as np
@@ -239,32 +240,76 @@ class RainPreset:
     haze_range: tuple[float, float] = (0.0, 0.15)
 
 
-PRESETS: dict[str, RainPreset] = {
-    # Light rain has no visible accumulation: RainSynLight25 has none, and neither has nturain_a2 (the median
-    # of its rain minus ground truth is 0 levels, 8% of pixels above 10). With haze, the light preset's fine
-    # and slanted clips had 22% and 38% of pixels above 10 levels; without it, 8% and 14%. Drizzle (the
-    # eighth tmics-light round's) has a2's whole-frame streak length, width, amplitude and count, but over
-    # a2's dark and middle backgrounds a2's rain is 2-4x denser (benchmarks/rain_statistics.py, by luma):
-    # dense-drizzle matches a2 band by band. Trained on dense-drizzle in drizzle's place, the ninth round lost
-    # 0.3 dB on held-out drizzle and streak rain, so both stay (from the tenth round).
-    "light": RainPreset(
-        styles=("streaks", "drizzle", "dense-drizzle", "fine", "slanted"),
-        density_scale=(0.25, 0.8),
-        h264_probability=0.3,
+# Preset versions are data: each is frozen once a recipe, a weights file or a benchmark set names it, and
+# never edited again (tests/test_presets.py holds a hash of each one's fields). A change to a preset is a
+# new version; the plain names (`light`, `heavy`) are aliases of the newest. Versions before today's are
+# reconstructed from `git log -p -- tmics_cli/data/rain.py`: the preset's fields as each commit left them,
+# drawn by today's renderer (which is what a recipe can run).
+_LIGHT_V1 = RainPreset(styles=("streaks", "fine", "slanted"), density_scale=(0.25, 0.8))  # 818013c
+_LIGHT_V3 = replace(_LIGHT_V1, h264_probability=0.3, haze_scale=0.0)
+_HEAVY_V1 = RainPreset(styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8))
+_LIGHT_V6 = replace(_LIGHT_V3, styles=("streaks", "drizzle", "dense-drizzle", "fine", "slanted"))
+
+PRESET_VERSIONS: Mapping[str, RainPreset] = MappingProxyType(
+    {
+        # light, first release (818013c): streaks, fine and slanted rain with their haze, JPEG only
+        "light-v1": _LIGHT_V1,
+        # H.264 in 30% of clips at CRF 18-32 (20f2cf0); the model card's synthetic-light-hazy set
+        "light-v2": replace(_LIGHT_V1, h264_probability=0.3),
+        # Light rain has no visible accumulation (7522ca1): RainSynLight25 has none, and neither has
+        # nturain_a2 (the median of its rain minus ground truth is 0 levels, 8% of pixels above 10). With
+        # haze, the fine and slanted clips had 22% and 38% of pixels above 10 levels; without it, 8% and 14%.
+        # The model card's synthetic-light set.
+        "light-v3": _LIGHT_V3,
+        # a drizzle style (1034faf) with a2's whole-frame streak length, width, amplitude and count
+        "light-v4": replace(_LIGHT_V3, styles=("streaks", "drizzle", "fine", "slanted")),
+        # dense-drizzle in drizzle's place (04f2ff3): over a2's dark and middle backgrounds a2's rain is 2-4x
+        # denser than drizzle (benchmarks/rain_statistics.py, by luma); dense-drizzle matches it band by band
+        "light-v5": replace(_LIGHT_V3, styles=("streaks", "dense-drizzle", "fine", "slanted")),
+        # trained on light-v5, the ninth round lost 0.3 dB on held-out drizzle and streak rain, so both
+        # stay: five styles (ab664b2)
+        "light-v6": _LIGHT_V6,
         # Compression rings dark around bright streaks. H.264 at CRF 18-32 left 0.6-4% of pixels more than
         # 10 levels below the clean frame (nturain_a2: 0.24%; JPEG at q55-95: 0-1.5%); CRF 14-23 spans
-        # JPEG's range (from the tenth tmics-light round).
-        h264_crf=(14, 23),
-        haze_scale=0.0,
-        near_probability=0.5,  # from the twelfth tmics-light round
+        # JPEG's range (a004aac, from the tenth tmics-light round).
+        "light-v7": replace(_LIGHT_V6, h264_crf=(14, 23)),
+        # a near-camera layer in half the clips (911de81, from the twelfth round)
+        "light-v8": replace(_LIGHT_V6, h264_crf=(14, 23), near_probability=0.5),
         # Without any haze the twelfth and thirteenth rounds drifted 0.07-0.11 dB below the eleventh on
         # held-out light rain with its styles' haze (synthetic-light-hazy, 1 - beta up to 0.15 in 2 of 3
-        # clips); a quarter of the clips with up to that much keeps it in view (from the fourteenth round).
-        haze_probability=0.25,
-    ),
-    "heavy": RainPreset(
-        styles=("streaks", "fine", "slanted", "dense", "hazy"), density_scale=(0.8, 1.8), h264_probability=0.3
-    ),
+        # clips); a quarter of the clips with up to that much keeps it in view (44c1022, from the
+        # fourteenth round).
+        "light-v9": replace(_LIGHT_V6, h264_crf=(14, 23), near_probability=0.5, haze_probability=0.25),
+        # heavy, first release (818013c), JPEG only
+        "heavy-v1": _HEAVY_V1,
+        # H.264 in 30% of clips at CRF 18-32 (20f2cf0); the model card's synthetic-heavy set
+        "heavy-v2": replace(_HEAVY_V1, h264_probability=0.3),
+        # The model card's single-style sets (frozen in benchmarks/model_card_eval.py until they moved
+        # here): light-v3 with the drizzle style alone, with the dense-drizzle style alone, and light-v3's
+        # clips and styles with a near-camera layer in every clip.
+        "drizzle-v1": replace(_LIGHT_V3, styles=("drizzle",)),
+        "dense-drizzle-v1": replace(_LIGHT_V3, styles=("dense-drizzle",)),
+        "near-v1": replace(_LIGHT_V3, near_probability=1.0),
+    }
+)
+# the plain names: the newest version of each preset (a recipe names a version, not an alias)
+PRESET_ALIASES: Mapping[str, str] = MappingProxyType({"light": "light-v9", "heavy": "heavy-v2"})
+# the model card's old names of its frozen presets (benchmarks/*.py take them): fixed, never moved
+CARD_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "card-light": "light-v3",
+        "card-light-hazy": "light-v2",
+        "card-heavy": "heavy-v2",
+        "card-drizzle": "drizzle-v1",
+        "card-dense-drizzle": "dense-drizzle-v1",
+        "card-near": "near-v1",
+    }
+)
+# every name a preset is asked for by: aliases, versions, card names
+PRESETS: dict[str, RainPreset] = {
+    **{alias: PRESET_VERSIONS[version] for alias, version in PRESET_ALIASES.items()},
+    **PRESET_VERSIONS,
+    **{alias: PRESET_VERSIONS[version] for alias, version in CARD_ALIASES.items()},
 }
 
 
