@@ -232,7 +232,7 @@ def test_pyramid_flow_is_pretrained_before_stage_one(tmp_path: Path, clips: Path
         (["--size", "huge"], "'huge' is not one of"),
         (["--flow", "raft"], "'raft' is not one of"),
         (["--device", "cuda:3"], "device 'cuda:3'"),
-        (["--rain", "snow"], "'snow' is not one of"),
+        (["--rain", "snow"], "unknown rain preset 'snow'"),
     ],
 )
 def test_cli_bad_options_give_one_line_and_exit_2(

@@ -44,7 +44,7 @@ FETCH_HELP = (
 # Choices shown in help as [a|b|c] and refused by the parser with one `error:` line. Literal keeps the values
 # plain strings for the library, whose own checks stay (tests/test_cli_style.py keeps these in step with it).
 RainLevel = Literal["light", "heavy", "auto"]  # derain.RAIN_LEVELS
-RainPreset = Literal["light", "heavy"]  # data.rain.PRESETS
+RAIN_HELP = "light, heavy, or a frozen version such as light-v9 or heavy-v2 (data.rain.PRESET_VERSIONS)"
 Preset = Literal["light", "heavy"]  # model.genotypes.GENOTYPES
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
 Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
@@ -208,10 +208,10 @@ def train(
     genotype: Path | None = typer.Option(
         None, help="Genotype JSON (from `tmics search`), overriding the preset's.", rich_help_panel=MODEL
     ),
-    rain: RainPreset | None = typer.Option(
+    rain: str | None = typer.Option(
         None,
-        metavar=_choices(RainPreset),
-        help="Rain preset for rendered rain (default: the preset).",
+        metavar="PRESET",
+        help=f"Rain preset for rendered rain (default: the preset): {RAIN_HELP}.",
         rich_help_panel=TRAINING,
     ),
     size: Size = typer.Option(
@@ -561,7 +561,8 @@ def derain(
 def benchmark(
     name: str = typer.Argument(
         ...,
-        help="RainSynLight25, RainSynComplex25, NTURain, LasVR, synthetic-light, synthetic-heavy, or a path.",
+        help="RainSynLight25, RainSynComplex25, NTURain, LasVR, synthetic-light, synthetic-heavy, the model "
+        "card's frozen sets card-light-v1 ... card-near-v1 (with --data holding walk/), or a path.",
         show_default=False,
     ),
     data: Path | None = typer.Option(
@@ -782,8 +783,8 @@ def search(
     width: int | None = typer.Option(
         None, min=1, help="Override the size's channel width.", rich_help_panel=MODEL
     ),
-    preset: RainPreset = typer.Option(
-        "light", metavar=_choices(RainPreset), help="Rain preset for rendered rain.", rich_help_panel=SEARCH
+    preset: str = typer.Option(
+        "light", metavar="PRESET", help=f"Rain preset for rendered rain: {RAIN_HELP}.", rich_help_panel=SEARCH
     ),
     epochs: int = typer.Option(80, min=1, help="Epochs over the training pool.", rich_help_panel=SEARCH),
     warmup: int = typer.Option(
