@@ -145,12 +145,12 @@ def test_choices_match_the_library() -> None:
     from tmics_cli.derain import RAIN_LEVELS
     from tmics_cli.inference import PRECISIONS
     from tmics_cli.model.align import FLOW_ESTIMATORS
-    from tmics_cli.model.genotypes import GENOTYPES
+    from tmics_cli.model.genotypes import PRESET_GENOTYPES
     from tmics_cli.model.network import SIZES
 
     assert get_args(cli.RainLevel) == tuple(RAIN_LEVELS)
     assert {"light", "heavy"} <= set(PRESETS) and "light-v9" in cli.RAIN_HELP and "light-v9" in PRESETS
-    assert get_args(cli.Preset) == tuple(GENOTYPES)
+    assert get_args(cli.Preset) == tuple(PRESET_GENOTYPES)
     assert get_args(cli.Precision) == tuple(PRECISIONS)
     assert get_args(cli.Size) == tuple(SIZES)
     assert get_args(cli.Flow) == tuple(FLOW_ESTIMATORS)

@@ -20,20 +20,20 @@ from tmics_cli.video.windows import reflect_index, window_indices
 
 
 def test_paper_genotypes() -> None:
-    assert GENOTYPES["light"].layers == (
+    assert GENOTYPES["paper-light"].layers == (
         "residual_3x3",
         "spatial_attention",
         "dilated_3x3",
         "channel_attention",
     )
-    assert GENOTYPES["light"].alignment == "ofm"
-    assert GENOTYPES["heavy"].layers == (
+    assert GENOTYPES["paper-light"].alignment == "ofm"
+    assert GENOTYPES["paper-heavy"].layers == (
         "residual_5x5",
         "spatial_attention",
         "channel_attention",
         "residual_3x3",
     )
-    assert GENOTYPES["heavy"].alignment == "tgm"
+    assert GENOTYPES["paper-heavy"].alignment == "tgm"
 
 
 def test_genotype_json_round_trip_and_file(tmp_path: Path) -> None:
@@ -42,8 +42,8 @@ def test_genotype_json_round_trip_and_file(tmp_path: Path) -> None:
     assert again == g and again.search == g.search
     path = tmp_path / "g.json"
     path.write_text(g.to_json())
-    assert get_genotype(path) == g and get_genotype("heavy") == GENOTYPES["heavy"]
-    with pytest.raises(GenotypeError, match="no genotype preset or file"):
+    assert get_genotype(path) == g and get_genotype("heavy") == GENOTYPES["paper-heavy"]
+    with pytest.raises(GenotypeError, match="no genotype named .* and no such file"):
         get_genotype(tmp_path / "missing.json")
 
 
@@ -117,3 +117,11 @@ def test_public_api_loads_registered_weights_by_name_and_keeps_the_old_names() -
         assert tmics_cli.derain_frames is tmics_cli.derain_clip
     with pytest.raises(FileNotFoundError):
         tmics_cli.load_model("no-such-weights")
+
+
+def test_named_networks_say_which_network_they_are() -> None:
+    shipped = Path(__file__).resolve().parent.parent / "weights" / "heavy-ofm.genotype.json"
+    assert get_genotype("heavy-ofm") == get_genotype(str(shipped))  # shipped as tmics-heavy: OFM, not TGM
+    assert get_genotype("paper-heavy").alignment == "tgm"
+    assert get_genotype("heavy") == get_genotype("paper-heavy")
+    assert get_genotype("light") == get_genotype("paper-light") == GENOTYPES["paper-light"]

@@ -125,7 +125,7 @@ def test_aas_starts_at_an_even_mix_and_fuses_with_lambda() -> None:
 
 def test_named_sizes_and_paper_width() -> None:
     assert model_config("light", "paper").width == 96
-    assert model_config("heavy", "paper").genotype == GENOTYPES["heavy"]
+    assert model_config("heavy", "paper").genotype == GENOTYPES["paper-heavy"]
     with pytest.raises(ValueError, match="unknown size"):
         model_config("light", "huge")
     with pytest.raises(ValueError, match="unknown preset"):

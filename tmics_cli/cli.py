@@ -45,7 +45,7 @@ FETCH_HELP = (
 # plain strings for the library, whose own checks stay (tests/test_cli_style.py keeps these in step with it).
 RainLevel = Literal["light", "heavy", "auto"]  # derain.RAIN_LEVELS
 RAIN_HELP = "light, heavy, or a frozen version such as light-v9 or heavy-v2 (data.rain.PRESET_VERSIONS)"
-Preset = Literal["light", "heavy"]  # model.genotypes.GENOTYPES
+Preset = Literal["light", "heavy"]  # model.genotypes.PRESET_GENOTYPES
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
 Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
 Flow = Literal["dis", "pyramid"]  # model.align.FLOW_ESTIMATORS
@@ -206,7 +206,10 @@ def train(
         "light", metavar=_choices(Preset), help="Genotype and rain preset.", rich_help_panel=MODEL
     ),
     genotype: Path | None = typer.Option(
-        None, help="Genotype JSON (from `tmics search`), overriding the preset's.", rich_help_panel=MODEL
+        None,
+        help="A named network (paper-light, paper-heavy, heavy-ofm) or a genotype JSON from `tmics search`, "
+        "overriding the preset's.",
+        rich_help_panel=MODEL,
     ),
     rain: str | None = typer.Option(
         None,

@@ -17,6 +17,7 @@ from .gars import AuxiliaryRainStreaks
 from .genotypes import (
     ALIGNMENTS,
     GENOTYPES,
+    PRESET_GENOTYPES,
     Genotype,
     GenotypeError,
     genotype_from_architecture,
@@ -41,6 +42,7 @@ __all__ = [
     "GENOTYPES",
     "OPERATIONS",
     "OPERATION_NAMES",
+    "PRESET_GENOTYPES",
     "SIZES",
     "TMICS",
     "AttentionAveraging",

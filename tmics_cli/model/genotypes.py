@@ -102,21 +102,34 @@ class Genotype:
             raise GenotypeError(f"{path}: {exc}") from None
 
 
-# The paper's derived cells (Sec. III-B, "The Final Derived Architectures").
-# The authors' code uses residual_5x5 as the light cell's first op; we follow the paper's text.
+# The named networks. The paper's derived cells (Sec. III-B, "The Final Derived Architectures"; the authors'
+# code uses residual_5x5 as the light cell's first op, we follow the paper's text), and the network shipped
+# as tmics-heavy: the paper's heavy cell with OFM alignment instead of TGM.
+_LIGHT_CELL = ("residual_3x3", "spatial_attention", "dilated_3x3", "channel_attention")
+_HEAVY_CELL = ("residual_5x5", "spatial_attention", "channel_attention", "residual_3x3")
 GENOTYPES: dict[str, Genotype] = {
-    "light": Genotype(("residual_3x3", "spatial_attention", "dilated_3x3", "channel_attention"), "ofm"),
-    "heavy": Genotype(("residual_5x5", "spatial_attention", "channel_attention", "residual_3x3"), "tgm"),
+    "paper-light": Genotype(_LIGHT_CELL, "ofm"),
+    "paper-heavy": Genotype(_HEAVY_CELL, "tgm"),
+    "heavy-ofm": Genotype(_HEAVY_CELL, "ofm"),
 }
+# What the presets `light` / `heavy` (tmics train --preset, build_model("light")) mean: the paper's networks.
+PRESET_GENOTYPES = {"light": "paper-light", "heavy": "paper-heavy"}
+
+
+def named_genotype(name: str) -> Genotype | None:
+    """A named network (paper-light, paper-heavy, heavy-ofm) or preset (light, heavy); None if unknown."""
+    return GENOTYPES.get(PRESET_GENOTYPES.get(name, name))
 
 
 def get_genotype(name_or_path: str | Path) -> Genotype:
-    """A named preset ("light", "heavy") or a genotype JSON file."""
-    if str(name_or_path) in GENOTYPES:
-        return GENOTYPES[str(name_or_path)]
+    """A named network or preset (see `named_genotype`) or a genotype JSON file."""
+    named = named_genotype(str(name_or_path))
+    if named is not None:
+        return named
     path = Path(name_or_path)
     if not path.is_file():
-        raise GenotypeError(f"no genotype preset or file named {str(name_or_path)!r} (presets: light, heavy)")
+        known = ", ".join([*PRESET_GENOTYPES, *GENOTYPES])
+        raise GenotypeError(f"no genotype named {str(name_or_path)!r} and no such file (names: {known})")
     return Genotype.load(path)
 
 

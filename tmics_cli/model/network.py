@@ -25,7 +25,7 @@ from .aas import AttentionAveraging
 from .align import CENTRE, FLOW_ESTIMATORS, NUM_FRAMES, MixedAlign, OpticalFlowAlign, TemporalGroupingAlign
 from .cell import Cell
 from .gars import AuxiliaryRainStreaks
-from .genotypes import ALIGNMENTS, GENOTYPES, Genotype
+from .genotypes import ALIGNMENTS, GENOTYPES, PRESET_GENOTYPES, Genotype, named_genotype
 from .ops import OPERATION_NAMES
 
 
@@ -89,13 +89,16 @@ SIZES: dict[str, dict[str, int]] = {
 def model_config(
     preset: str | Genotype | None = "light", size: str = "small", **overrides: Any
 ) -> ModelConfig:
-    """A named configuration: preset "light" / "heavy" / a Genotype / None (search), at a named size."""
+    """A named configuration: a named network or preset ("light", "heavy", "paper-light", "paper-heavy",
+    "heavy-ofm") / a Genotype / None (search), at a named size."""
     if size not in SIZES:
         raise ValueError(f"unknown size {size!r}; known: {', '.join(SIZES)}")
     if isinstance(preset, str):
-        if preset not in GENOTYPES:
-            raise ValueError(f"unknown preset {preset!r}; known: {', '.join(GENOTYPES)}")
-        preset = GENOTYPES[preset]
+        named = named_genotype(preset)
+        if named is None:
+            known = ", ".join([*PRESET_GENOTYPES, *GENOTYPES])
+            raise ValueError(f"unknown preset {preset!r}; known: {known}")
+        preset = named
     return replace(ModelConfig(genotype=preset, **SIZES[size]), **overrides)
 
 

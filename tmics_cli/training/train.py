@@ -43,7 +43,7 @@ from ..guards import check_crop, check_parameters, check_training_memory
 from ..inference import pick_device
 from ..metrics import psnr_y, ssim_y
 from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flows
-from ..model.genotypes import GENOTYPES, get_genotype
+from ..model.genotypes import PRESET_GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
 from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output
@@ -119,8 +119,8 @@ class TrainConfig:
 
     def check_choices(self) -> None:
         """The named choices (preset, rain preset, size, flow) exist."""
-        if not self.genotype and self.preset not in GENOTYPES:
-            raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(GENOTYPES)}")
+        if not self.genotype and self.preset not in PRESET_GENOTYPES:
+            raise ValueError(f"unknown preset {self.preset!r}; known: {', '.join(PRESET_GENOTYPES)}")
         if self.rain_preset not in RAIN_PRESETS:
             raise ValueError(f"unknown rain preset {self.rain_preset!r}; known: {', '.join(RAIN_PRESETS)}")
         if self.size not in SIZES:
