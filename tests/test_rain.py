@@ -216,7 +216,7 @@ def test_light_rain_has_little_accumulation_and_heavy_rain_much() -> None:
 def test_h264_falls_back_to_jpeg_where_pyav_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     import sys
 
-    from tmics_cli.data import rain
+    from tmics_cli.data.rain import compression as rain
 
     monkeypatch.setitem(sys.modules, "av", None)  # `import av` now raises ImportError
     monkeypatch.setattr(rain, "_warned_no_pyav", False)
