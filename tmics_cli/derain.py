@@ -285,6 +285,50 @@ def _setup(
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
+def _open(
+    src: Path,
+    rain: str,
+    weights: str | Path | None,
+    device: str,
+    precision: str,
+    batch: int | None,
+    tile: int | None,
+    tile_overlap: int | None,
+    fps: float,
+    start: str | float | None,
+    end: str | float | None,
+    strict: bool,
+    compare: bool = False,
+) -> tuple[Any, _Setup]:
+    """Check --fps and the times, open the source and set up the model for its frame size (the source is
+    closed again if the set-up fails): the start that derain_video and iter_derained share."""
+    check_fps(fps)
+    start_s, end_s = parse_times(start, end)
+    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
+    try:
+        size = (source.info.height, source.info.width)
+        setup = _setup(
+            src,
+            rain,
+            weights,
+            device,
+            precision,
+            batch,
+            tile,
+            tile_overlap,
+            fps,
+            start_s,
+            end_s,
+            strict,
+            size=size,
+            compare=compare,
+        )
+    except BaseException:
+        source.close()
+        raise
+    return source, setup
+
+
 def _weights_read(rain: str, weights: str | Path | None) -> list[Path]:
     """The weights files a run may read (both for --rain auto), so that no output lands on them."""
     names = [weights] if weights is not None else (["light", "heavy"] if rain == "auto" else [rain])
@@ -336,18 +380,9 @@ def iter_derained(
     derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread. Damage in the input
     is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found."""
     src = check_input(src)
-    check_fps(fps)
-    start_s, end_s = parse_times(start, end)
-    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
-    try:
-        size = (source.info.height, source.info.width)
-        setup = _setup(
-            src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start_s, end_s, strict,
-            size=size,
-        )
-    except BaseException:
-        source.close()
-        raise
+    source, setup = _open(
+        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict
+    )
     reader = _Background(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
     try:
@@ -400,27 +435,11 @@ def derain_video(
     check_output(src, dst, overwrite, also_read=_weights_read(rain, weights))
     options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
     check_encoder(dst, options)
-    check_fps(fps)
-    start_s, end_s = parse_times(start, end)
-    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
+    source, setup = _open(
+        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict, compare
+    )
     info = source.info
     try:
-        setup = _setup(
-            src,
-            rain,
-            weights,
-            device,
-            precision,
-            batch,
-            tile,
-            tile_overlap,
-            fps,
-            start_s,
-            end_s,
-            strict,
-            size=(info.height, info.width),
-            compare=compare,
-        )
         out_w = info.width * (2 if compare else 1)
         sink = open_sink(dst, info, options, out_w, info.height, overwrite)
         if is_folder_output(dst) and info.other_streams:

@@ -155,7 +155,6 @@ class VideoSink:
         return copy
 
     def _video_stream(self, width: int, height: int) -> Any:
-        import av
 
         opts, info = self.options, self.info
         codec, encoder = _video_encoder(self.dst, opts)
@@ -165,7 +164,7 @@ class VideoSink:
             )
         odd = width % 2 or height % 2
         pix_fmt = opts.pix_fmt or ("yuv444p" if odd else "yuv420p")
-        formats = [f.name for f in (av.codec.Codec(codec, "w").video_formats or [])]
+        formats = [f.name for f in (encoder.video_formats or [])]
         if formats and pix_fmt not in formats:
             raise VideoError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(formats[:8])}")
         stream = self.container.add_stream(codec, rate=info.fps)
