@@ -25,6 +25,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -39,6 +40,7 @@ from .inference import Restorer, frames_to_uint8, stream_windows, windows_to_ten
 from .metrics import fsim, luma, psnr_y, ssim_y, vif
 from .model.align import DISFlow, align_frames, estimate_flows
 from .outputs import PendingOutput, write_text
+from .video.reader import VideoWarning
 
 BENCHMARK_FORMAT = "tmics-benchmark/1"
 BASELINES = ("input", "median", "median-unaligned")
@@ -147,7 +149,9 @@ def _on_disk(path: Path, protocol: str | None, strict: bool = False) -> BenchSet
     bench = []
     for v in videos:
         rain, gt = list(v.rain), list(v.gt)
-        first, first_gt = read_image(rain[0]), read_image(gt[0])  # checked before any work
+        with warnings.catch_warnings():  # damage is told once, when the frames are scored
+            warnings.simplefilter("ignore", VideoWarning)
+            first, first_gt = read_image(rain[0]), read_image(gt[0])  # checked before any work
         if first.shape != first_gt.shape:
             raise size_mismatch(v.name, 1, first, first_gt)
         bench.append(
