@@ -1,10 +1,14 @@
-"""`derain_video(src, dst)`: a whole video (or folder of frames) derained into a new one, streaming.
+"""`derain_video(src, dst)`: a whole video (or folder of frames) derained into a new one, streaming;
+`Derainer`: the model loaded once for many inputs (the object `tmics derain` wraps).
 
     decode thread ──frames──▶ model (this thread, batches of 5-frame windows) ──frames──▶ encode thread
 
 Decoding and encoding overlap the model's compute through bounded queues, so memory stays flat in the
 video's length and a GPU does not wait on I/O. One output frame per input frame, in order, with the input's
-timestamps. The output is written to a temporary file beside `dst` and renamed at the end.
+timestamps. A video is derained as segments (about 10 s each) recorded in a job folder beside the output
+(`tmics_cli.jobs`): a run that dies keeps its finished segments and the same call resumes; at the end the
+segments are joined by stream copy with the input's other streams (`video.join`) and the result is renamed
+onto `dst`.
 
 Damage in the input (decoder errors, frames flagged corrupt, a video that stops short of what its container
 states, truncated JPEG/PNG frames) is a `VideoWarning` per finding and the work goes on; with `strict=True`
@@ -13,8 +17,12 @@ it is a `VideoError` and, as after any error, no output is left.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import os
 import queue
+import shutil
+import socket
 import threading
 import time
 import warnings
@@ -37,7 +45,10 @@ from .inference import (
     pick_precision,
     rain_level,
 )
+from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_manifest
 from .model.io import load_model
+from .outputs import MARKER
+from .video.join import join_frames, join_video
 from .video.reader import (
     SourceFrame,
     SourceInfo,
@@ -67,6 +78,10 @@ class DerainSummary:
     output: Path
     rain_note: str = ""  # why --rain auto chose what it chose
     timings: dict[str, float] = field(default_factory=dict)  # seconds spent in decode / model / encode
+    status: str = "done"  # "skipped": the output was already whole; "helped": a helper worker's share
+    resumed: tuple[int, int] | None = None  # (segments done before this run, all segments)
+    segments: int = 1
+    weights_sha256: str = ""
 
     @property
     def fps(self) -> float:
@@ -396,6 +411,450 @@ def iter_derained(
 derained_frames = iter_derained  # the name before 0.2
 
 
+DEFAULT_SEGMENT_SECONDS = 10.0  # a segment's length when --segment-frames is not given
+_BYTES_PER_PIXEL = {"lossy": 0.06, "lossless": 1.2, "png": 2.0}  # output size estimates, for the disk check
+_PRECISION_NAMES = {torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}
+
+
+def weights_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def output_complete(dst: Path, frames: int | None, width: int) -> bool:
+    """Whether `dst` already holds a whole derain: a video (or tmics frames folder) of `frames` frames of
+    `width` pixels. Outputs only ever appear whole (renamed at the end), so this tells one of this input
+    from an unrelated or older file in its place."""
+    if frames is None:
+        return False
+    if dst.is_dir():
+        if not (dst / MARKER).is_file():
+            return False
+        pngs = [name for name in os.listdir(dst) if name.endswith(".png")]
+        return len(pngs) == frames
+    import av
+
+    try:
+        with av.open(str(dst)) as container:
+            if not container.streams.video:
+                return False
+            stream = container.streams.video[0]
+            if stream.codec_context.width != width:
+                return False
+            return sum(1 for packet in container.demux(stream) if packet.size) == frames
+    except (av.error.FFmpegError, OSError, ValueError):
+        return False
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
+
+
+class Derainer:
+    """The settings of a derain and its model, loaded once and kept for every input given to `derain`
+    (with --rain auto, each input's level is measured and both models are kept as they are needed).
+
+        derainer = Derainer(rain="light", device="auto")
+        for src in clips:
+            derainer.derain(src, src.with_suffix(".derained.mp4"))
+
+    Options are checked when it is made (ValueError / VideoError with one-line messages)."""
+
+    def __init__(
+        self,
+        *,
+        rain: str = "light",
+        weights: str | Path | None = None,
+        device: str = "auto",
+        precision: str = "auto",
+        batch: int | None = None,
+        tile: int | None = None,
+        tile_overlap: int | None = None,
+        codec: str | None = None,
+        crf: int = 18,
+        preset: str = "medium",
+        pix_fmt: str | None = None,
+        compare: bool = False,
+        start: str | float | None = None,
+        end: str | float | None = None,
+        fps: float = 25.0,
+        audio: bool = True,
+        overwrite: bool = False,
+        strict: bool = False,
+        segment_frames: int | None = None,
+    ) -> None:
+        if rain not in RAIN_LEVELS:
+            raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
+        check_fps(fps)
+        if batch is not None and batch < 1:
+            raise ValueError(f"--batch must be at least 1, got {batch}")
+        if segment_frames is not None and segment_frames < 1:
+            raise ValueError(f"--segment-frames must be at least 1, got {segment_frames}")
+        self.rain, self.weights, self.tile, self.compare = rain, weights, tile, compare
+        self.tile_overlap = tile_overlap_for(tile, tile_overlap)
+        self.start, self.end = parse_times(start, end)
+        self.times = (start, end)  # as given, for iter_derained-style checks
+        self.fps, self.audio, self.overwrite, self.strict = fps, audio, overwrite, strict
+        self.segment_frames = segment_frames
+        self.options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
+        self.device = pick_device(device)
+        self.dtype = pick_precision(precision, self.device)
+        self.batch = batch or default_batch(self.device)
+        self._models: dict[Path, tuple[Restorer, str]] = {}
+
+    @property
+    def precision(self) -> str:
+        return _PRECISION_NAMES[self.dtype]
+
+    def reads(self) -> list[Path]:
+        """The weights files a run may read, so that no output lands on them."""
+        return _weights_read(self.rain, self.weights)
+
+    def model(self, rain: str) -> tuple[Restorer, Path, str]:
+        """The restorer for a rain level (or the --weights file), its path and sha256; loaded once."""
+        path = Path(resolve_weights(self.weights if self.weights is not None else rain))
+        if path not in self._models:
+            model, _ = load_weights(rain, self.weights, "cpu")
+            restorer = Restorer(
+                model, self.device, self.dtype, tile=self.tile, tile_overlap=self.tile_overlap
+            )
+            self._models[path] = (restorer, weights_sha256(path))
+        restorer, sha = self._models[path]
+        return restorer, path, sha
+
+    def _level(self, src: Path) -> tuple[str, str]:
+        """(rain level, note): as given, or measured on the first frames for auto."""
+        if self.weights is not None:
+            return "custom", ""
+        if self.rain != "auto":
+            return self.rain, ""
+        level, coverage = rain_level(_read_first(src, 13, self.fps, self.start, self.end, self.strict))
+        note = (
+            f"rain auto: {coverage:.1%} of pixels brighter than their aligned neighbours -> {level}"
+            f" (heavy from {HEAVY_RAIN_COVERAGE:.0%})"
+        )
+        return level, note
+
+    def settings(
+        self, restorer: Restorer, path: Path, sha: str, info: SourceInfo, level: str
+    ) -> dict[str, Any]:
+        """Every setting that changes the output's pixels (a job's manifest holds them)."""
+        return {
+            "weights": path.name,
+            "weights_sha256": sha,
+            "rain": level,
+            "device": restorer.device.type,
+            "precision": self.precision,
+            "batch": self.batch,
+            "tile": self.tile or 0,
+            "tile_overlap": self.tile_overlap,
+            "codec": self.options.codec,
+            "crf": self.options.crf,
+            "preset": self.options.preset,
+            "pix_fmt": self.options.pix_fmt,
+            "compare": self.compare,
+            "start": self.start,
+            "end": self.end,
+            "fps": self.fps if info.kind == "frames" else None,
+        }
+
+    def segment_length(self, info: SourceInfo) -> int:
+        """Frames per segment: as asked, or about 10 s; rounded up to whole batches, so that every batch
+        holds the windows it would hold in one uninterrupted pass (the same pixels, bit for bit)."""
+        n = self.segment_frames or max(1, round(DEFAULT_SEGMENT_SECONDS * float(info.fps or 25)))
+        return -(-n // self.batch) * self.batch
+
+    def derain(
+        self,
+        src: str | Path,
+        dst: str | Path,
+        *,
+        on_start: Callable[[SourceInfo, str], None] | None = None,
+        on_frame: Callable[[int], None] | None = None,
+        on_resume: Callable[[int, int], None] | None = None,
+        join: bool = True,
+    ) -> DerainSummary:
+        """Derain `src` into `dst` (see derain_video). An output that exists and is whole (as many frames
+        as the input, its width) is left as it is (`status` "skipped") unless `overwrite`. `on_frame` gets
+        the frames done so far, those of earlier runs of a resumed job included. `join=False`: only do
+        segments nobody else holds (a helper worker), never wait or join."""
+        src, dst = check_input(src), Path(dst)
+        begin = time.perf_counter()
+        if not src.exists():
+            raise VideoError(f"{src} does not exist")
+        options = self.options
+        probe = open_source(src, fps=self.fps, start=self.start, end=self.end, strict=self.strict)
+        try:
+            info = probe.info
+            times = probe.frame_index() if join else None
+        finally:
+            probe.close()
+        out_w = info.width * (2 if self.compare else 1)
+        if join and not self.overwrite and os.path.lexists(dst):
+            if output_complete(dst, len(times) if times is not None else info.frames, out_w):
+                return DerainSummary(
+                    0,
+                    time.perf_counter() - begin,
+                    str(self.device),
+                    self.precision,
+                    "",
+                    "",
+                    dst,
+                    status="skipped",
+                )
+        check_output(src, dst, self.overwrite, also_read=self.reads())
+        check_encoder(dst, options)
+        folder_out = is_folder_output(dst)
+        if not join:
+            return self._help(src, dst, info, folder_out)
+        level, note = self._level(src)
+        restorer, path, sha = self.model(level)
+        check_derain_memory(
+            restorer.model,
+            info.height,
+            info.width,
+            self.batch,
+            self.device,
+            tile=self.tile,
+            compare=self.compare,
+            min_tile=MIN_TILE,
+        )
+        segments = plan_segments(times, self.segment_length(info))
+        job = Job.start(
+            dst,
+            input=input_identity(src),
+            settings={
+                **self.settings(restorer, path, sha, info, level),
+                "segment_frames": self.segment_length(info),
+            },
+            segments=segments,
+            frames=len(times) if times is not None else info.frames,
+            piece_suffix="" if folder_out else dst.suffix.lower(),
+            overwrite=self.overwrite,
+        )
+        done = job.done()
+        self._check_space(
+            dst, info, len(times) if times is not None else info.frames, len(done), len(segments)
+        )
+        if folder_out and info.other_streams:
+            warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
+        if on_start is not None:
+            on_start(info, note)
+        if done and on_resume is not None:
+            on_resume(len(done), len(segments))
+        counted = sum(record.get("frames", 0) for record in done.values())
+        run = _Run(self, job, src, info, restorer, folder_out, on_frame, counted)
+        try:
+            run.all()
+            frames = (
+                join_frames(job.pieces(), dst, self.overwrite)
+                if folder_out
+                else join_video(job.pieces(), dst, info, options, self.overwrite)
+            )
+        except BaseException:
+            if not job.done():
+                job.remove()  # nothing finished: leave nothing behind
+            raise
+        left = job.remove()
+        if left:
+            warnings.warn(
+                f"{job.folder} kept: it holds files tmics did not write ({', '.join(left[:3])})",
+                VideoWarning,
+                stacklevel=2,
+            )
+        return DerainSummary(
+            frames=frames,
+            seconds=time.perf_counter() - begin,
+            device=str(restorer.device),
+            precision=self.precision,
+            weights=path.name if self.weights is None else str(path),
+            rain=level,
+            output=dst,
+            rain_note=note,
+            timings=run.timings,
+            resumed=(len(done), len(segments)) if done else None,
+            segments=len(segments),
+            weights_sha256=sha,
+        )
+
+    def _help(self, src: Path, dst: Path, info: SourceInfo, folder_out: bool) -> DerainSummary:
+        """A helper worker's share of `dst`'s job: the segments nobody holds, once the job exists."""
+        begin = time.perf_counter()
+        folder = job_folder(dst)
+        manifest = None
+        for _ in range(600):  # the driver makes the job (it indexes the input first)
+            manifest = read_manifest(folder) if folder.is_dir() else None
+            if manifest is not None or os.path.lexists(dst):
+                break
+            time.sleep(0.1)
+        if manifest is None:
+            return DerainSummary(0, 0.0, str(self.device), self.precision, "", "", dst, status="skipped")
+        job = Job(folder, manifest)
+        settings = manifest["settings"]
+        restorer, path, sha = self.model(settings["rain"] if self.weights is None else "custom")
+        if sha != settings["weights_sha256"]:
+            raise VideoError(f"{dst}: its job was made with other weights than this worker's")
+        run = _Run(self, job, src, info, restorer, folder_out, None, 0)
+        run.all(wait=False)
+        return DerainSummary(
+            run.frames,
+            time.perf_counter() - begin,
+            str(self.device),
+            self.precision,
+            path.name,
+            settings["rain"],
+            dst,
+            timings=run.timings,
+            status="helped",
+        )
+
+    def _check_space(self, dst: Path, info: SourceInfo, frames: int | None, done: int, total: int) -> None:
+        if not frames:
+            return
+        kind = "png" if is_folder_output(dst) else ("lossless" if self.options.crf == 0 else "lossy")
+        pixels = info.width * info.height * (2 if self.compare else 1)
+        left = frames * (1 - done / total) if total else frames
+        need = pixels * _BYTES_PER_PIXEL[kind] * (left + frames) + (
+            64 << 20
+        )  # segments, then the joined copy
+        free = _free_bytes(dst.absolute().parent)
+        if free is not None and free < need:
+            raise VideoError(
+                f"not enough disk space for {dst}: about {_size(need)} needed (segments and the joined "
+                f"output), {_size(free)} free; free some space or write the output to another disk"
+            )
+
+
+class _Run:
+    """Derain the unfinished segments of one job in this process."""
+
+    def __init__(
+        self,
+        derainer: Derainer,
+        job: Job,
+        src: Path,
+        info: SourceInfo,
+        restorer: Restorer,
+        folder_out: bool,
+        on_frame: Callable[[int], None] | None,
+        counted: int,
+    ) -> None:
+        self.d, self.job, self.src, self.info, self.restorer = derainer, job, src, info, restorer
+        self.folder_out, self.on_frame, self.counted = folder_out, on_frame, counted
+        self.frames = 0  # derained by this run
+        self.timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+
+    def all(self, wait: bool = True) -> None:
+        """Every segment not done: those claimed here are derained, those another live process holds are
+        waited for (with `wait`), a dead holder's taken over."""
+        while True:
+            done = self.job.done()
+            todo = [s for s in self.job.segments if s.index not in done]
+            if not todo:
+                return
+            took = False
+            for segment in todo:
+                if segment.index in self.job.done():
+                    continue
+                if self.job.claim(segment.index):
+                    took = True
+                    self.one(segment)
+            if not took:
+                if not wait:
+                    return
+                time.sleep(0.25)
+                self._report()
+
+    def _report(self) -> None:
+        if self.on_frame is not None:
+            frames = sum(record.get("frames", 0) for record in self.job.done().values())
+            self.on_frame(max(frames, self.counted + self.frames))
+
+    def one(self, segment: Segment) -> None:
+        """Derain one claimed segment into its piece and record it."""
+        job, d = self.job, self.d
+        index = segment.index
+        began = time.perf_counter()
+        model_before = self.restorer.seconds
+        try:
+            job.pending_piece(index)
+            span = None if segment.lo is None else (segment.lo, segment.hi)
+            source = open_source(self.src, fps=d.fps, start=d.start, end=d.end, strict=d.strict, span=span)
+            info = source.info
+            try:
+                out_w = info.width * (2 if d.compare else 1)
+                sink = open_sink(
+                    job.piece(index),
+                    info,
+                    d.options,
+                    out_w,
+                    info.height,
+                    folder=self.folder_out,
+                    others=False,
+                    first=segment.first,
+                )
+            except BaseException:
+                source.close()
+                raise
+            reader = _Background(source, size=2 * d.batch + 6)
+            writer = _Writer(sink, size=2 * d.batch + 2)
+            pending: list[SourceFrame] = []
+            count = 0
+            try:
+                outputs = derain_stream(
+                    _pixels(reader, pending), self.restorer, d.batch, first=segment.lead, count=segment.count
+                )
+                for out in outputs:
+                    item = pending.pop(segment.lead)
+                    writer.put(np.concatenate([item.rgb, out], 1) if d.compare else out, item.pts)
+                    count += 1
+                    if self.on_frame is not None:
+                        self.on_frame(self.counted + self.frames + count)
+                writer.finish()
+                sink.commit()
+            except BaseException:
+                writer.cancel()
+                reader.close()
+                sink.abort()
+                raise
+            finally:
+                reader.close()
+                source.close()
+            model = self.restorer.seconds - model_before
+            self.timings["decode"] += reader.busy
+            self.timings["model"] += model
+            self.timings["encode"] += writer.busy
+            job.finish(
+                index,
+                {
+                    "frames": count,
+                    "seconds": round(time.perf_counter() - began, 3),
+                    "decode": round(reader.busy, 3),
+                    "model": round(model, 3),
+                    "encode": round(writer.busy, 3),
+                    "host": socket.gethostname(),
+                    "pid": os.getpid(),
+                },
+            )
+            self.frames += count
+        finally:
+            job.release(index)
+
+
 def derain_video(
     src: str | Path,
     dst: str | Path,
@@ -418,66 +877,41 @@ def derain_video(
     audio: bool = True,
     overwrite: bool = False,
     strict: bool = False,
+    segment_frames: int | None = None,
     on_start: Callable[[SourceInfo, str], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
+    on_resume: Callable[[int, int], None] | None = None,
 ) -> DerainSummary:
     """Derain the video (or frame folder) `src` into `dst` (a video file, or a folder of PNG frames when
     `dst` has no suffix). `rain` picks the shipped weights (light, heavy, or auto: measured on the first
-    frames), `weights` a file instead. Damage found in the input is a `VideoWarning` per finding, or with
-    `strict` an error. Input that cannot be seeked in (a pipe, stdin, a device) is refused before anything
-    is read. Raises VideoError / OutputError (an output that would lose data) / ValueError /
-    FileNotFoundError / WeightsError / MemoryError with one-line messages; after any error no file is left
-    at `dst`. An existing `dst` is replaced only with `overwrite` (see tmics_cli.outputs)."""
-    src, dst = check_input(src), Path(dst)
-    begin = time.perf_counter()
-    if not src.exists():
-        raise VideoError(f"{src} does not exist")
-    check_output(src, dst, overwrite, also_read=_weights_read(rain, weights))
-    options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
-    check_encoder(dst, options)
-    source, setup = _open(
-        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict, compare
+    frames), `weights` a file instead. The video is derained in segments of `segment_frames` (about 10 s)
+    kept in a job folder beside `dst`: if the run dies, the same call resumes at the first unfinished
+    segment (`on_resume(done, all)`), and a job made with other settings is refused (JobMismatch) unless
+    `overwrite`. An existing whole output is skipped (`status` "skipped") unless `overwrite`.
+
+    Damage found in the input is a `VideoWarning` per finding, or with `strict` an error. Input that
+    cannot be seeked in (a pipe, stdin, a device) is refused before anything is read. Raises VideoError /
+    OutputError (an output that would lose data) / ValueError / FileNotFoundError / WeightsError /
+    MemoryError with one-line messages; after any error no file is left at `dst`."""
+    derainer = Derainer(
+        rain=rain,
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch=batch,
+        tile=tile,
+        tile_overlap=tile_overlap,
+        codec=codec,
+        crf=crf,
+        preset=preset,
+        pix_fmt=pix_fmt,
+        compare=compare,
+        start=start,
+        end=end,
+        fps=fps,
+        audio=audio,
+        overwrite=overwrite,
+        strict=strict,
+        segment_frames=segment_frames,
     )
-    info = source.info
-    try:
-        out_w = info.width * (2 if compare else 1)
-        sink = open_sink(dst, info, options, out_w, info.height, overwrite)
-        if is_folder_output(dst) and info.other_streams:
-            warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
-    except BaseException:
-        source.close()
-        raise
-    if on_start is not None:
-        on_start(info, setup.note)
-    reader = _Background(source, size=2 * setup.batch + 6)
-    writer = _Writer(sink, size=2 * setup.batch + 2)
-    pending: list[SourceFrame] = []
-    done = 0
-    try:
-        for out in derain_stream(_pixels(reader, pending), setup.restorer, setup.batch):
-            item = pending.pop(0)
-            writer.put(np.concatenate([item.rgb, out], 1) if compare else out, item.pts)
-            done += 1
-            if on_frame is not None:
-                on_frame(done)
-        writer.finish()
-        sink.commit()
-    except BaseException:
-        writer.cancel()
-        reader.close()
-        sink.abort()
-        raise
-    finally:
-        reader.close()
-        source.close()
-    return DerainSummary(
-        frames=done,
-        seconds=time.perf_counter() - begin,
-        device=str(setup.restorer.device),
-        precision={torch.float32: "fp32", torch.float16: "fp16", torch.bfloat16: "bf16"}[setup.dtype],
-        weights=setup.weights.name if weights is None else str(setup.weights),
-        rain=setup.rain,
-        output=dst,
-        rain_note=setup.note,
-        timings={"decode": reader.busy, "model": setup.restorer.seconds, "encode": writer.busy},
-    )
+    return derainer.derain(src, dst, on_start=on_start, on_frame=on_frame, on_resume=on_resume)

@@ -234,10 +234,16 @@ def stream_windows(frames: Iterable[T]) -> Iterator[tuple[T, list[T]]]:
 _END: Any = object()
 
 
-def derain_stream(frames: Iterable[np.ndarray], restorer: Restorer, batch: int = 4) -> Iterator[np.ndarray]:
-    """Derain frames (H, W, 3) uint8 arriving one at a time; yields derained frames in the same order."""
+def derain_stream(
+    frames: Iterable[np.ndarray], restorer: Restorer, batch: int = 4, first: int = 0, count: int | None = None
+) -> Iterator[np.ndarray]:
+    """Derain frames (H, W, 3) uint8 arriving one at a time; yields derained frames in the same order.
+    With `first` / `count` only frames first .. first + count - 1 are derained, the others being context: a
+    part of a video with (up to) two frames on each side derains as it would within the whole video."""
     pending: list[list[np.ndarray]] = []
-    for _, window in stream_windows(frames):
+    for position, (_, window) in enumerate(stream_windows(frames)):
+        if position < first or (count is not None and position >= first + count):
+            continue
         pending.append(window)
         if len(pending) == batch:
             yield from restorer(np.stack([np.stack(w) for w in pending]))

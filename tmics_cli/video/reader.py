@@ -134,11 +134,19 @@ class VideoFileSource:
     """Frames of the first video stream of a file PyAV opens, with their timestamps."""
 
     def __init__(
-        self, path: Path, start: float | None = None, end: float | None = None, strict: bool = False
+        self,
+        path: Path,
+        start: float | None = None,
+        end: float | None = None,
+        strict: bool = False,
+        span: tuple[int, int | None] | None = None,
     ) -> None:
         import av
 
         self.path, self.start, self.end = path, start or 0.0, end
+        # a part of the stream (a segment with its context): raw timestamps from span[0] up to span[1]
+        # (exclusive; None: to the end), found by seeking; --start and --end still shift the timestamps
+        self.span = span
         self.damage = Damage(path, strict)
         try:
             self._container = av.open(str(path))
@@ -222,7 +230,10 @@ class VideoFileSource:
 
         stream = self._stream
         tb = stream.time_base
-        if self.start and tb:
+        span = self.span
+        if span is not None:
+            self._seek_before(span[0])
+        elif self.start and tb:
             target = int((self.origin + self.start) / tb)
             self._container.seek(target, stream=stream, backward=True, any_frame=False)
         decoded, first, last = 0, None, None  # frames handed on; times of the first and the last
@@ -256,6 +267,12 @@ class VideoFileSource:
                     f"{self.path}: corrupt video stream after {decoded} frames ({_reason(exc)})"
                 ) from None
             for frame in frames:
+                if span is not None and frame.pts is not None:
+                    if frame.pts < span[0]:
+                        continue
+                    if span[1] is not None and frame.pts >= span[1]:
+                        self._finish(pending)
+                        return
                 time = None if frame.time is None else frame.time - self.origin
                 if time is not None and time < self.start - 1e-6:
                     continue
@@ -273,7 +290,7 @@ class VideoFileSource:
                     first = time if first is None else first
                     last = time
                 yield frame
-        short = self._shortfall(decoded, first, last)
+        short = None if span is not None else self._shortfall(decoded, first, last)  # (see frame_index)
         if short or stopped:
             because = f"{stopped}; " if stopped else ""
             self.damage.whole(
@@ -282,6 +299,84 @@ class VideoFileSource:
             )
             pending = None  # the cut explains a bad last packet
         self._finish(pending)
+
+    def _seek_before(self, pts: int) -> None:
+        """Seek to a keyframe at or before `pts` from which decoding reaches `pts` exactly as a pass from
+        the start does. Demuxers seek by decode time and a keyframe's leading frames may need the frames
+        before it, so the first frame decoded after the seek must be a keyframe shown at or before `pts`;
+        else the seek goes back further (1 s, then 2 s, 4 s, ... and at last to the start)."""
+        import av
+
+        stream, container = self._stream, self._container
+        tb = stream.time_base
+        back = max(1, int(round(1 / tb))) if tb else 1
+        begin = stream.start_time if stream.start_time is not None else 0
+        target = pts
+        while True:
+            container.seek(max(target, begin), stream=stream, backward=True, any_frame=False)
+            if target <= begin:
+                return
+            first = None
+            try:
+                for packet in container.demux(stream):
+                    try:
+                        frames = stream.decode(packet)
+                    except av.error.FFmpegError:
+                        continue
+                    if frames:
+                        first = frames[0]
+                        break
+            except av.error.FFmpegError:
+                pass
+            if first is not None and first.pts is not None and first.pts <= pts and first.key_frame:
+                container.seek(max(target, begin), stream=stream, backward=True, any_frame=False)
+                return
+            target -= back
+            back *= 2
+
+    def frame_index(self) -> list[int] | None:
+        """The raw timestamps of the stream's frames from --start to --end, in presentation order, read from
+        the packets without decoding (a fast pass over the file), so that parts of the stream can be decoded
+        on their own (`span`). None when timestamps are missing or repeat (then only a whole pass is exact).
+        A stream that stops clearly short of what its container states is told here, as `_decode` would."""
+        import av
+
+        tb = self._stream.time_base
+        if not tb:
+            return None
+        container = av.open(str(self.path))
+        try:
+            video = container.streams.video[0]
+            if self.start:
+                container.seek(int((self.origin + self.start) / tb), stream=video, backward=True)
+            times = []
+            try:
+                for packet in container.demux(video):
+                    if not packet.size:
+                        continue
+                    if packet.pts is None:
+                        return None
+                    times.append(packet.pts)
+            except av.error.FFmpegError:
+                pass  # a cut-off file: the frames before the cut are indexed, the shortfall told below
+        finally:
+            container.close()
+        times.sort()
+        if len(set(times)) != len(times):
+            return None
+
+        def kept(pts: int) -> bool:
+            t = float(pts * tb) - self.origin
+            return t >= self.start - 1e-6 and (self.end is None or t < self.end - 1e-6)
+
+        times = [t for t in times if kept(t)]
+        if not times:
+            return None
+        first, last = (float(t * tb) - self.origin for t in (times[0], times[-1]))
+        short = self._shortfall(len(times), first, last)
+        if short:
+            self.damage.whole(f"{self.path}: the video stops {short} (the file is truncated or damaged)")
+        return times
 
     def _where(self, decoded: int, pts: int | None, tb: Fraction | None) -> str:
         """'frame 12 (0.44 s)': the frame about to be handed on, 1-based, and the packet's time."""
@@ -365,8 +460,10 @@ class FrameFolderSource:
         start: float | None = None,
         end: float | None = None,
         strict: bool = False,
+        span: tuple[int, int | None] | None = None,
     ):
         self.path = path
+        self.span = span  # frames span[0] up to span[1] (exclusive; None: the last) of those in range
         self.damage = Damage(path, strict)
         files = list_images(path)
         if fps <= 0:
@@ -378,7 +475,12 @@ class FrameFolderSource:
         if not self.files:
             what = "no frames" if files else f"no frames ({', '.join(FRAME_SUFFIXES)})"
             raise VideoError(f"{path} holds {what}" + (" in the range asked for" if files else ""))
-        self._first: np.ndarray | None = self._read(self.files[0], 0)  # kept: read (and checked) once
+        self._offset = span[0] if span is not None else 0
+        if span is not None:
+            self.files, all_files = self.files[span[0] : span[1]], self.files
+            if not self.files:
+                raise VideoError(f"{path}: no frames from frame {span[0] + 1} on (of {len(all_files)})")
+        self._first: np.ndarray | None = self._read(self.files[0], self._offset)  # read (and checked) once
         h, w = self._first.shape[:2]
         self.info = SourceInfo(
             path=path,
@@ -387,9 +489,9 @@ class FrameFolderSource:
             height=h,
             fps=rate,
             time_base=1 / rate,
-            frames=len(self.files),
+            frames=len(self.files) if span is None else len(all_files),
             frames_exact=True,
-            duration=len(self.files) / float(rate),
+            duration=(len(self.files) if span is None else len(all_files)) / float(rate),
             pix_fmt="rgb24",
             start=float(start or 0),
             end=end,
@@ -403,9 +505,13 @@ class FrameFolderSource:
             self.damage.frame(f"{path} (frame {index + 1}): {problem}, decoded with missing data")
         return rgb
 
+    def frame_index(self) -> list[int]:
+        """The frames' positions, which stand for timestamps in a folder (see VideoFileSource.frame_index)."""
+        return list(range(self.info.frames or 0))
+
     def __iter__(self) -> Iterator[SourceFrame]:
-        for index, file in enumerate(self.files):
-            if index == 0 and self._first is not None:
+        for index, file in enumerate(self.files, self._offset):
+            if index == self._offset and self._first is not None:
                 rgb, self._first = self._first, None
             else:
                 rgb = self._read(file, index)
@@ -478,17 +584,19 @@ def open_source(
     start: float | None = None,
     end: float | None = None,
     strict: bool = False,
+    span: tuple[int, int | None] | None = None,
 ) -> VideoFileSource | FrameFolderSource:
     """Probe `path` (a video file or a folder of frames) and return a source to iterate once. Damage found
-    while iterating is a `VideoWarning`, or with `strict` a `VideoError`."""
+    while iterating is a `VideoWarning`, or with `strict` a `VideoError`. `span`: only the frames from raw
+    timestamp span[0] up to span[1] (exclusive, None: the end), as `frame_index` lists them."""
     path = check_input(path)
     if end is not None and start is not None and end <= start:
         raise VideoError(f"--end ({end:g} s) must come after --start ({start:g} s)")
     if not path.exists():
         raise VideoError(f"{path} does not exist")
     if path.is_dir():
-        return FrameFolderSource(path, fps, start, end, strict)
-    return VideoFileSource(path, start, end, strict)
+        return FrameFolderSource(path, fps, start, end, strict, span)
+    return VideoFileSource(path, start, end, strict, span)
 
 
 def _tolerance(frames: float) -> float:

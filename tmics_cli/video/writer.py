@@ -70,18 +70,19 @@ class FolderSink:
     """PNG frames 000001.png, 000002.png, ... in a folder (with tmics' marker file, so that a later
     --overwrite can tell it from a folder of the user's)."""
 
-    def __init__(self, dst: Path, overwrite: bool = False) -> None:
-        self.dst = dst
+    def __init__(self, dst: Path, overwrite: bool = False, first: int = 0) -> None:
+        self.dst, self.first = dst, first  # first: frames before this one are written by other sinks
         self.pending = PendingOutput(dst, overwrite=overwrite, folder=True, kind="frames")
         self.tmp = self.pending.path
         self.count = 0
 
     def write(self, rgb: np.ndarray, pts: int) -> None:
         self.count += 1
+        number = self.first + self.count
         try:
-            _write_png(self.tmp / f"{self.count:06d}.png", rgb)
+            _write_png(self.tmp / f"{number:06d}.png", rgb)
         except OSError as exc:
-            raise write_error(self.dst, exc, self.count) from None
+            raise write_error(self.dst, exc, number) from None
 
     def commit(self) -> None:
         self.pending.commit()
@@ -102,6 +103,7 @@ class VideoSink:
         width: int,
         height: int,
         overwrite: bool = False,
+        others: bool = True,
     ) -> None:
         import av
 
@@ -123,7 +125,7 @@ class VideoSink:
             raise VideoError(f"cannot write {dst}: {_reason(exc)}") from None
         try:
             self.stream = self._video_stream(width, height)
-            if info.kind == "video":
+            if info.kind == "video" and others:
                 self.others = self._copy_others(suffix)
         except BaseException:
             self.abort()
@@ -252,13 +254,24 @@ def _format_for(suffix: str) -> str | None:
 
 
 def open_sink(
-    dst: Path, info: SourceInfo, options: EncodeOptions, width: int, height: int, overwrite: bool = False
+    dst: Path,
+    info: SourceInfo,
+    options: EncodeOptions,
+    width: int,
+    height: int,
+    overwrite: bool = False,
+    *,
+    folder: bool | None = None,
+    others: bool = True,
+    first: int = 0,
 ) -> VideoSink | FolderSink:
-    """A sink for `dst` (a folder of PNG frames when it has no suffix); nothing appears at `dst` before
-    `commit()`, which never replaces an output that another run wrote meanwhile (see tmics_cli.outputs)."""
-    if is_folder_output(dst):
-        return FolderSink(dst, overwrite)
-    return VideoSink(dst, info, options, width, height, overwrite)
+    """A sink for `dst` (a folder of PNG frames when it has no suffix, or as `folder` says); nothing appears
+    at `dst` before `commit()`, which never replaces an output that another run wrote meanwhile (see
+    tmics_cli.outputs). `others=False`: the video alone (a segment, joined later); `first`: the number of
+    frames before this sink's first (a folder's PNG names count on from it)."""
+    if is_folder_output(dst) if folder is None else folder:
+        return FolderSink(dst, overwrite, first)
+    return VideoSink(dst, info, options, width, height, overwrite, others)
 
 
 # --- checks before the work, and write errors in the user's terms ------------------------------------------

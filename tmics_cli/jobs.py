@@ -1,0 +1,300 @@
+"""Resumable jobs: a video derained as segments recorded in a hidden job folder beside its output.
+
+    .OUTPUT.tmics-job/
+        manifest.json          the input's identity, every setting that changes the pixels, the segments
+        piece-000003.mp4       segment 3, encoded on its own (a folder of PNG frames for a frames output)
+        piece-000003.json      written after the piece is in place: segment 3 is done
+        piece-000003.claim     a worker holds segment 3 (its host and process id)
+
+A segment is a run of frames derained with (up to) two frames of context on each side, so that it comes
+out exactly as it would within the whole video. Finished segments survive a crash, `kill -9`, power loss
+or Ctrl-C; a rerun of the same command finds the job folder, checks that its manifest matches (same input,
+weights and settings) and goes on at the first unfinished segment. A manifest that does not match is never
+mixed in: `JobMismatch` says what differs, and only `--overwrite` discards it. Workers share a job through
+claim files created exclusively, so no segment is done twice; the claim of a worker that died (on this
+machine) is taken over.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .outputs import OutputError, _alive, write_text
+
+JOB_VERSION = 1
+JOB_SUFFIX = ".tmics-job"
+HEAD_BYTES = 4 << 20  # the input's first 4 MiB are hashed into its identity
+CONTEXT = 2  # frames of context each side of a segment: the 5-frame window's radius
+_PIECE = re.compile(r"^piece-(\d{6})(\..*)?$")
+_HOST = socket.gethostname()
+
+
+class JobMismatch(OutputError):
+    """An unfinished job for this output was made with another input, weights or settings."""
+
+
+@dataclass(frozen=True)
+class Segment:
+    index: int
+    first: int  # its first output frame, counted in the input's range
+    count: int | None  # its frames (None: all of them, when the input cannot be cut)
+    lo: int | None  # raw timestamp of the first frame decoded, context included (None: from the start)
+    hi: int | None  # raw timestamp where decoding stops (exclusive; None: to the end)
+    lead: int  # context frames decoded before `first`
+
+    def as_list(self) -> list[Any]:
+        return [self.first, self.count, self.lo, self.hi, self.lead]
+
+
+def plan_segments(times: Sequence[int] | None, segment_frames: int) -> list[Segment]:
+    """Cut frames with these raw timestamps (presentation order) into segments of `segment_frames`; one
+    segment of everything when the timestamps are unknown (`times` None)."""
+    if segment_frames < 1:
+        raise ValueError(f"--segment-frames must be at least 1, got {segment_frames}")
+    if times is None:
+        return [Segment(0, 0, None, None, None, 0)]
+    n, segments = len(times), []
+    for index, first in enumerate(range(0, n, segment_frames)):
+        stop = min(n, first + segment_frames)
+        begin = max(0, first - CONTEXT)
+        after = stop + CONTEXT
+        segments.append(
+            Segment(
+                index, first, stop - first, times[begin], times[after] if after < n else None, first - begin
+            )
+        )
+    return segments
+
+
+def job_folder(dst: Path) -> Path:
+    """The hidden job folder of the output `dst`."""
+    dst = Path(dst).absolute()
+    return dst.parent / f".{dst.name}{JOB_SUFFIX}"
+
+
+def input_identity(src: Path) -> dict[str, Any]:
+    """What tells this input from another (or from itself changed): path, size, modification time and a
+    hash of its first megabytes; for a folder of frames, the same over its files' names, sizes and times."""
+    src = Path(src)
+    stat = src.stat()
+    digest = hashlib.sha256()
+    if src.is_dir():
+        size = 0
+        for entry in sorted(os.scandir(src), key=lambda e: e.name):
+            if entry.is_file():
+                st = entry.stat()
+                size += st.st_size
+                digest.update(f"{entry.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        mtime = stat.st_mtime_ns
+    else:
+        size, mtime = stat.st_size, stat.st_mtime_ns
+        with open(src, "rb") as f:
+            digest.update(f.read(HEAD_BYTES))
+    return {"path": str(src.resolve()), "size": size, "mtime_ns": mtime, "head_sha256": digest.hexdigest()}
+
+
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    said = []
+    if old.get("input") != new.get("input"):
+        said.append(
+            "the input changed"
+            if old.get("input", {}).get("path") == new["input"]["path"]
+            else "another input"
+        )
+    for key, value in new.get("settings", {}).items():
+        before = old.get("settings", {}).get(key)
+        if before != value:
+            said.append(f"{key} {_short(before)} -> {_short(value)}")
+    if not said and old.get("segments") != new.get("segments"):
+        said.append("other segments")
+    return said
+
+
+def _short(value: Any) -> str:
+    text = "none" if value is None else str(value)
+    return text[:12] if re.fullmatch(r"[0-9a-f]{40,}", text) else text
+
+
+class Job:
+    """One output's job folder (see the module)."""
+
+    def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
+        self.folder, self.manifest = folder, manifest
+        self.segments = [Segment(i, *row) for i, row in enumerate(manifest["segments"])]
+        self.suffix: str = manifest["piece_suffix"]  # "" for a frames output
+
+    @classmethod
+    def start(
+        cls,
+        dst: Path,
+        *,
+        input: dict[str, Any],  # noqa: A002 - the manifest's own word
+        settings: dict[str, Any],
+        segments: Sequence[Segment],
+        frames: int | None,
+        piece_suffix: str,
+        overwrite: bool = False,
+    ) -> Job:
+        """The job of `dst`: resumed when its folder holds a matching manifest, else made afresh (an
+        unmatched one only with `overwrite`: JobMismatch otherwise)."""
+        folder = job_folder(dst)
+        manifest = {
+            "tmics_job": JOB_VERSION,
+            "output": Path(dst).name,
+            "input": input,
+            "settings": settings,
+            "frames": frames,
+            "piece_suffix": piece_suffix,
+            "segments": [s.as_list() for s in segments],
+        }
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            raise OutputError(f"{folder} is in the way of the job folder of {dst}; move it away")
+        if folder.is_dir():
+            old = read_manifest(folder)
+            if old is not None and {k: v for k, v in old.items() if k != "output"} == {
+                k: v for k, v in manifest.items() if k != "output"
+            }:
+                return cls(folder, old)
+            if not overwrite:
+                what = "an unreadable manifest" if old is None else ", ".join(_differences(old, manifest))
+                done = len(Job(folder, old).done()) if old is not None else 0
+                kept = f"its {done} finished segment is" if done == 1 else f"its {done} finished segments are"
+                raise JobMismatch(
+                    f"{dst} has an unfinished job that does not match this run ({what}); {kept} not mixed "
+                    "in: rerun it as it was, or add --overwrite to start afresh"
+                )
+            left = remove_job(folder)
+            if left:
+                raise OutputError(
+                    f"{folder} holds files tmics did not write ({', '.join(left[:3])}); move them"
+                )
+        folder.mkdir()
+        write_text(folder / "manifest.json", json.dumps(manifest, indent=1) + "\n")
+        return cls(folder, manifest)
+
+    # --- segments ---
+
+    def piece(self, index: int) -> Path:
+        return self.folder / f"piece-{index:06d}{self.suffix}"
+
+    def _record(self, index: int) -> Path:
+        return self.folder / f"piece-{index:06d}.json"
+
+    def _claim(self, index: int) -> Path:
+        return self.folder / f"piece-{index:06d}.claim"
+
+    def done(self) -> dict[int, dict[str, Any]]:
+        """The finished segments and their records."""
+        found = {}
+        for segment in self.segments:
+            record = self._record(segment.index)
+            with contextlib.suppress(OSError, ValueError):
+                data = json.loads(record.read_text())
+                if self.piece(segment.index).exists():
+                    found[segment.index] = data
+        return found
+
+    def claim(self, index: int) -> bool:
+        """Take segment `index` for this process; False when another live process holds it or it is done."""
+        path = self._claim(index)
+        for _ in range(2):
+            try:
+                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                if not self._stale(path):
+                    return False
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                continue
+            with os.fdopen(fd, "w") as f:
+                f.write(f"{_HOST} {os.getpid()}\n")
+            if self._record(index).exists() and self.piece(index).exists():
+                self.release(index)  # done meanwhile
+                return False
+            return True
+        return False
+
+    @staticmethod
+    def _stale(path: Path) -> bool:
+        try:
+            host, pid = path.read_text().split()
+        except (OSError, ValueError):
+            return False  # being written right now, or not ours to judge
+        return host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+
+    def release(self, index: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._claim(index).unlink()
+
+    def pending_piece(self, index: int) -> None:
+        """Clear what a worker that died may have left of segment `index` (a piece without its record)."""
+        piece = self.piece(index)
+        if piece.is_dir() and not piece.is_symlink():
+            shutil.rmtree(piece, ignore_errors=True)
+        elif piece.exists():
+            piece.unlink()
+
+    def finish(self, index: int, record: dict[str, Any]) -> None:
+        """Record segment `index` as done (its piece is in place)."""
+        write_text(self._record(index), json.dumps(record) + "\n", overwrite=True)
+        self.release(index)
+
+    def pieces(self) -> list[Path]:
+        return [self.piece(s.index) for s in self.segments]
+
+    def remove(self) -> list[str]:
+        return remove_job(self.folder)
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("tmics_job") != JOB_VERSION or "segments" not in data:
+        return None
+    return data
+
+
+def job_progress(dst: Path) -> tuple[int, int] | None:
+    """(finished, all) segments of the unfinished job of `dst`, or None when it has none."""
+    folder = job_folder(dst)
+    manifest = read_manifest(folder) if folder.is_dir() else None
+    if manifest is None:
+        return None
+    job = Job(folder, manifest)
+    return len(job.done()), len(job.segments)
+
+
+def remove_job(folder: Path) -> list[str]:
+    """Remove a job folder and what tmics wrote in it; returns the names of anything else (then kept)."""
+    left = []
+    for entry in list(os.scandir(folder)):
+        name = entry.name
+        ours = (
+            name == "manifest.json"
+            or _PIECE.match(name)
+            or (name.startswith(".") and ".tmics-partial" in name)
+        )
+        if not ours:
+            left.append(name)
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            shutil.rmtree(entry.path, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+    if not left:
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+    return left
