@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any, Literal, NoReturn, get_args
@@ -22,6 +21,7 @@ from .outputs import exit_code, handle_signals, signal_name
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
+MAX_WORKERS = 64  # local worker processes of derain, each with its own model
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
 OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
@@ -63,6 +63,7 @@ SEARCH = "Search"
 METHODS = "Methods"
 METRICS = "Metrics"
 ACTIONS = "Actions"
+REPORT = "Progress and report"
 
 
 def _examples(*lines: str) -> str:
@@ -384,25 +385,39 @@ def _given(ctx: typer.Context, name: str) -> bool:
 
 @app.command(
     epilog=_examples(
-        "tmics derain rainy.mp4 -o clear.mp4",
-        "tmics derain rainy.mp4 -o clear.mp4 --rain auto --compare",
-        "tmics derain rainy.mp4 -o clear.mp4 --start 1:00 --end 1:30 --device cuda",
-        "tmics derain --sample -o sample.mp4 --weights light-full",
+        "tmics derain rainy.mp4                      # -> rainy.derained.mp4",
+        "tmics derain footage/ -r -o clean/          # every video below footage/, mirrored under clean/",
+        "tmics derain 'cam*/*.mkv' --workers 2 --json summary.json",
+        "tmics derain long.mp4 -o out.mp4            # killed? the same command resumes",
     )
 )
 def derain(
-    src: Path | None = typer.Argument(
+    inputs: list[str] | None = typer.Argument(
         None,
-        help="Input video, or a folder of frames (png/jpg). Not a pipe or stdin: tmics seeks in its input.",
+        help="Videos, folders of videos, folders of frames (png/jpg: one input each) or quoted patterns "
+        "('clips/*.mp4'). Not a pipe or stdin: tmics seeks in its input.",
         show_default=False,
     ),
-    output: Path = typer.Option(
-        ...,
+    output: str | None = typer.Option(
+        None,
         "-o",
         "--output",
-        help="Output video, or a name without suffix for a folder of PNG frames. An existing folder is "
-        "replaced (with --overwrite) only if it holds an earlier tmics frames output and nothing else.",
+        help="One input: the output video, or a name without suffix for a folder of PNG frames (an "
+        "existing folder or a name ending in / takes the output inside). Many inputs: a folder, mirroring "
+        "the inputs' tree. Default: NAME.derained.EXT beside each input.",
+        show_default=False,
         rich_help_panel=IO,
+    ),
+    fmt: str | None = typer.Option(
+        None,
+        "--format",
+        help="Output container for every input (mp4, mkv, mov, webm, ts, avi, ...; png: folders of frames); "
+        "default: the input's own.",
+        show_default=False,
+        rich_help_panel=IO,
+    ),
+    recursive: bool = typer.Option(
+        False, "--recursive", "-r", help="Descend into the sub-folders of folder inputs.", rich_help_panel=IO
     ),
     sample: bool = typer.Option(
         False, "--sample", help="Derain the rainy sample clip shipped with tmics.", rich_help_panel=IO
@@ -410,7 +425,7 @@ def derain(
     rain: RainLevel | None = typer.Option(
         None,
         metavar=_choices(RainLevel),
-        help="Shipped weights for light or heavy rain, or auto (measured); default light.",
+        help="Shipped weights for light or heavy rain, or auto (measured per input); default light.",
         rich_help_panel=MODEL,
     ),
     weights: Path | None = typer.Option(
@@ -441,15 +456,42 @@ def derain(
         show_default=False,
         rich_help_panel=DEVICE,
     ),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        max=MAX_WORKERS,
+        help="Local workers, each with its own model (one per GPU on a machine with several; on a CPU the "
+        "cores are split among them), sharing the segments of every input.",
+        rich_help_panel=DEVICE,
+    ),
+    ray: str | None = typer.Option(
+        None,
+        "--ray",
+        help="Run the segments as tasks on a Ray cluster: auto (the cluster this machine belongs to) or "
+        "its address. Inputs and outputs must be on storage every node sees. Needs tmics[ray].",
+        show_default=False,
+        rich_help_panel=DEVICE,
+    ),
+    threads: int | None = typer.Option(
+        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    ),
     codec: str | None = typer.Option(
         None, help="Video encoder (default libx264; libvpx-vp9 for .webm).", rich_help_panel=ENCODING
     ),
     crf: int = typer.Option(
-        18, min=0, max=63, help="Encoder quality (lower is better).", rich_help_panel=ENCODING
+        18, min=0, max=63, help="Encoder quality (lower is better; 0: lossless).", rich_help_panel=ENCODING
     ),
     preset: str = typer.Option("medium", help="x264/x265 speed preset.", rich_help_panel=ENCODING),
     pix_fmt: str | None = typer.Option(
         None, help="Output pixel format (default yuv420p; yuv444p for odd sizes).", rich_help_panel=ENCODING
+    ),
+    segment_frames: int | None = typer.Option(
+        None,
+        min=1,
+        help="Frames per segment, the unit of resume and of work shared among workers (default: about 10 s "
+        "of video; rounded up to whole batches).",
+        show_default=False,
+        rich_help_panel=ENCODING,
     ),
     compare: bool = typer.Option(False, help="Write input and output side by side.", rich_help_panel=IO),
     start: str | None = typer.Option(
@@ -463,95 +505,155 @@ def derain(
         True, "--audio/--no-audio", help="Copy the audio (--no-audio: drop it).", rich_help_panel=IO
     ),
     overwrite: bool = _overwrite_option(),
-    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP, rich_help_panel=SAFETY),
-    quiet: bool = typer.Option(
-        False, "--quiet", "-q", help="No progress bar; only errors and the summary.", rich_help_panel=IO
+    fail_fast: bool = typer.Option(
+        False,
+        "--fail-fast",
+        help="Stop at the first input that fails (default: go on).",
+        rich_help_panel=SAFETY,
     ),
-    threads: int | None = typer.Option(
-        None, min=1, max=MAX_THREADS, help="CPU threads for torch.", rich_help_panel=DEVICE
+    strict: bool = typer.Option(False, "--strict", help=STRICT_HELP, rich_help_panel=SAFETY),
+    json_out: str | None = typer.Option(
+        None,
+        "--json",
+        help="Write a machine-readable summary to this file (- for stdout).",
+        show_default=False,
+        rich_help_panel=REPORT,
+    ),
+    log: Path | None = typer.Option(
+        None, "--log", help="Append JSON lines to this file as the job goes.", rich_help_panel=REPORT
+    ),
+    progress_every: float = typer.Option(
+        30.0,
+        min=0,
+        help="Seconds between plain progress lines when stderr is not a terminal (0: every update).",
+        rich_help_panel=REPORT,
+    ),
+    quiet: bool = typer.Option(
+        False,
+        "--quiet",
+        "-q",
+        help="No progress; only errors, warnings and the summary.",
+        rich_help_panel=REPORT,
+    ),
+    verbose: bool = typer.Option(
+        False, "--verbose", "-v", help="Also a line per segment.", rich_help_panel=REPORT
     ),
 ) -> None:
-    """Remove rain from a video: streaming, one output frame per input frame, audio and timing kept."""
+    """Remove rain from videos: streaming, one output frame per input frame, every stream kept; resumable."""
     import torch
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from .derain import SAMPLE_CLIP, derain_video
-    from .model.io import WeightsError
-    from .video.reader import VideoError
+    from .batch import Target, derain_many, probe_targets
+    from .derain import SAMPLE_CLIP, Derainer
+    from .jobs import job_progress
+    from .report import JobReport
+    from .video.inputs import InputError, collect_inputs, output_targets
 
-    if sample == (src is not None):
-        fail("give an input video or --sample (not both)")
-    if sample:
-        src = SAMPLE_CLIP
+    if sample and inputs:
+        fail("give input videos or --sample, not both")
+    if not sample and not inputs:
+        fail("give an input video, folder or pattern (or --sample)")
     if weights is not None and rain is not None:
         fail("give --rain or --weights, not both")
+    if quiet and verbose:
+        fail("give --quiet or --verbose, not both")
+    if ray is not None and workers > 1:
+        fail("give --workers or --ray, not both (on Ray, each node's GPUs are its workers)")
     if threads:
         torch.set_num_threads(threads)
+    try:
+        found = collect_inputs([str(SAMPLE_CLIP)] if sample else inputs, recursive)
+        if sample and output is None:
+            output = f"{SAMPLE_CLIP.stem}.derained{SAMPLE_CLIP.suffix}"  # here, not in the package
+        places = output_targets(found.items, output, fmt, many=found.many)
+    except InputError as exc:
+        fail(_first_line(exc))
+    targets = [
+        Target(item.path, place.path, place.frames) for item, place in zip(found.items, places, strict=True)
+    ]
+    try:
+        derainer = Derainer(
+            rain=rain or "light", weights=weights, device=device, precision=precision, batch=batch,
+            tile=tile, tile_overlap=tile_overlap, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+            compare=compare, start=start, end=end, fps=fps, audio=audio, overwrite=overwrite, strict=strict,
+            segment_frames=segment_frames,
+        )  # fmt: skip
+        _check_reports(json_out, log, [t.source for t in targets], [t.output for t in targets], overwrite)
+    except (ValueError, OSError) as exc:
+        fail(_first_line(exc))
+    if ray is not None:
+        from .cluster import RayUnavailable, check_ray
+
+        try:
+            check_ray()
+        except RayUnavailable as exc:
+            fail(_first_line(exc))
     console = Console(stderr=True)
-    columns = (
-        TextColumn("derain"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[fps]:.2f} fps"),
-        TimeRemainingColumn(),
-    )
-    progress = Progress(*columns, console=console, disable=quiet, transient=False)
-    task = progress.add_task("derain", total=None, fps=0.0)
-    began = [0.0]
-
-    def on_start(info, note: str) -> None:
-        if note and not quiet:
-            console.print(note)
-        progress.update(task, total=info.frames)
-        progress.start()  # only now: an input refused before this point gets its one line and nothing else
-        began[0] = time.perf_counter()
-
-    def on_frame(done: int) -> None:
-        elapsed = time.perf_counter() - began[0]
-        total = progress.tasks[0].total
-        progress.update(
-            task,
-            completed=done,
-            fps=done / elapsed if elapsed > 0 else 0.0,
-            total=max(total, done) if total else None,
-        )
-
+    settings = {**derainer.kwargs, "workers": workers, "ray": ray, "segment_frames": segment_frames}
+    report = JobReport(
+        console, quiet=quiet, verbose=verbose, progress_every=progress_every, json_path=json_out,
+        log_path=log, overwrite=overwrite, settings=settings,
+    )  # fmt: skip
+    for passed in found.skipped:
+        report.warning(None, f"passed over {passed}: an output of an earlier tmics run")
+    results = []
     try:
         try:
-            summary = derain_video(
-                src,
-                output,
-                rain=rain or "light",
-                weights=weights,
-                device=device,
-                precision=precision,
-                batch=batch,
-                tile=tile,
-                tile_overlap=tile_overlap,
-                codec=codec,
-                crf=crf,
-                preset=preset,
-                pix_fmt=pix_fmt,
-                compare=compare,
-                start=start,
-                end=end,
-                fps=fps,
-                audio=audio,
-                overwrite=overwrite,
-                strict=strict,
-                on_start=on_start,
-                on_frame=on_frame,
+            frames, sizes = probe_targets(derainer, targets)
+            report.run_started(
+                str(derainer.device), derainer.precision, derainer.weights_file(), frames=frames, sizes=sizes
             )
+            if ray is not None:
+                from .cluster import derain_on_ray
+
+                runs = derain_on_ray(derainer, targets, ray, report=report, fail_fast=fail_fast)
+            else:
+                runs = derain_many(
+                    derainer, targets, report=report, fail_fast=fail_fast, workers=workers,
+                    raise_errors=len(targets) == 1,
+                )  # fmt: skip
+            for result in runs:
+                results.append(result)
         finally:
-            _stop_progress(progress)
-    except (VideoError, WeightsError, FileNotFoundError, ValueError, MemoryError, OSError) as exc:
-        fail(_first_line(exc))
+            report.close()
     except KeyboardInterrupt as exc:
-        fail(f"interrupted ({signal_name(exc)}); nothing was written to {output}", exit_code(exc))
+        target = getattr(exc, "target", None)
+        kept = job_progress(target.output) if target is not None else None
+        where = f"; {target.output} not written" if target is not None else ""
+        if kept and kept[0]:
+            where = (
+                f"; {kept[0]} of {kept[1]} segments of {target.output} are kept: run the same command again "
+                "to resume"
+            )
+        fail(f"interrupted ({signal_name(exc)}){where}", exit_code(exc))
+    except (ValueError, OSError, MemoryError, LookupError) as exc:  # one input: its error is the command's
+        fail(_first_line(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
         fail(f"{type(exc).__name__}: {_first_line(exc)}")
-    console.print(summary.line(), soft_wrap=True)
+    try:
+        report.finish()
+    except (ValueError, OSError) as exc:
+        fail(_first_line(exc))
+    failed = [r for r in results if r.status == "failed"]
+    if failed and len(targets) > 1:
+        names = ", ".join(str(r.source) for r in failed[:5]) + (", ..." if len(failed) > 5 else "")
+        fail(f"{len(failed)} of {len(targets)} inputs failed: {names}")
+    if failed:
+        raise typer.Exit(2)
+
+
+def _check_reports(
+    json_out: str | None, log: Path | None, sources: list[Path], outputs: list[Path], overwrite: bool
+) -> None:
+    """--json and --log must not land on an input, an output or each other (before any work)."""
+    from .outputs import check_apart, check_output
+
+    if json_out is not None and json_out != "-":
+        check_output(Path(json_out), [*sources, *outputs], overwrite=overwrite)
+    if log is not None:
+        check_apart(log, [*sources, *outputs, *([Path(json_out)] if json_out not in (None, "-") else [])])
+        if log.is_dir():
+            raise ValueError(f"--log {log} is a folder; give a file to append to")
 
 
 @app.command(

@@ -464,6 +464,24 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+@dataclass
+class Prepared:
+    """A job ready to be derained: its input, probe, model and job folder (`Derainer.prepare`)."""
+
+    src: Path
+    dst: Path
+    info: SourceInfo
+    job: Job
+    restorer: Restorer
+    path: Path  # the weights file
+    sha: str  # its sha256
+    level: str  # the rain level whose weights run ("custom" for --weights)
+    note: str  # what --rain auto measured
+    folder_out: bool
+    begin: float
+    done: dict[int, dict[str, Any]]  # segments finished by earlier runs
+
+
 class Derainer:
     """The settings of a derain and its model, loaded once and kept for every input given to `derain`
     (with --rain auto, each input's level is measured and both models are kept as they are needed).
@@ -504,6 +522,12 @@ class Derainer:
             raise ValueError(f"--batch must be at least 1, got {batch}")
         if segment_frames is not None and segment_frames < 1:
             raise ValueError(f"--segment-frames must be at least 1, got {segment_frames}")
+        self.kwargs: dict[str, Any] = {  # as given: what a helper worker needs to make the same Derainer
+            "rain": rain, "weights": weights, "device": device, "precision": precision, "batch": batch,
+            "tile": tile, "tile_overlap": tile_overlap, "codec": codec, "crf": crf, "preset": preset,
+            "pix_fmt": pix_fmt, "compare": compare, "start": start, "end": end, "fps": fps, "audio": audio,
+            "overwrite": overwrite, "strict": strict, "segment_frames": segment_frames,
+        }  # fmt: skip
         self.rain, self.weights, self.tile, self.compare = rain, weights, tile, compare
         self.tile_overlap = tile_overlap_for(tile, tile_overlap)
         self.start, self.end = parse_times(start, end)
@@ -519,6 +543,14 @@ class Derainer:
     @property
     def precision(self) -> str:
         return _PRECISION_NAMES[self.dtype]
+
+    def weights_file(self) -> Path:
+        """The weights that run (for --rain auto, light's: each input's level is said as it starts)."""
+        return Path(
+            resolve_weights(
+                self.weights if self.weights is not None else ("light" if self.rain == "auto" else self.rain)
+            )
+        )
 
     def reads(self) -> list[Path]:
         """The weights files a run may read, so that no output lands on them."""
@@ -578,49 +610,38 @@ class Derainer:
         n = self.segment_frames or max(1, round(DEFAULT_SEGMENT_SECONDS * float(info.fps or 25)))
         return -(-n // self.batch) * self.batch
 
-    def derain(
-        self,
-        src: str | Path,
-        dst: str | Path,
-        *,
-        on_start: Callable[[SourceInfo, str], None] | None = None,
-        on_frame: Callable[[int], None] | None = None,
-        on_resume: Callable[[int, int], None] | None = None,
-        join: bool = True,
-    ) -> DerainSummary:
-        """Derain `src` into `dst` (see derain_video). An output that exists and is whole (as many frames
-        as the input, its width) is left as it is (`status` "skipped") unless `overwrite`. `on_frame` gets
-        the frames done so far, those of earlier runs of a resumed job included. `join=False`: only do
-        segments nobody else holds (a helper worker), never wait or join."""
+    def prepare(
+        self, src: str | Path, dst: str | Path, folder: bool | None = None
+    ) -> Prepared | DerainSummary:
+        """Check `src` and `dst`, load the model and start or resume the job of `dst` (nothing is derained
+        yet); a `DerainSummary` with status "skipped" when `dst` is already a whole output of `src`.
+        `folder`: whether `dst` is a folder of PNG frames (default: when it has no suffix)."""
         src, dst = check_input(src), Path(dst)
         begin = time.perf_counter()
         if not src.exists():
             raise VideoError(f"{src} does not exist")
-        options = self.options
         probe = open_source(src, fps=self.fps, start=self.start, end=self.end, strict=self.strict)
         try:
             info = probe.info
-            times = probe.frame_index() if join else None
+            times = probe.frame_index()
         finally:
             probe.close()
+        frames = len(times) if times is not None else info.frames
         out_w = info.width * (2 if self.compare else 1)
-        if join and not self.overwrite and os.path.lexists(dst):
-            if output_complete(dst, len(times) if times is not None else info.frames, out_w):
-                return DerainSummary(
-                    0,
-                    time.perf_counter() - begin,
-                    str(self.device),
-                    self.precision,
-                    "",
-                    "",
-                    dst,
-                    status="skipped",
-                )
-        check_output(src, dst, self.overwrite, also_read=self.reads())
-        check_encoder(dst, options)
-        folder_out = is_folder_output(dst)
-        if not join:
-            return self._help(src, dst, info, folder_out)
+        if not self.overwrite and os.path.lexists(dst) and output_complete(dst, frames, out_w):
+            return DerainSummary(
+                frames or 0,
+                time.perf_counter() - begin,
+                str(self.device),
+                self.precision,
+                "",
+                "",
+                dst,
+                status="skipped",
+            )
+        folder_out = is_folder_output(dst) if folder is None else folder
+        check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
+        check_encoder(dst, self.options, folder_out)
         level, note = self._level(src)
         restorer, path, sha = self.model(level)
         check_derain_memory(
@@ -633,94 +654,142 @@ class Derainer:
             compare=self.compare,
             min_tile=MIN_TILE,
         )
-        segments = plan_segments(times, self.segment_length(info))
+        length = self.segment_length(info)
+        segments = plan_segments(times, length)
         job = Job.start(
             dst,
             input=input_identity(src),
-            settings={
-                **self.settings(restorer, path, sha, info, level),
-                "segment_frames": self.segment_length(info),
-            },
+            settings={**self.settings(restorer, path, sha, info, level), "segment_frames": length},
             segments=segments,
-            frames=len(times) if times is not None else info.frames,
+            frames=frames,
             piece_suffix="" if folder_out else dst.suffix.lower(),
             overwrite=self.overwrite,
         )
         done = job.done()
-        self._check_space(
-            dst, info, len(times) if times is not None else info.frames, len(done), len(segments)
-        )
+        self._check_space(dst, info, frames, len(done), len(segments))
         if folder_out and info.other_streams:
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
-        if on_start is not None:
-            on_start(info, note)
-        if done and on_resume is not None:
-            on_resume(len(done), len(segments))
-        counted = sum(record.get("frames", 0) for record in done.values())
-        run = _Run(self, job, src, info, restorer, folder_out, on_frame, counted)
-        try:
-            run.all()
-            frames = (
-                join_frames(job.pieces(), dst, self.overwrite)
-                if folder_out
-                else join_video(job.pieces(), dst, info, options, self.overwrite)
-            )
-        except BaseException:
-            if not job.done():
-                job.remove()  # nothing finished: leave nothing behind
-            raise
-        left = job.remove()
+        return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done)
+
+    def work(
+        self, job: Prepared, on_frame: Callable[[int], None] | None = None, wait: bool = True
+    ) -> dict[str, float]:
+        """Derain the unfinished segments of a prepared job here (waiting for those other workers hold,
+        with `wait`); returns the seconds spent in decode / model / encode."""
+        counted = sum(record.get("frames", 0) for record in job.done.values())
+        run = _Run(self, job.job, job.src, job.info, job.restorer, job.folder_out, on_frame, counted)
+        run.all(wait=wait)
+        return run.timings
+
+    def finish(self, job: Prepared, timings: dict[str, float] | None = None) -> DerainSummary:
+        """Join the finished segments onto the output and remove the job folder."""
+        pieces = job.job.pieces()
+        if job.folder_out:
+            frames = join_frames(pieces, job.dst, self.overwrite)
+        else:
+            frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite)
+        left = job.job.remove()
         if left:
             warnings.warn(
-                f"{job.folder} kept: it holds files tmics did not write ({', '.join(left[:3])})",
+                f"{job.job.folder} kept: it holds files tmics did not write ({', '.join(left[:3])})",
                 VideoWarning,
                 stacklevel=2,
             )
+        total = len(job.job.segments)
         return DerainSummary(
             frames=frames,
-            seconds=time.perf_counter() - begin,
-            device=str(restorer.device),
+            seconds=time.perf_counter() - job.begin,
+            device=str(job.restorer.device),
             precision=self.precision,
-            weights=path.name if self.weights is None else str(path),
-            rain=level,
-            output=dst,
-            rain_note=note,
-            timings=run.timings,
-            resumed=(len(done), len(segments)) if done else None,
-            segments=len(segments),
-            weights_sha256=sha,
+            weights=job.path.name if self.weights is None else str(job.path),
+            rain=job.level,
+            output=job.dst,
+            rain_note=job.note,
+            timings=timings or {},
+            resumed=(len(job.done), total) if job.done else None,
+            segments=total,
+            weights_sha256=job.sha,
         )
 
-    def _help(self, src: Path, dst: Path, info: SourceInfo, folder_out: bool) -> DerainSummary:
-        """A helper worker's share of `dst`'s job: the segments nobody holds, once the job exists."""
-        begin = time.perf_counter()
-        folder = job_folder(dst)
-        manifest = None
-        for _ in range(600):  # the driver makes the job (it indexes the input first)
-            manifest = read_manifest(folder) if folder.is_dir() else None
-            if manifest is not None or os.path.lexists(dst):
-                break
-            time.sleep(0.1)
+    def derain(
+        self,
+        src: str | Path,
+        dst: str | Path,
+        *,
+        on_start: Callable[[SourceInfo, str], None] | None = None,
+        on_frame: Callable[[int], None] | None = None,
+        on_resume: Callable[[int, int], None] | None = None,
+        folder: bool | None = None,
+    ) -> DerainSummary:
+        """Derain `src` into `dst` (see derain_video): prepare, work, finish. An output that exists and is
+        whole (as many frames as the input, its width) is left as it is (status "skipped") unless
+        `overwrite`. `on_frame` gets the frames done so far, those of earlier runs of a resumed job
+        included. After an error or interrupt the finished segments stay for a rerun (none: no job left)."""
+        job = self.prepare(src, dst, folder)
+        if isinstance(job, DerainSummary):
+            return job
+        if on_start is not None:
+            on_start(job.info, job.note)
+        if job.done and on_resume is not None:
+            on_resume(len(job.done), len(job.job.segments))
+        try:
+            timings = self.work(job, on_frame)
+            return self.finish(job, timings)
+        except BaseException:
+            if not job.job.done():
+                job.job.remove()  # nothing finished: leave nothing behind
+            raise
+
+    def help(self, src: str | Path, dst: str | Path) -> int:
+        """A helper worker's share of the job of `dst` that another process prepared: the segments nobody
+        holds, derained here without waiting or joining. Returns the frames derained (0: no job)."""
+        folder = job_folder(Path(dst))
+        manifest = read_manifest(folder) if folder.is_dir() else None
         if manifest is None:
-            return DerainSummary(0, 0.0, str(self.device), self.precision, "", "", dst, status="skipped")
+            return 0
         job = Job(folder, manifest)
+        restorer, info = self._for_job(Path(src), manifest)
+        run = _Run(self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0)
+        run.all(wait=False)
+        return run.frames
+
+    def segment(self, src: str | Path, dst: str | Path, index: int) -> dict[str, Any]:
+        """Derain segment `index` of the job of `dst` (prepared elsewhere, e.g. by a cluster's driver) and
+        record it; returns its record. No claim is taken: the caller hands each segment to one task."""
+        folder = job_folder(Path(dst))
+        manifest = read_manifest(folder) if folder.is_dir() else None
+        if manifest is None:
+            raise VideoError(f"{dst}: its job folder {folder} is missing or unreadable")
+        job = Job(folder, manifest)
+        restorer, info = self._for_job(Path(src), manifest)
+        run = _Run(self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0)
+        run.one(job.segments[index])
+        return job.done()[index]
+
+    def _for_job(self, src: Path, manifest: dict[str, Any]) -> tuple[Restorer, SourceInfo]:
+        """The model and the input's probe for a job another process made; refused if the weights or the
+        settings of this Derainer differ from the job's."""
         settings = manifest["settings"]
         restorer, path, sha = self.model(settings["rain"] if self.weights is None else "custom")
         if sha != settings["weights_sha256"]:
-            raise VideoError(f"{dst}: its job was made with other weights than this worker's")
-        run = _Run(self, job, src, info, restorer, folder_out, None, 0)
-        run.all(wait=False)
-        return DerainSummary(
-            run.frames,
-            time.perf_counter() - begin,
-            str(self.device),
-            self.precision,
-            path.name,
-            settings["rain"],
-            dst,
-            timings=run.timings,
-            status="helped",
-        )
+            raise VideoError(
+                f"the job of {manifest['output']} was made with other weights than this worker's"
+            )
+        probe = open_source(src, fps=self.fps, start=self.start, end=self.end, strict=self.strict)
+        try:
+            info = probe.info
+        finally:
+            probe.close()
+        mine = {
+            **self.settings(restorer, path, sha, info, settings["rain"]),
+            "segment_frames": self.segment_length(info),
+        }
+        differ = [key for key, value in mine.items() if key != "device" and settings.get(key) != value]
+        if differ:
+            raise VideoError(
+                f"the job of {manifest['output']} was made with other settings ({', '.join(differ)})"
+            )
+        return restorer, info
 
     def _check_space(self, dst: Path, info: SourceInfo, frames: int | None, done: int, total: int) -> None:
         if not frames:

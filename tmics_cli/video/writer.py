@@ -50,14 +50,18 @@ def is_folder_output(path: Path) -> bool:
 
 
 def check_output(
-    src: Path, dst: Path, overwrite: bool, also_read: Iterable[str | os.PathLike[str]] = ()
+    src: Path,
+    dst: Path,
+    overwrite: bool,
+    also_read: Iterable[str | os.PathLike[str]] = (),
+    folder: bool | None = None,
 ) -> None:
     """Refuse outputs that would lose data or cannot be written, before any work is done (the rules of
     `tmics_cli.outputs`: never an input or inside one, an existing output only with --overwrite, an
     existing folder only when it holds an earlier tmics frames output and nothing else). `also_read`:
     other files the run reads (a weights file)."""
     check_name(dst)
-    folder = is_folder_output(dst)
+    folder = is_folder_output(dst) if folder is None else folder
     check_output_path(dst, [src, *also_read], overwrite=overwrite, folder=folder)
     if not folder and dst.suffix.lower() not in CONTAINER_SUFFIXES:
         known = ", ".join(sorted(CONTAINER_SUFFIXES))
@@ -311,10 +315,10 @@ def _video_encoder(dst: Path, options: EncodeOptions) -> tuple[str, Any]:
     return codec, encoder
 
 
-def check_encoder(dst: Path, options: EncodeOptions) -> None:
+def check_encoder(dst: Path, options: EncodeOptions, folder: bool | None = None) -> None:
     """Refuse an unknown encoder, --preset or --pix-fmt, or a --crf out of the encoder's range, before any
     work: the encoder itself would refuse them only at the first frame ("Invalid argument")."""
-    if is_folder_output(dst):
+    if is_folder_output(dst) if folder is None else folder:
         return
     import av
 
