@@ -12,7 +12,10 @@ from tmics_cli.data.rain import (
     PRESET_ALIASES,
     PRESET_VERSIONS,
     PRESETS,
+    STYLE_RANGES,
+    RainLayer,
     RainPreset,
+    RainStyle,
     add_rain,
     sample_style,
 )
@@ -120,3 +123,30 @@ def test_alias_renders_as_its_version():
         a, _ = _render("light", seed)
         b, _ = _render("light-v9", seed)
         assert all(np.array_equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+def test_every_named_style_has_its_ranges():
+    assert {style for preset in PRESETS.values() for style in preset.styles} <= set(STYLE_RANGES)
+    with pytest.raises(TypeError):
+        STYLE_RANGES["hazy"] = STYLE_RANGES["fine"]  # type: ignore[index]
+    with pytest.raises(ValueError, match="unknown rain style"):
+        sample_style(RainPreset(styles=("drizle",), density_scale=(0.5, 1.5)), np.random.default_rng(0))
+
+
+def test_style_drawn_as_before_the_ranges_were_data():
+    # drawn by the if/elif sample_style had before STYLE_RANGES (11b4ad0): the sign (here -1) is drawn
+    # before the angle's magnitude, and the first layer's constant width draws nothing
+    style = sample_style(RainPreset(styles=("slanted",), density_scale=(0.5, 1.5)), np.random.default_rng(2))
+    assert style == RainStyle(
+        angle=-35.35564351485701,
+        angle_spread=2.3676637685403876,
+        layers=(
+            RainLayer(0.006092897073994531, 10.800804207725232, 0.0, 0.3821401317029487),
+            RainLayer(0.0022848364027479493, 18.758021467332068, 0.05514662733306819, 0.38249081037181143),
+        ),
+        haze=0.09861495223133888,
+        airlight=0.7375155658263339,
+        jpeg_quality=67,
+        chroma_420=True,
+        noise=0.006692972985745203,
+    )

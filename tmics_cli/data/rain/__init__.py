@@ -38,7 +38,15 @@ import torch
 
 from ...streaks import streak_kernel  # also reachable here as tmics_cli.data.rain.streak_kernel
 from .compression import degrade, degrade_clip, h264_roundtrip
-from .presets import CARD_ALIASES, PRESET_ALIASES, PRESET_VERSIONS, PRESETS, RainPreset, sample_style
+from .presets import (
+    CARD_ALIASES,
+    PRESET_ALIASES,
+    PRESET_VERSIONS,
+    PRESETS,
+    STYLE_RANGES,
+    RainPreset,
+    sample_style,
+)
 from .render import add_rain, render_rain_layer
 from .style import Frame, RainLayer, RainStyle
 
@@ -47,6 +55,7 @@ __all__ = [
     "PRESETS",
     "PRESET_ALIASES",
     "PRESET_VERSIONS",
+    "STYLE_RANGES",
     "Frame",
     "RainLayer",
     "RainPreset",

@@ -1,6 +1,7 @@
 """Rain presets as frozen, versioned data (`light-v1` ... `light-v9`, `heavy-v1`, `heavy-v2`, the card's
-versions) with `light` / `heavy` naming the newest, and `sample_style`: one clip's `RainStyle` drawn from a
-preset. Old versions never change (tests/test_presets.py holds their hashes)."""
+versions) with `light` / `heavy` naming the newest, the rain styles they mix as data too (`STYLE_RANGES`),
+and `sample_style`: one clip's `RainStyle` drawn from a preset. Old versions never change
+(tests/test_presets.py holds their hashes)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from .style import RainLayer, RainStyle
 class RainPreset:
     """Ranges from which `sample_style` draws one clip's RainStyle."""
 
-    styles: tuple[str, ...]  # rain styles mixed by this preset, drawn uniformly
+    styles: tuple[str, ...]  # rain styles mixed by this preset (keys of STYLE_RANGES), drawn uniformly
     density_scale: tuple[float, float]
     jpeg_quality: tuple[int, int] = (55, 95)
     no_jpeg_probability: float = 0.15
@@ -114,65 +115,138 @@ PRESETS: dict[str, RainPreset] = {
 }
 
 
+Range = tuple[float, float]  # a uniform draw between the two ends
+Value = float | Range  # a float is a constant (no draw); a pair, one uniform draw
+
+
+def _draw(u, value: Value) -> float:
+    return u(*value) if isinstance(value, tuple) else value
+
+
+@dataclass(frozen=True)
+class LayerRanges:
+    """One depth layer of a style: what `sample_style` draws its RainLayer from."""
+
+    density: float  # streak seeds per pixel, times the preset's density scale (no draw)
+    length: Range  # streak length, pixels at 640x480
+    width: Value  # Gaussian sigma across, pixels at 640x480 (0.0: one-pixel lines)
+    opacity: Range
+
+
+@dataclass(frozen=True)
+class StyleRanges:
+    """One rain style: the ranges `sample_style` draws a clip's RainStyle from, in the order drawn (angle,
+    spread, each layer's length, width and opacity, haze, dim). A constant draws nothing."""
+
+    angle: Range  # degrees from vertical; with `either_side`, its magnitude
+    spread: Range
+    layers: tuple[LayerRanges, ...]
+    haze: Value = 0.0
+    dim: Value = 1.0
+    blend_gamma: float = 1.0
+    either_side: bool = False  # the angle's sign drawn first (-1 or 1, evenly), then its magnitude
+
+
+# The rain styles presets mix. Changing one changes every preset version that names it (and so their
+# frozen renders): a different style is a new entry.
+STYLE_RANGES: Mapping[str, StyleRanges] = MappingProxyType(
+    {
+        # NTURain-like: short, thin, near-vertical, semi-transparent
+        "streaks": StyleRanges(
+            angle=(-10.0, 10.0),
+            spread=(1.0, 4.0),
+            layers=(
+                LayerRanges(0.006, (8.0, 18.0), 0.0, (0.3, 0.6)),
+                LayerRanges(0.003, (14.0, 30.0), (0.0, 0.7), (0.35, 0.7)),
+            ),
+        ),
+        # a2-like streak shapes: sparse, short, one-pixel-thin, near-vertical, faint
+        "drizzle": StyleRanges(
+            angle=(-6.0, 6.0),
+            spread=(1.0, 3.0),
+            layers=(
+                LayerRanges(0.005, (4.0, 9.0), (0.2, 0.7), (0.2, 0.45)),
+                LayerRanges(0.002, (7.0, 14.0), (0.4, 0.9), (0.25, 0.5)),
+            ),
+        ),
+        # drizzle matched to a2 band by band of background luma: 3.3x as dense, 1.5x as bright, fading
+        # faster over bright backgrounds (visible behind dark objects, not on sky)
+        "dense-drizzle": StyleRanges(
+            angle=(-6.0, 6.0),
+            spread=(1.0, 3.0),
+            layers=(
+                LayerRanges(0.0165, (4.0, 9.0), (0.2, 0.7), (0.3, 0.68)),
+                LayerRanges(0.0066, (7.0, 14.0), (0.4, 0.9), (0.38, 0.75)),
+            ),
+            blend_gamma=2.0,
+        ),
+        # many faint, short, thin streaks
+        "fine": StyleRanges(
+            angle=(-20.0, 20.0),
+            spread=(2.0, 6.0),
+            layers=(
+                LayerRanges(0.012, (4.0, 10.0), 0.0, (0.15, 0.35)),
+                LayerRanges(0.004, (8.0, 16.0), 0.0, (0.25, 0.45)),
+            ),
+            haze=(0.0, 0.1),
+        ),
+        # wind-driven rain, as in real footage like rb2
+        "slanted": StyleRanges(
+            angle=(15.0, 40.0),
+            spread=(2.0, 6.0),
+            layers=(
+                LayerRanges(0.008, (6.0, 14.0), 0.0, (0.2, 0.45)),
+                LayerRanges(0.003, (15.0, 35.0), (0.0, 1.0), (0.3, 0.6)),
+            ),
+            haze=(0.0, 0.15),
+            either_side=True,
+        ),
+        # heavy streaks over three depth layers
+        "dense": StyleRanges(
+            angle=(-25.0, 25.0),
+            spread=(3.0, 8.0),
+            layers=(
+                LayerRanges(0.012, (5.0, 12.0), 0.0, (0.2, 0.4)),
+                LayerRanges(0.006, (12.0, 28.0), (0.0, 0.8), (0.3, 0.55)),
+                LayerRanges(0.0015, (25.0, 60.0), (0.8, 2.0), (0.25, 0.5)),
+            ),
+            haze=(0.05, 0.25),
+            dim=(0.85, 1.0),
+        ),
+        # heavy rain far away: accumulation, dim scene, faint fine streaks
+        "hazy": StyleRanges(
+            angle=(-30.0, 30.0),
+            spread=(3.0, 8.0),
+            layers=(
+                LayerRanges(0.014, (4.0, 10.0), 0.0, (0.1, 0.3)),
+                LayerRanges(0.004, (10.0, 22.0), (0.0, 0.8), (0.2, 0.4)),
+            ),
+            haze=(0.2, 0.45),
+            dim=(0.75, 0.95),
+        ),
+    }
+)
+
+
 def sample_style(preset: str | RainPreset, rng: np.random.Generator, scale: float = 1.0) -> RainStyle:
     """Draw one clip's rain from a preset. `scale` stretches streak lengths and widths (e.g. for frames far
     larger or smaller than the 640x480 the ranges were tuned on)."""
     p = PRESETS[preset] if isinstance(preset, str) else preset
     kind = p.styles[rng.integers(len(p.styles))]
+    if kind not in STYLE_RANGES:
+        raise ValueError(f"unknown rain style {kind!r}: one of {', '.join(STYLE_RANGES)}")
+    s = STYLE_RANGES[kind]
     d = rng.uniform(*p.density_scale)
     u = rng.uniform
-    blend_gamma = 1.0
-    if kind == "streaks":  # NTURain-like: short, thin, near-vertical, semi-transparent
-        angle, spread = u(-10, 10), u(1, 4)
-        layers = [
-            RainLayer(0.006 * d, u(8, 18), 0.0, u(0.3, 0.6)),
-            RainLayer(0.003 * d, u(14, 30), u(0.0, 0.7), u(0.35, 0.7)),
-        ]
-        haze, dim = 0.0, 1.0
-    elif kind == "drizzle":  # a2-like streak shapes: sparse, short, one-pixel-thin, near-vertical, faint
-        angle, spread = u(-6, 6), u(1, 3)
-        layers = [
-            RainLayer(0.005 * d, u(4, 9), u(0.2, 0.7), u(0.2, 0.45)),
-            RainLayer(0.002 * d, u(7, 14), u(0.4, 0.9), u(0.25, 0.5)),
-        ]
-        haze, dim = 0.0, 1.0
-    elif kind == "dense-drizzle":  # drizzle matched to a2 band by band of background luma: 3.3x as dense,
-        # 1.5x as bright, fading faster over bright backgrounds (visible behind dark objects, not on sky)
-        angle, spread = u(-6, 6), u(1, 3)
-        layers = [
-            RainLayer(0.0165 * d, u(4, 9), u(0.2, 0.7), u(0.3, 0.68)),
-            RainLayer(0.0066 * d, u(7, 14), u(0.4, 0.9), u(0.38, 0.75)),
-        ]
-        haze, dim, blend_gamma = 0.0, 1.0, 2.0
-    elif kind == "fine":  # many faint, short, thin streaks
-        angle, spread = u(-20, 20), u(2, 6)
-        layers = [
-            RainLayer(0.012 * d, u(4, 10), 0.0, u(0.15, 0.35)),
-            RainLayer(0.004 * d, u(8, 16), 0.0, u(0.25, 0.45)),
-        ]
-        haze, dim = u(0.0, 0.1), 1.0
-    elif kind == "slanted":  # wind-driven rain, as in real footage like rb2
-        angle, spread = rng.choice([-1, 1]) * u(15, 40), u(2, 6)
-        layers = [
-            RainLayer(0.008 * d, u(6, 14), 0.0, u(0.2, 0.45)),
-            RainLayer(0.003 * d, u(15, 35), u(0.0, 1.0), u(0.3, 0.6)),
-        ]
-        haze, dim = u(0.0, 0.15), 1.0
-    elif kind == "dense":  # heavy streaks over three depth layers
-        angle, spread = u(-25, 25), u(3, 8)
-        layers = [
-            RainLayer(0.012 * d, u(5, 12), 0.0, u(0.2, 0.4)),
-            RainLayer(0.006 * d, u(12, 28), u(0.0, 0.8), u(0.3, 0.55)),
-            RainLayer(0.0015 * d, u(25, 60), u(0.8, 2.0), u(0.25, 0.5)),
-        ]
-        haze, dim = u(0.05, 0.25), u(0.85, 1.0)
-    else:  # "hazy": heavy rain far away: accumulation, dim scene, faint fine streaks
-        angle, spread = u(-30, 30), u(3, 8)
-        layers = [
-            RainLayer(0.014 * d, u(4, 10), 0.0, u(0.1, 0.3)),
-            RainLayer(0.004 * d, u(10, 22), u(0.0, 0.8), u(0.2, 0.4)),
-        ]
-        haze, dim = u(0.2, 0.45), u(0.75, 0.95)
+    # the draws in their order: the angle's sign (either_side only), its magnitude, the spread, each layer's
+    # length, width and opacity, then haze and dim (constants draw nothing)
+    angle = rng.choice([-1, 1]) * u(*s.angle) if s.either_side else u(*s.angle)
+    spread = u(*s.spread)
+    layers = [
+        RainLayer(layer.density * d, u(*layer.length), _draw(u, layer.width), u(*layer.opacity))
+        for layer in s.layers
+    ]
+    haze, dim, blend_gamma = _draw(u, s.haze), _draw(u, s.dim), s.blend_gamma
     haze *= p.haze_scale
     quality = (
         None
