@@ -3,7 +3,6 @@ shell completion, paired --x/--no-x flags, and a bad choice as one `error:` line
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, get_args
 
 import pytest
@@ -90,11 +89,11 @@ def test_completion_completes_choices() -> None:
 def _fake_derain(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     seen: dict[str, Any] = {}
 
-    def derain_video(src: Any, output: Any, **kwargs: Any) -> SimpleNamespace:
-        seen.update(kwargs)
-        return SimpleNamespace(line=lambda: "done")
+    def derain_many(derainer: Any, targets: Any, **kwargs: Any) -> Any:
+        seen.update(derainer.kwargs)
+        return iter(())
 
-    monkeypatch.setattr("tmics_cli.derain.derain_video", derain_video)
+    monkeypatch.setattr("tmics_cli.batch.derain_many", derain_many)
     return seen
 
 

@@ -163,7 +163,7 @@ def _bad_inputs(tmp_path: Path) -> dict[str, tuple[Path, str]]:
         "text": (tmp_path / "text.mp4", "not a video"),
         "empty": (tmp_path / "empty.mp4", "not a video"),
         "truncated": (tmp_path / "truncated.mp4", ""),
-        "no frames": (tmp_path / "noframes", "no frames"),
+        "no frames": (tmp_path / "noframes", "no videos or frames"),
     }
 
 

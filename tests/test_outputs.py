@@ -150,20 +150,26 @@ def test_derain_never_deletes_a_folder_that_holds_the_input(tmp_path: Path, tiny
     (folder / "notes.txt").write_text("keep")
     before = _tree(tmp_path)
     result, lines = _cli("derain", src, "-o", folder, "--overwrite", "--weights", tiny_weights)
-    _one_error(result, lines, "holds the input")
+    _one_error(result, lines, "is the input")  # an existing folder takes the output inside: x/in.mp4
+    assert _tree(tmp_path) == before
     other = tmp_path / "y"
     other.mkdir()
     (other / "notes.txt").write_text("keep")
     before = _tree(tmp_path)
-    result, lines = _cli("derain", src, "-o", other, "--overwrite", "--weights", tiny_weights)
-    _one_error(result, lines, "did not write", "notes.txt")
-    assert _tree(tmp_path) == before
+    result, lines = _cli(
+        "derain", src, "-o", other, "--overwrite", "--weights", tiny_weights, "--device", "cpu"
+    )
+    assert result.exit_code == 0, result.output
+    assert _tree(tmp_path) == {**before, "y/in.mp4": (other / "in.mp4").read_bytes()}  # beside, not over
 
 
 def test_derain_replaces_its_own_frames_folder_with_overwrite(tmp_path: Path, tiny_weights: Path) -> None:
     src = make_video(tmp_path / "in.mp4", frames=3)
     out = tmp_path / "frames"
     assert _cli("derain", src, "-o", out, "--weights", tiny_weights, "--device", "cpu")[0].exit_code == 0
+    result, lines = _cli("derain", src, "-o", out, "--weights", tiny_weights)
+    assert result.exit_code == 0 and lines[-1] == f"skipped {src} -> {out}: output exists"  # whole already
+    (out / "000003.png").unlink()  # no longer a whole output of in.mp4: refused without --overwrite
     result, lines = _cli("derain", src, "-o", out, "--weights", tiny_weights)
     _one_error(result, lines, "exists", "--overwrite")
     short = make_video(tmp_path / "short.mp4", frames=2)
@@ -368,8 +374,19 @@ def _wait_for(predicate, proc: subprocess.Popen, seconds: float = 120) -> None:
 def test_derain_cleans_up_on_sigterm_and_sighup(tmp_path: Path, tiny_weights: Path, signum: int) -> None:
     src = make_video(tmp_path / "in.mp4", frames=400, w=96, h=64)
     before = _tree(tmp_path)
-    proc = _start(["derain", src, "-o", tmp_path / "out.mp4", "--weights", tiny_weights, "-q"], tmp_path)
-    _wait_for(lambda: any(".tmics-partial" in p.name for p in tmp_path.iterdir()), proc)
+    args = [
+        "derain",
+        src,
+        "-o",
+        tmp_path / "out.mp4",
+        "--weights",
+        tiny_weights,
+        "-q",
+        "--segment-frames",
+        "1000",
+    ]
+    proc = _start(args, tmp_path)  # one segment: none is finished when the signal comes, so none is kept
+    _wait_for(lambda: any(".tmics-partial" in p.name for p in tmp_path.rglob("*")), proc)
     time.sleep(0.5)  # inside the frame loop
     proc.send_signal(signum)
     _, err = proc.communicate(timeout=60)

@@ -19,11 +19,15 @@ _API = {
     "derain_clip": "inference",  # frames in memory through a model
     "derain_video": "derain",  # a video file or frame folder into a new one
     "iter_derained": "derain",  # the same, frame by frame, lazily
+    "Derainer": "derain",  # the model loaded once for many inputs; resumable segmented jobs
+    "derain_many": "batch",  # many (input, output) targets, one result per input
+    "Target": "batch",
 }
 _OLD_NAMES = {"derain_frames": "derain_clip", "derained_frames": "iter_derained"}  # before 0.2
 
 if TYPE_CHECKING:
-    from .derain import derain_video, iter_derained
+    from .batch import Target, derain_many
+    from .derain import Derainer, derain_video, iter_derained
     from .inference import derain_clip
     from .model import TMICS, build_model, save_model
     from .weights import load_model
@@ -47,9 +51,12 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "TMICS",
+    "Derainer",
+    "Target",
     "__version__",
     "build_model",
     "derain_clip",
+    "derain_many",
     "derain_video",
     "iter_derained",
     "load_model",

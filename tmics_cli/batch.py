@@ -55,7 +55,12 @@ def _one_line(exc: BaseException) -> str:
     return lines[0] if lines else type(exc).__name__
 
 
-EXPECTED = (ValueError, OSError, MemoryError, LookupError)  # VideoError, OutputError, WeightsError: one line
+def _expected() -> tuple[type[BaseException], ...]:
+    """Errors whose message is for the user as it is (others are named by their type too)."""
+    from .model.io import WeightsError
+    from .video.reader import VideoError
+
+    return (VideoError, WeightsError, ValueError, OSError, MemoryError, LookupError)
 
 
 def derain_many(
@@ -149,7 +154,7 @@ def _derain_one(
             if raise_errors:
                 raise
             message = (
-                _one_line(exc) if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {_one_line(exc)}"
+                _one_line(exc) if isinstance(exc, _expected()) else f"{type(exc).__name__}: {_one_line(exc)}"
             )
             return InputResult(source, output, "failed", seconds=time.perf_counter() - began, error=message)
 

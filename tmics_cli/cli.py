@@ -546,8 +546,11 @@ def derain(
     from .batch import Target, derain_many, probe_targets
     from .derain import SAMPLE_CLIP, Derainer
     from .jobs import job_progress
+    from .model.io import WeightsError
+    from .outputs import check_name
     from .report import JobReport
     from .video.inputs import InputError, collect_inputs, output_targets
+    from .video.reader import VideoError, check_input
 
     if sample and inputs:
         fail("give input videos or --sample, not both")
@@ -562,11 +565,14 @@ def derain(
     if threads:
         torch.set_num_threads(threads)
     try:
-        found = collect_inputs([str(SAMPLE_CLIP)] if sample else inputs, recursive)
+        if output is not None:
+            check_name(Path(output))
+        given = [str(check_input(a)) if a == "-" else a for a in inputs or []]  # stdin: the file it reads
+        found = collect_inputs([str(SAMPLE_CLIP)] if sample else given, recursive)
         if sample and output is None:
             output = f"{SAMPLE_CLIP.stem}.derained{SAMPLE_CLIP.suffix}"  # here, not in the package
         places = output_targets(found.items, output, fmt, many=found.many)
-    except InputError as exc:
+    except (InputError, VideoError, ValueError, OSError) as exc:
         fail(_first_line(exc))
     targets = [
         Target(item.path, place.path, place.frames) for item, place in zip(found.items, places, strict=True)
@@ -579,7 +585,7 @@ def derain(
             segment_frames=segment_frames,
         )  # fmt: skip
         _check_reports(json_out, log, [t.source for t in targets], [t.output for t in targets], overwrite)
-    except (ValueError, OSError) as exc:
+    except (VideoError, WeightsError, ValueError, OSError, LookupError) as exc:
         fail(_first_line(exc))
     if ray is not None:
         from .cluster import RayUnavailable, check_ray
@@ -610,23 +616,24 @@ def derain(
             else:
                 runs = derain_many(
                     derainer, targets, report=report, fail_fast=fail_fast, workers=workers,
-                    raise_errors=len(targets) == 1,
+                    raise_errors=len(targets) == 1, on_output=_make_parent if found.many and output else None,
                 )  # fmt: skip
             for result in runs:
                 results.append(result)
-        finally:
-            report.close()
+        except BaseException:
+            report.close()  # the bar stopped and the log closed before the error line
+            raise
     except KeyboardInterrupt as exc:
         target = getattr(exc, "target", None)
         kept = job_progress(target.output) if target is not None else None
-        where = f"; {target.output} not written" if target is not None else ""
+        where = f"; nothing was written to {target.output}" if target is not None else ""
         if kept and kept[0]:
             where = (
                 f"; {kept[0]} of {kept[1]} segments of {target.output} are kept: run the same command again "
                 "to resume"
             )
         fail(f"interrupted ({signal_name(exc)}){where}", exit_code(exc))
-    except (ValueError, OSError, MemoryError, LookupError) as exc:  # one input: its error is the command's
+    except (VideoError, WeightsError, ValueError, OSError, MemoryError, LookupError) as exc:  # one input's
         fail(_first_line(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
         fail(f"{type(exc).__name__}: {_first_line(exc)}")
@@ -640,6 +647,11 @@ def derain(
         fail(f"{len(failed)} of {len(targets)} inputs failed: {names}")
     if failed:
         raise typer.Exit(2)
+
+
+def _make_parent(target: Any) -> None:
+    """Under -o DIR the inputs' tree is mirrored: an output's folder is made when its turn comes."""
+    target.output.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _check_reports(

@@ -47,7 +47,7 @@ from .inference import (
 )
 from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_manifest
 from .model.io import load_model
-from .outputs import MARKER
+from .outputs import MARKER, OutputError, check_apart
 from .video.join import join_frames, join_video
 from .video.reader import (
     SourceFrame,
@@ -628,6 +628,8 @@ class Derainer:
             probe.close()
         frames = len(times) if times is not None else info.frames
         out_w = info.width * (2 if self.compare else 1)
+        folder_out = is_folder_output(dst) if folder is None else folder
+        check_apart(dst, [src, *self.reads()], folder=folder_out)  # an input is never taken for a done output
         if not self.overwrite and os.path.lexists(dst) and output_complete(dst, frames, out_w):
             return DerainSummary(
                 frames or 0,
@@ -639,7 +641,6 @@ class Derainer:
                 dst,
                 status="skipped",
             )
-        folder_out = is_folder_output(dst) if folder is None else folder
         check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
         check_encoder(dst, self.options, folder_out)
         level, note = self._level(src)
@@ -684,10 +685,14 @@ class Derainer:
     def finish(self, job: Prepared, timings: dict[str, float] | None = None) -> DerainSummary:
         """Join the finished segments onto the output and remove the job folder."""
         pieces = job.job.pieces()
-        if job.folder_out:
-            frames = join_frames(pieces, job.dst, self.overwrite)
-        else:
-            frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite)
+        try:
+            if job.folder_out:
+                frames = join_frames(pieces, job.dst, self.overwrite)
+            else:
+                frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite)
+        except OutputError:
+            job.job.remove()  # the result is kept under another name (see PendingOutput.commit)
+            raise
         left = job.job.remove()
         if left:
             warnings.warn(
@@ -875,6 +880,7 @@ class _Run:
                     folder=self.folder_out,
                     others=False,
                     first=segment.first,
+                    shown=job.folder.parent / job.manifest["output"],
                 )
             except BaseException:
                 source.close()

@@ -5,6 +5,7 @@
         piece-000003.mp4       segment 3, encoded on its own (a folder of PNG frames for a frames output)
         piece-000003.json      written after the piece is in place: segment 3 is done
         piece-000003.claim     a worker holds segment 3 (its host and process id)
+        segments.log           a line per segment done, with the host and process that did it
 
 A segment is a run of frames derained with (up to) two frames of context on each side, so that it comes
 out exactly as it would within the whole video. Finished segments survive a crash, `kill -9`, power loss
@@ -37,6 +38,7 @@ HEAD_BYTES = 4 << 20  # the input's first 4 MiB are hashed into its identity
 CONTEXT = 2  # frames of context each side of a segment: the 5-frame window's radius
 _PIECE = re.compile(r"^piece-(\d{6})(\..*)?$")
 _HOST = socket.gethostname()
+AUDIT = "segments.log"  # one line per segment done: which host and process did it
 
 
 class JobMismatch(OutputError):
@@ -79,7 +81,10 @@ def plan_segments(times: Sequence[int] | None, segment_frames: int) -> list[Segm
 def job_folder(dst: Path) -> Path:
     """The hidden job folder of the output `dst`."""
     dst = Path(dst).absolute()
-    return dst.parent / f".{dst.name}{JOB_SUFFIX}"
+    name = dst.name
+    if len(name.encode()) > 100:  # within any file system's 255 bytes, and still telling whose it is
+        name = f"{name[:60]}.{hashlib.sha1(name.encode()).hexdigest()[:8]}"
+    return dst.parent / f".{name}{JOB_SUFFIX}"
 
 
 def input_identity(src: Path) -> dict[str, Any]:
@@ -247,6 +252,12 @@ class Job:
     def finish(self, index: int, record: dict[str, Any]) -> None:
         """Record segment `index` as done (its piece is in place)."""
         write_text(self._record(index), json.dumps(record) + "\n", overwrite=True)
+        line = json.dumps({"index": index, "host": _HOST, "pid": os.getpid()}) + "\n"
+        fd = os.open(self.folder / AUDIT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:  # one write per line: lines of workers never interleave
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
         self.release(index)
 
     def pieces(self) -> list[Path]:
@@ -279,10 +290,14 @@ def job_progress(dst: Path) -> tuple[int, int] | None:
 def remove_job(folder: Path) -> list[str]:
     """Remove a job folder and what tmics wrote in it; returns the names of anything else (then kept)."""
     left = []
-    for entry in list(os.scandir(folder)):
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return []
+    for entry in entries:
         name = entry.name
         ours = (
-            name == "manifest.json"
+            name in ("manifest.json", AUDIT)
             or _PIECE.match(name)
             or (name.startswith(".") and ".tmics-partial" in name)
         )

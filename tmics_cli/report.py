@@ -200,6 +200,7 @@ class JobReport:
         self.results: list[InputResult] = []
         self._warnings: dict[str, list[str]] = {}  # per input (str(source)); "" for the job
         self._finished = False
+        self._run_line: str | None = None  # the run line, until the first input starts
 
     # --- the run ---------------------------------------------------------------------------------------
     def run_started(
@@ -229,7 +230,9 @@ class JobReport:
             self.total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
             frames_text = "frames unknown" if self.total is None else _plural(self.total, "frame")
             digest = f" (sha256 {sha256[:12]})" if sha256 else ""
-            self._say(
+            # said when the first input starts (or ends, or the job does): an input refused before any work
+            # gets its one error line and nothing else
+            self._run_line = (
                 f"run: {self.device}, {self.precision}, weights {path.name}{digest}; "
                 f"{_plural(self.inputs, 'input')}, {frames_text}, {describe_sizes(sizes)}"
             )
@@ -251,6 +254,7 @@ class JobReport:
             return  # nothing measured: nothing to say
         per_frame = seconds / frames
         with self._lock:
+            self._say_run()
             left = None if self.total is None else max(0, self.total - (self.done - self.derained))
             if left is None:
                 self._say(f"estimated: {_per_frame(per_frame)} s per frame (measured); total frames unknown")
@@ -280,6 +284,7 @@ class JobReport:
         """An input begins: its frame count (None: unknown), `resumed` = (segments done, segments) when an
         earlier run's work on it is kept, `note` a line to show (e.g. what --rain auto chose)."""
         with self._lock:
+            self._say_run()
             if self.started is None:
                 self.started = self._last_line = self.clock()
             self.current = Path(source).name
@@ -349,6 +354,7 @@ class JobReport:
         """An input ended (done, skipped or failed); its warnings are those told by `warning()` and then
         those in `result.warnings` not told."""
         with self._lock:
+            self._say_run()
             told = self._warnings.pop(str(result.source), [])
             result.warnings = told + [w for w in result.warnings if w not in told]
             self.results.append(result)
@@ -397,6 +403,7 @@ class JobReport:
                 raise RuntimeError("this job's report is finished already")
             self._finished = True
             self._stop_bar()
+            self._say_run()
             summary = self.summary()
             try:
                 self._print_summary(summary)
@@ -434,6 +441,11 @@ class JobReport:
         self.close()
 
     # --- inside ----------------------------------------------------------------------------------------
+    def _say_run(self) -> None:
+        if self._run_line is not None:
+            line, self._run_line = self._run_line, None
+            self._say(line)
+
     def _say(self, line: str) -> None:
         """A line of progress: not with `quiet`."""
         if not self.quiet:

@@ -455,7 +455,9 @@ def output_targets(
         ]
     else:
         targets = [_single(item, output, fmt) for item in items]
-    _check_apart(items, targets)
+    # one input: its output is checked against it by outputs.check_output, whose messages say exactly how
+    # they collide; many: all are checked first, so that no input is overwritten by an earlier one's output
+    _check_apart(items, targets, against_inputs=len(items) > 1)
     return targets
 
 
@@ -475,7 +477,9 @@ def _single(item: InputItem, output: str | os.PathLike[str], fmt: str | None) ->
     return OutputTarget(path, frames)
 
 
-def _check_apart(items: Sequence[InputItem], targets: Sequence[OutputTarget]) -> None:
+def _check_apart(
+    items: Sequence[InputItem], targets: Sequence[OutputTarget], against_inputs: bool = True
+) -> None:
     """Refuse two outputs on one path (or one inside the other), and an output that is an input, lies in
     a frames input, or (a frames output) holds one."""
     outputs: dict[str, int] = {}
@@ -496,6 +500,8 @@ def _check_apart(items: Sequence[InputItem], targets: Sequence[OutputTarget]) ->
                     f"the output {_shown(targets[n].path)} of {_shown(items[n].path)} would lie inside the "
                     f"output {_shown(targets[other].path)} of {_shown(items[other].path)}"
                 )
+    if not against_inputs:
+        return
     inputs = {os.path.realpath(item.path): item for item in items}
     holders: dict[str, InputItem] = {}  # every folder that holds an input
     for key, item in inputs.items():

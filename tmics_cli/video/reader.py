@@ -337,8 +337,8 @@ class VideoFileSource:
     def frame_index(self) -> list[int] | None:
         """The raw timestamps of the stream's frames from --start to --end, in presentation order, read from
         the packets without decoding (a fast pass over the file), so that parts of the stream can be decoded
-        on their own (`span`). None when timestamps are missing or repeat (then only a whole pass is exact).
-        A stream that stops clearly short of what its container states is told here, as `_decode` would."""
+        on their own (`span`). None when timestamps are missing or repeat, or the stream stops clearly short
+        of what its container states: then only one whole pass is exact (and tells the damage)."""
         import av
 
         tb = self._stream.time_base
@@ -373,9 +373,8 @@ class VideoFileSource:
         if not times:
             return None
         first, last = (float(t * tb) - self.origin for t in (times[0], times[-1]))
-        short = self._shortfall(len(times), first, last)
-        if short:
-            self.damage.whole(f"{self.path}: the video stops {short} (the file is truncated or damaged)")
+        if self._shortfall(len(times), first, last):
+            return None  # cut short: one whole pass tells (and with --strict refuses) it as it reads
         return times
 
     def _where(self, decoded: int, pts: int | None, tb: Fraction | None) -> str:

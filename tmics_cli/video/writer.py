@@ -74,8 +74,9 @@ class FolderSink:
     """PNG frames 000001.png, 000002.png, ... in a folder (with tmics' marker file, so that a later
     --overwrite can tell it from a folder of the user's)."""
 
-    def __init__(self, dst: Path, overwrite: bool = False, first: int = 0) -> None:
+    def __init__(self, dst: Path, overwrite: bool = False, first: int = 0, shown: Path | None = None) -> None:
         self.dst, self.first = dst, first  # first: frames before this one are written by other sinks
+        self.shown = shown or dst  # the output named in messages (a segment's piece says its output's name)
         self.pending = PendingOutput(dst, overwrite=overwrite, folder=True, kind="frames")
         self.tmp = self.pending.path
         self.count = 0
@@ -86,7 +87,7 @@ class FolderSink:
         try:
             _write_png(self.tmp / f"{number:06d}.png", rgb)
         except OSError as exc:
-            raise write_error(self.dst, exc, number) from None
+            raise write_error(self.shown, exc, number) from None
 
     def commit(self) -> None:
         self.pending.commit()
@@ -108,10 +109,13 @@ class VideoSink:
         height: int,
         overwrite: bool = False,
         others: bool = True,
+        first: int = 0,
+        shown: Path | None = None,
     ) -> None:
         import av
 
         self.dst, self.info, self.options = dst, info, options
+        self.first, self.shown = first, shown or dst  # as FolderSink's
         suffix = dst.suffix.lower()
         self.pending = PendingOutput(dst, overwrite=overwrite)
         self.tmp = self.pending.path
@@ -216,7 +220,7 @@ class VideoSink:
             if self.others is not None:
                 self.others.copy_until(seconds + 0.5)
         except av.error.FFmpegError as exc:
-            raise write_error(self.dst, exc, self.count + 1) from None
+            raise write_error(self.shown, exc, self.first + self.count + 1) from None
         self.count += 1
 
     def commit(self) -> None:
@@ -231,7 +235,7 @@ class VideoSink:
             self.container.close()
         except av.error.FFmpegError as exc:
             self.abort()
-            raise write_error(self.dst, exc, self.count) from None
+            raise write_error(self.shown, exc, self.first + self.count) from None
         self.pending.commit()
 
     def abort(self) -> None:
@@ -268,14 +272,15 @@ def open_sink(
     folder: bool | None = None,
     others: bool = True,
     first: int = 0,
+    shown: Path | None = None,
 ) -> VideoSink | FolderSink:
     """A sink for `dst` (a folder of PNG frames when it has no suffix, or as `folder` says); nothing appears
     at `dst` before `commit()`, which never replaces an output that another run wrote meanwhile (see
     tmics_cli.outputs). `others=False`: the video alone (a segment, joined later); `first`: the number of
     frames before this sink's first (a folder's PNG names count on from it)."""
     if is_folder_output(dst) if folder is None else folder:
-        return FolderSink(dst, overwrite, first)
-    return VideoSink(dst, info, options, width, height, overwrite, others)
+        return FolderSink(dst, overwrite, first, shown)
+    return VideoSink(dst, info, options, width, height, overwrite, others, first, shown)
 
 
 # --- checks before the work, and write errors in the user's terms ------------------------------------------
@@ -323,6 +328,15 @@ def check_encoder(dst: Path, options: EncodeOptions, folder: bool | None = None)
     import av
 
     codec, encoder = _video_encoder(dst, options)
+    fmt = _format_for(dst.suffix.lower())
+    if fmt is not None:
+        import io
+
+        with av.open(io.BytesIO(), "w", format=fmt) as scratch:
+            if not _accepts(scratch, codec, getattr(encoder, "canonical_name", codec)):
+                raise VideoError(
+                    f"a {dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
+                )
     if codec in ("libx264", "libx265") and options.preset not in X264_PRESETS:
         raise VideoError(f"unknown --preset {options.preset!r} for {codec}; known: {', '.join(X264_PRESETS)}")
     low, high = CRF_RANGES.get(codec, (None, None))

@@ -1,0 +1,364 @@
+"""Resumable segmented derains (tmics_cli.jobs, Derainer) and many inputs (batch, `tmics derain`)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+from videos import audio_packets, make_video, moving_texture
+
+from tmics_cli.cli import app
+from tmics_cli.derain import Derainer, derain_video
+from tmics_cli.jobs import Job, JobMismatch, job_folder, plan_segments
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def gop_video(
+    path: Path, frames: int = 30, w: int = 48, h: int = 32, keyint: int = 7, audio: bool = False
+) -> Path:
+    """H.264 with B-frames and a keyframe every `keyint` frames, so that segments start between keyframes
+    and a seek lands on a keyframe whose leading frames come before it; optional AAC audio."""
+    import av
+
+    tb = Fraction(1, 12800)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        stream.time_base = stream.codec_context.time_base = tb
+        stream.options = {"crf": "20", "preset": "fast", "g": str(keyint), "keyint_min": "1", "bf": "3"}
+        sound = container.add_stream("aac", rate=16000, layout="mono") if audio else None
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, h, w), format="rgb24").reformat(
+                format="yuv420p"
+            )
+            frame.pts, frame.time_base = i * 512, tb
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            samples = int(16000 * frames / 25)
+            wave = (0.3 * np.sin(np.arange(samples) / 16000 * 2 * np.pi * 440)).astype(np.float32)
+            for start in range(0, samples, 1024):
+                chunk = av.AudioFrame.from_ndarray(
+                    wave[start : start + 1024][None], format="fltp", layout="mono"
+                )
+                chunk.sample_rate, chunk.pts = 16000, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode(None):
+                container.mux(packet)
+    return path
+
+
+def yuv_frames(path: Path) -> tuple[list[np.ndarray], list[int]]:
+    """The decoded planes and timestamps of the first video stream (lossless outputs compare exactly)."""
+    import av
+
+    planes, pts = [], []
+    with av.open(str(path)) as container:
+        for frame in container.decode(video=0):
+            planes.append(frame.to_ndarray(format="yuv420p"))
+            pts.append(frame.pts)
+    return planes, pts
+
+
+def _same(a: Path, b: Path) -> None:
+    fa, pa = yuv_frames(a)
+    fb, pb = yuv_frames(b)
+    assert len(fa) == len(fb) and pa == pb
+    assert all(np.array_equal(x, y) for x, y in zip(fa, fb, strict=True))
+
+
+def _cli(*args: object):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result, result.output.strip().splitlines()
+
+
+# --- segments -------------------------------------------------------------------------------------------
+
+
+def test_plan_segments_cover_every_frame_once_with_two_frames_of_context() -> None:
+    times = [10 * i for i in range(23)]
+    segments = plan_segments(times, 5)
+    assert [s.first for s in segments] == [0, 5, 10, 15, 20] and sum(s.count for s in segments) == 23
+    assert (segments[0].lo, segments[0].lead, segments[0].hi) == (0, 0, 70)  # frames 0..6 decoded
+    assert (segments[1].lo, segments[1].lead, segments[1].hi) == (30, 2, 120)  # frames 3..11
+    assert segments[-1].hi is None and segments[-1].count == 3
+    assert plan_segments(None, 5)[0].count is None  # no timestamps: one segment of everything
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4"])
+def test_segments_derain_to_exactly_the_frames_of_one_pass(
+    tmp_path: Path, tiny_weights: Path, suffix: str
+) -> None:
+    src = gop_video(tmp_path / "in.mp4", audio=True)
+    one, cut = tmp_path / f"one{suffix}", tmp_path / f"cut{suffix}"
+    derain_video(src, one, weights=tiny_weights, device="cpu", crf=0, segment_frames=1000)
+    summary = derain_video(src, cut, weights=tiny_weights, device="cpu", crf=0, segment_frames=4)
+    assert summary.segments == 8 and summary.frames == 30
+    _same(one, cut)  # no frame repeated or missing, timestamps the input's, pixels bit for bit
+    assert audio_packets(cut) == audio_packets(one) == audio_packets(src)  # audio muxed once, whole
+    assert not job_folder(cut).exists() and sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["in.mp4", one.name, cut.name]
+    )
+
+
+def test_frames_folder_output_in_segments(tmp_path: Path, tiny_weights: Path) -> None:
+    src = gop_video(tmp_path / "in.mp4", frames=12)
+    derain_video(src, tmp_path / "one", weights=tiny_weights, device="cpu", segment_frames=100)
+    derain_video(src, tmp_path / "cut", weights=tiny_weights, device="cpu", segment_frames=5)
+    names = sorted(os.listdir(tmp_path / "cut"))
+    assert (
+        names == sorted(os.listdir(tmp_path / "one")) and len([n for n in names if n.endswith(".png")]) == 12
+    )
+    for name in names:
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "one" / name).read_bytes()
+
+
+def _derain_command(src: Path, dst: Path, weights: Path, *extra: str) -> list[str]:
+    return [
+        sys.executable, "-m", "tmics_cli", "derain", str(src), "-o", str(dst), "--weights", str(weights),
+        "--device", "cpu", "--crf", "0", "--segment-frames", "3", "--threads", "1", *extra,
+    ]  # fmt: skip
+
+
+def _records(dst: Path) -> int:
+    folder = job_folder(dst)
+    return len(list(folder.glob("piece-*.json"))) if folder.is_dir() else 0
+
+
+def test_resume_after_sigkill_at_three_points_gives_the_uninterrupted_frames(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    src = gop_video(tmp_path / "in.mp4", frames=60, w=96, h=64, keyint=9, audio=True)
+    whole = tmp_path / "whole.mkv"
+    derain_video(src, whole, weights=tiny_weights, device="cpu", crf=0, segment_frames=1000)
+    dst = tmp_path / "out.mkv"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    kills = 0
+    for at in (2, 7, 13):  # of 20 segments
+        process = subprocess.Popen(_derain_command(src, dst, tiny_weights), env=env, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 120
+        while _records(dst) < at and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            kills += 1
+        process.wait()
+        assert not dst.exists() or process.returncode == 0
+    assert kills >= 2, "the runs ended before they could be killed: the clip is too short for this machine"
+    done = _records(dst)
+    run = subprocess.run(_derain_command(src, dst, tiny_weights), env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert f"resuming {dst}: {done} of 20 segments done" in run.stderr
+    _same(whole, dst)
+    assert audio_packets(dst) == audio_packets(src)
+    assert not job_folder(dst).exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "out.mkv", "whole.mkv"]  # nothing left
+
+
+def _half_done(src: Path, dst: Path, weights: Path, **kw: object) -> Job:
+    """A job of `dst` with its first segment done, as a run killed after it leaves it."""
+    derainer = Derainer(weights=weights, device="cpu", segment_frames=4, **kw)
+    prepared = derainer.prepare(src, dst)
+    job = prepared.job
+    assert job.claim(0)
+    from tmics_cli.derain import _Run
+
+    _Run(derainer, job, src, prepared.info, prepared.restorer, False, None, 0).one(job.segments[0])
+    return job
+
+
+def test_a_job_made_with_other_settings_is_never_mixed_in(tmp_path: Path, tiny_weights: Path) -> None:
+    src = gop_video(tmp_path / "in.mp4", frames=12)
+    dst = tmp_path / "out.mp4"
+    _half_done(src, dst, tiny_weights)
+    with pytest.raises(JobMismatch, match=r"crf 18 -> 0.*1 finished segment is not mixed in.*--overwrite"):
+        derain_video(src, dst, weights=tiny_weights, device="cpu", segment_frames=4, crf=0)
+    result, lines = _cli("derain", src, "-o", dst, "--weights", tiny_weights, "--device", "cpu", "--crf", "0")
+    assert result.exit_code == 2 and len(lines) == 1 and "does not match this run" in lines[0]
+    assert len(Job(job_folder(dst), json.loads((job_folder(dst) / "manifest.json").read_text())).done()) == 1
+    # the input changed: also refused
+    os.utime(src, ns=(1, 1))
+    with pytest.raises(JobMismatch, match="the input changed"):
+        derain_video(src, dst, weights=tiny_weights, device="cpu", segment_frames=4)
+    summary = derain_video(src, dst, weights=tiny_weights, device="cpu", segment_frames=4, overwrite=True)
+    assert summary.resumed is None and summary.frames == 12 and not job_folder(dst).exists()
+
+
+def test_matching_job_resumes_and_says_so(tmp_path: Path, tiny_weights: Path) -> None:
+    src = gop_video(tmp_path / "in.mp4", frames=12)
+    dst = tmp_path / "out.mp4"
+    _half_done(src, dst, tiny_weights, crf=0)
+    told = []
+    summary = derain_video(
+        src,
+        dst,
+        weights=tiny_weights,
+        device="cpu",
+        segment_frames=4,
+        crf=0,
+        on_resume=lambda *a: told.append(a),
+    )
+    assert told == [(1, 3)] and summary.resumed == (1, 3) and summary.frames == 12
+    derain_video(src, tmp_path / "plain.mp4", weights=tiny_weights, device="cpu", crf=0)
+    _same(dst, tmp_path / "plain.mp4")
+
+
+def test_interrupt_keeps_finished_segments_and_says_how_to_resume(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmics_cli import derain as derain_module
+
+    src = gop_video(tmp_path / "in.mp4", frames=12)
+    dst = tmp_path / "out.mp4"
+    original = derain_module._Run.one
+    calls = []
+
+    def one(self, segment):  # noqa: ANN001
+        calls.append(segment.index)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return original(self, segment)
+
+    monkeypatch.setattr(derain_module._Run, "one", one)
+    result, lines = _cli(
+        "derain", src, "-o", dst, "--weights", tiny_weights, "--device", "cpu", "--segment-frames", "4"
+    )
+    assert result.exit_code == 130
+    kept = f"2 of 3 segments of {dst} are kept: run the same command again to resume"
+    assert lines[-1] == f"error: interrupted (SIGINT); {kept}"
+    assert not dst.exists() and len(list(job_folder(dst).glob("piece-*.json"))) == 2
+    assert not [p for p in job_folder(dst).iterdir() if "partial" in p.name]
+
+
+def test_two_workers_share_a_job_without_doing_a_segment_twice(tmp_path: Path, tiny_weights: Path) -> None:
+    from tmics_cli.batch import Target, derain_many
+
+    audits = []
+
+    class Auditing(Derainer):
+        def finish(self, job, timings=None):  # noqa: ANN001, ANN202 - reads the job's audit log before the join
+            lines = (job.job.folder / "segments.log").read_text().splitlines()
+            audits.append([json.loads(line) for line in lines])
+            return super().finish(job, timings)
+
+    sources = [gop_video(tmp_path / f"in{i}.mp4", frames=24, w=64, h=48) for i in range(2)]
+    derainer = Auditing(weights=tiny_weights, device="cpu", segment_frames=2, crf=0)
+    targets = [Target(s, tmp_path / f"{s.stem}.mkv") for s in sources]
+    results = list(derain_many(derainer, targets, workers=2))
+    assert [r.status for r in results] == ["done", "done"]
+    for audit in audits:  # every segment derained exactly once, whichever worker did it
+        assert sorted(entry["index"] for entry in audit) == list(range(12))
+    for s in sources:
+        derain_video(s, tmp_path / f"{s.stem}-one.mkv", weights=tiny_weights, device="cpu", crf=0)
+        _same(tmp_path / f"{s.stem}.mkv", tmp_path / f"{s.stem}-one.mkv")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    prepared = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4")
+    job = prepared.job
+    claim = job.folder / "piece-000001.claim"
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    claim.write_text(f"{socket.gethostname()} {os.getppid()}\n")  # a live process of this machine holds it
+    assert not job.claim(1)
+    claim.write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # one that died
+    assert job.claim(1) and claim.read_text().split()[1] == str(os.getpid())
+    assert job.claim(0) and not job.claim(0)  # held by this process already
+
+
+# --- many inputs through the command ---------------------------------------------------------------------
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if not p.name.startswith("."))
+
+
+def test_many_inputs_mirrored_skipped_when_whole_and_a_bad_one_among_them(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    footage = tmp_path / "footage"
+    (footage / "day2").mkdir(parents=True)
+    make_video(footage / "a.mp4", frames=6)
+    make_video(footage / "day2" / "b.mkv", frames=5)
+    frames = footage / "day2" / "shots"
+    frames.mkdir()
+    import cv2
+
+    for i in range(4):
+        cv2.imwrite(str(frames / f"{i}.png"), moving_texture(i, 32, 48))
+    common = ("--weights", tiny_weights, "--device", "cpu", "--progress-every", "0")
+    result, lines = _cli(
+        "derain", footage, "-r", "-o", tmp_path / "clean", *common, "--json", tmp_path / "s.json"
+    )
+    assert result.exit_code == 0, result.output
+    assert _tree(tmp_path / "clean") == ["a.mp4", "day2", "day2/b.mkv", "day2/shots"] + [
+        f"day2/shots/{n:06d}.png" for n in range(1, 5)
+    ]
+    assert any(line.startswith("progress: ") for line in lines)  # plain progress: not a terminal
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["schema"] == 1 and summary["ok"] is True
+    assert [(Path(i["input"]).name, i["result"], i["frames"]) for i in summary["inputs"]] == [
+        ("a.mp4", "done", 6), ("b.mkv", "done", 5), ("shots", "done", 4)
+    ]  # fmt: skip
+    assert {"decode", "model", "encode", "join"} <= set(summary["inputs"][0]["timings"])
+    # the same command again: every output is whole, so every input is skipped
+    before = {p: p.stat().st_mtime_ns for p in (tmp_path / "clean").rglob("*")}
+    result, lines = _cli("derain", footage, "-r", "-o", tmp_path / "clean", *common)
+    assert result.exit_code == 0 and sum("skipped" in line for line in lines) >= 3
+    assert before == {p: p.stat().st_mtime_ns for p in (tmp_path / "clean").rglob("*")}
+    # a damaged input among good ones: reported, the others go on, exit 2 naming it
+    (footage / "broken.mp4").write_bytes(b"not a video")
+    result, lines = _cli("derain", footage, *common)
+    assert result.exit_code == 2
+    assert lines[-1] == f"error: 1 of 2 inputs failed: {footage / 'broken.mp4'}"
+    assert (footage / "a.derained.mp4").exists() and not (footage / "broken.derained.mp4").exists()
+    assert any(line.startswith(f"error: {footage / 'broken.mp4'}: ") for line in lines)
+
+
+def test_fail_fast_stops_at_the_first_bad_input(tmp_path: Path, tiny_weights: Path) -> None:
+    (tmp_path / "a.mp4").write_bytes(b"junk")
+    make_video(tmp_path / "b.mp4", frames=4)
+    result, lines = _cli(
+        "derain",
+        tmp_path / "a.mp4",
+        tmp_path / "b.mp4",
+        "--weights",
+        tiny_weights,
+        "--device",
+        "cpu",
+        "--fail-fast",
+    )
+    assert result.exit_code == 2 and not (tmp_path / "b.derained.mp4").exists()
+
+
+def test_log_appends_json_lines_per_event(tmp_path: Path, tiny_weights: Path) -> None:
+    make_video(tmp_path / "a.mp4", frames=4)
+    log = tmp_path / "job.log"
+    for _ in range(2):
+        result, _ = _cli(
+            "derain", tmp_path / "a.mp4", "--weights", tiny_weights, "--device", "cpu", "--log", log, "-q"
+        )
+        assert result.exit_code == 0, result.output
+    events = [json.loads(line)["event"] for line in log.read_text().splitlines()]
+    assert events.count("run_started") == 2 and events.count("finished") == 2
+    assert events[:2] == ["run_started", "input_started"] and "input_finished" in events
