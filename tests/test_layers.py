@@ -15,7 +15,7 @@ PACKAGE = "tmics_cli"
 ROOT = Path(__file__).resolve().parents[1] / PACKAGE
 
 # Top-level modules that import nothing of tmics_cli, so any layer may use them without pulling in more.
-LEAF_MODULES = {"outputs", "streaks"}
+LEAF_MODULES = {"outputs", "streaks", "version"}
 OTHER_TOP_LEVEL = "<any top-level module but LEAF_MODULES>"
 ANY = "<any layer>"
 EVERYTHING = "<anything of tmics_cli>"

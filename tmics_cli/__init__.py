@@ -1,13 +1,8 @@
 """tmics: video deraining with TMICS (triple-level model-inferred collaborative networks)."""
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("tmics")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0.0.0+unknown"
-
 from typing import TYPE_CHECKING, Any
+
+from .version import __version__
 
 # The public API, imported on first use: `import tmics_cli` (and so the `tmics` command's start, before its
 # signal handlers are in place) does not import torch.

@@ -77,11 +77,12 @@ def derain_many(
     error is raised instead of reported (one input: the caller says it as the command's error). An
     interrupt (KeyboardInterrupt) always propagates, with the target it stopped in as `exc.target`."""
     helpers = _Helpers(derainer, targets, workers) if workers > 1 else None
+    state = _State()
     try:
         for position, target in enumerate(targets):
             if on_output is not None:
                 on_output(target)
-            result = _derain_one(derainer, target, report, helpers, position, raise_errors)
+            result = _derain_one(derainer, target, report, helpers, position, raise_errors, state)
             if helpers is not None:
                 helpers.reached(position)
             if report is not None:
@@ -97,6 +98,10 @@ def derain_many(
             helpers.stop()
 
 
+class _State:
+    estimated = False  # the job's time was estimated from its first batch
+
+
 def _derain_one(
     derainer: Derainer,
     target: Target,
@@ -104,6 +109,7 @@ def _derain_one(
     helpers: _Helpers | None,
     position: int,
     raise_errors: bool,
+    state: _State,
 ) -> InputResult:
     began = time.perf_counter()
     source, output = target.source, target.output
@@ -124,14 +130,24 @@ def _derain_one(
                 if earlier:
                     report.frames_done(earlier, earlier=True)
             seen = [sum(record.get("frames", 0) for record in job.done.values())]
+            first, working = seen[0], time.perf_counter()
 
             def on_frame(done: int) -> None:
-                if report is not None and done > seen[0]:
+                if report is None:
+                    return
+                if done > seen[0]:
                     report.frames_done(done - seen[0])
                 seen[0] = max(seen[0], done)
+                if not state.estimated and done - first >= derainer.batch:  # a measured first batch
+                    state.estimated = True
+                    report.estimate(done - first, time.perf_counter() - working)
+
+            def on_segment(index: int, total: int, frames: int, seconds: float) -> None:
+                if report is not None:
+                    report.segment_done(source, index + 1, total, frames=frames, seconds=seconds)
 
             try:
-                timings = derainer.work(job, on_frame)
+                timings = derainer.work(job, on_frame, on_segment=on_segment)
                 joined = time.perf_counter()
                 summary = derainer.finish(job, timings)
             except BaseException:

@@ -673,12 +673,18 @@ class Derainer:
         return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done)
 
     def work(
-        self, job: Prepared, on_frame: Callable[[int], None] | None = None, wait: bool = True
+        self,
+        job: Prepared,
+        on_frame: Callable[[int], None] | None = None,
+        wait: bool = True,
+        on_segment: Callable[[int, int, int, float], None] | None = None,
     ) -> dict[str, float]:
         """Derain the unfinished segments of a prepared job here (waiting for those other workers hold,
-        with `wait`); returns the seconds spent in decode / model / encode."""
+        with `wait`); returns the seconds spent in decode / model / encode. `on_segment(index, segments,
+        frames, seconds)` after each segment derained here."""
         counted = sum(record.get("frames", 0) for record in job.done.values())
         run = _Run(self, job.job, job.src, job.info, job.restorer, job.folder_out, on_frame, counted)
+        run.on_segment = on_segment
         run.all(wait=wait)
         return run.timings
 
@@ -830,6 +836,7 @@ class _Run:
         self.d, self.job, self.src, self.info, self.restorer = derainer, job, src, info, restorer
         self.folder_out, self.on_frame, self.counted = folder_out, on_frame, counted
         self.frames = 0  # derained by this run
+        self.on_segment: Callable[[int, int, int, float], None] | None = None
         self.timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
 
     def all(self, wait: bool = True) -> None:
@@ -926,6 +933,8 @@ class _Run:
                 },
             )
             self.frames += count
+            if self.on_segment is not None:
+                self.on_segment(index, len(job.segments), count, time.perf_counter() - began)
         finally:
             job.release(index)
 

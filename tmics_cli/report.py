@@ -74,8 +74,8 @@ from typing import IO, Any, Literal
 
 from rich.console import Console
 
-from . import __version__
 from .outputs import write_text
+from .version import __version__
 
 SCHEMA = 1
 Status = Literal["done", "skipped", "failed"]
