@@ -467,8 +467,9 @@ def derain(
     ray: str | None = typer.Option(
         None,
         "--ray",
-        help="Run the segments as tasks on a Ray cluster: auto (the cluster this machine belongs to) or "
-        "its address. Inputs and outputs must be on storage every node sees. Needs tmics[ray].",
+        help="Run the segments as tasks on a Ray cluster: auto (the cluster this machine belongs to), local "
+        "(one started here) or its address. Inputs and outputs must be on storage every node sees. Needs "
+        "tmics[ray].",
         show_default=False,
         rich_help_panel=DEVICE,
     ),

@@ -464,6 +464,17 @@ def _size(n: float) -> str:
     return f"{n:.1f} TB"
 
 
+def _device_kind(name: str) -> torch.device:
+    """The kind of a device named for a job (its index dropped), not looked for on this machine."""
+    try:
+        kind = torch.device(name).type
+    except RuntimeError:
+        kind = ""
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown job device {name!r}: use cpu, cuda or mps")
+    return torch.device(kind)
+
+
 @dataclass
 class Prepared:
     """A job ready to be derained: its input, probe, model and job folder (`Derainer.prepare`)."""
@@ -490,7 +501,13 @@ class Derainer:
         for src in clips:
             derainer.derain(src, src.with_suffix(".derained.mp4"))
 
-    Options are checked when it is made (ValueError / VideoError with one-line messages)."""
+    Options are checked when it is made (ValueError / VideoError with one-line messages).
+
+    `job_device` ("cpu", "cuda" or "mps"; default: `device`'s type) is the kind of device the jobs' segments
+    are derained on when that is not this process's own: a cluster's driver (tmics_cli.cluster) prepares
+    jobs on its CPU for GPU nodes. Precision auto, the default batch and the jobs' recorded device follow
+    it; the model here stays on `device` (in fp32 when the kinds differ) and derains nothing: `work`,
+    `help` and `segment` are refused."""
 
     def __init__(
         self,
@@ -514,6 +531,7 @@ class Derainer:
         overwrite: bool = False,
         strict: bool = False,
         segment_frames: int | None = None,
+        job_device: str | None = None,
     ) -> None:
         if rain not in RAIN_LEVELS:
             raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
@@ -522,7 +540,9 @@ class Derainer:
             raise ValueError(f"--batch must be at least 1, got {batch}")
         if segment_frames is not None and segment_frames < 1:
             raise ValueError(f"--segment-frames must be at least 1, got {segment_frames}")
-        self.kwargs: dict[str, Any] = {  # as given: what a helper worker needs to make the same Derainer
+        # as given: what a helper worker needs to make the same Derainer (not job_device: whoever derains
+        # the segments runs on that device itself)
+        self.kwargs: dict[str, Any] = {
             "rain": rain, "weights": weights, "device": device, "precision": precision, "batch": batch,
             "tile": tile, "tile_overlap": tile_overlap, "codec": codec, "crf": crf, "preset": preset,
             "pix_fmt": pix_fmt, "compare": compare, "start": start, "end": end, "fps": fps, "audio": audio,
@@ -536,13 +556,24 @@ class Derainer:
         self.segment_frames = segment_frames
         self.options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
         self.device = pick_device(device)
-        self.dtype = pick_precision(precision, self.device)
-        self.batch = batch or default_batch(self.device)
+        self.job_device = self.device if job_device is None else _device_kind(job_device)
+        self.dtype = pick_precision(precision, self.job_device)
+        self.batch = batch or default_batch(self.job_device)
         self._models: dict[Path, tuple[Restorer, str]] = {}
 
     @property
     def precision(self) -> str:
         return _PRECISION_NAMES[self.dtype]
+
+    def _runs_here(self) -> bool:
+        return self.job_device.type == self.device.type
+
+    def _check_runs_here(self) -> None:
+        if not self._runs_here():
+            raise ValueError(
+                f"this Derainer prepares jobs for {self.job_device.type} workers; it derains nothing on "
+                f"{self.device}"
+            )
 
     def weights_file(self) -> Path:
         """The weights that run (for --rain auto, light's: each input's level is said as it starts)."""
@@ -561,9 +592,8 @@ class Derainer:
         path = Path(resolve_weights(self.weights if self.weights is not None else rain))
         if path not in self._models:
             model, _ = load_weights(rain, self.weights, "cpu")
-            restorer = Restorer(
-                model, self.device, self.dtype, tile=self.tile, tile_overlap=self.tile_overlap
-            )
+            dtype = self.dtype if self._runs_here() else torch.float32
+            restorer = Restorer(model, self.device, dtype, tile=self.tile, tile_overlap=self.tile_overlap)
             self._models[path] = (restorer, weights_sha256(path))
         restorer, sha = self._models[path]
         return restorer, path, sha
@@ -589,7 +619,7 @@ class Derainer:
             "weights": path.name,
             "weights_sha256": sha,
             "rain": level,
-            "device": restorer.device.type,
+            "device": self.job_device.type,
             "precision": self.precision,
             "batch": self.batch,
             "tile": self.tile or 0,
@@ -645,16 +675,17 @@ class Derainer:
         check_encoder(dst, self.options, folder_out)
         level, note = self._level(src)
         restorer, path, sha = self.model(level)
-        check_derain_memory(
-            restorer.model,
-            info.height,
-            info.width,
-            self.batch,
-            self.device,
-            tile=self.tile,
-            compare=self.compare,
-            min_tile=MIN_TILE,
-        )
+        if self._runs_here():  # another kind of device (a cluster node's) is not measurable from here
+            check_derain_memory(
+                restorer.model,
+                info.height,
+                info.width,
+                self.batch,
+                self.device,
+                tile=self.tile,
+                compare=self.compare,
+                min_tile=MIN_TILE,
+            )
         length = self.segment_length(info)
         segments = plan_segments(times, length)
         job = Job.start(
@@ -682,6 +713,7 @@ class Derainer:
         """Derain the unfinished segments of a prepared job here (waiting for those other workers hold,
         with `wait`); returns the seconds spent in decode / model / encode. `on_segment(index, segments,
         frames, seconds)` after each segment derained here."""
+        self._check_runs_here()
         counted = sum(record.get("frames", 0) for record in job.done.values())
         run = _Run(self, job.job, job.src, job.info, job.restorer, job.folder_out, on_frame, counted)
         run.on_segment = on_segment
@@ -754,6 +786,7 @@ class Derainer:
     def help(self, src: str | Path, dst: str | Path) -> int:
         """A helper worker's share of the job of `dst` that another process prepared: the segments nobody
         holds, derained here without waiting or joining. Returns the frames derained (0: no job)."""
+        self._check_runs_here()
         folder = job_folder(Path(dst))
         manifest = read_manifest(folder) if folder.is_dir() else None
         if manifest is None:
@@ -767,6 +800,7 @@ class Derainer:
     def segment(self, src: str | Path, dst: str | Path, index: int) -> dict[str, Any]:
         """Derain segment `index` of the job of `dst` (prepared elsewhere, e.g. by a cluster's driver) and
         record it; returns its record. No claim is taken: the caller hands each segment to one task."""
+        self._check_runs_here()
         folder = job_folder(Path(dst))
         manifest = read_manifest(folder) if folder.is_dir() else None
         if manifest is None:
