@@ -33,7 +33,7 @@ class Target:
 
 
 @contextlib.contextmanager
-def _warnings_to(report: JobReport | None, source: Path) -> Iterator[None]:
+def warnings_to(report: JobReport | None, source: Path) -> Iterator[None]:
     """Warnings raised while `source` is derained go to the report (one line each, as they happen)."""
     if report is None:
         yield
@@ -50,12 +50,12 @@ def _warnings_to(report: JobReport | None, source: Path) -> Iterator[None]:
         warnings.showwarning = previous
 
 
-def _one_line(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
 
 
-def _expected() -> tuple[type[BaseException], ...]:
+def expected_errors() -> tuple[type[BaseException], ...]:
     """Errors whose message is for the user as it is (others are named by their type too)."""
     from .model.io import WeightsError
     from .video.reader import VideoError
@@ -113,7 +113,7 @@ def _derain_one(
 ) -> InputResult:
     began = time.perf_counter()
     source, output = target.source, target.output
-    with _warnings_to(report, source):
+    with warnings_to(report, source):
         try:
             job = derainer.prepare(source, output, target.folder)
             if isinstance(job, DerainSummary):  # already whole
@@ -169,9 +169,9 @@ def _derain_one(
         except Exception as exc:
             if raise_errors:
                 raise
-            message = (
-                _one_line(exc) if isinstance(exc, _expected()) else f"{type(exc).__name__}: {_one_line(exc)}"
-            )
+            message = one_line(exc)
+            if not isinstance(exc, expected_errors()):
+                message = f"{type(exc).__name__}: {message}"
             return InputResult(source, output, "failed", seconds=time.perf_counter() - began, error=message)
 
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .batch import EXPECTED, Target, _one_line, _warnings_to
+from .batch import Target, expected_errors, one_line, warnings_to
 from .derain import Derainer, DerainSummary, Prepared
 from .report import InputResult, JobReport
 from .video.reader import VideoError, VideoWarning
@@ -86,7 +86,7 @@ def _transient(exc: BaseException) -> BaseException:
     if isinstance(exc, VideoError | ValueError | LookupError | MemoryError):
         return exc
     if isinstance(exc, OSError | RuntimeError):
-        return TransientError(f"{type(exc).__name__}: {_one_line(exc)}")
+        return TransientError(f"{type(exc).__name__}: {one_line(exc)}")
     return exc  # anything else is a bug: the same every time
 
 
@@ -145,9 +145,9 @@ def _message(exc: BaseException) -> str:
     cause = getattr(exc, "cause", None)
     if isinstance(cause, BaseException):
         exc = cause
-    if isinstance(exc, (*EXPECTED, VideoError, TransientError)):
-        return _one_line(exc)
-    return f"{type(exc).__name__}: {_one_line(exc)}"
+    if isinstance(exc, (*expected_errors(), TransientError)):
+        return one_line(exc)
+    return f"{type(exc).__name__}: {one_line(exc)}"
 
 
 @dataclass
@@ -191,7 +191,7 @@ def _connect(ray: Any, address: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - said as one line: where the cluster was looked for
         hint = "start one with `ray start --head`, or give --ray local" if address == "auto" else ""
         raise ConnectionError(
-            f"no Ray cluster at --ray {address}{f' ({hint})' if hint else ''}: {_one_line(exc)}"
+            f"no Ray cluster at --ray {address}{f' ({hint})' if hint else ''}: {one_line(exc)}"
         ) from None
     return True
 
@@ -339,7 +339,7 @@ class _Driver:
         began = time.perf_counter()
         source, output, report = target.source, target.output, self.report
         self.preparing = target
-        with _warnings_to(report, source):
+        with warnings_to(report, source):
             try:
                 job = self.prep.prepare(source, output, target.folder)
             except KeyboardInterrupt:
@@ -407,7 +407,7 @@ class _Driver:
         source, output = item.target.source, item.target.output
         if item.failed is None:
             joined = time.perf_counter()
-            with _warnings_to(self.report, source):
+            with warnings_to(self.report, source):
                 try:
                     summary = self.prep.finish(item.job, item.timings)
                 except Exception as exc:  # noqa: BLE001 - the input's failure; its segments stay
