@@ -32,15 +32,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from tmics_cli.data.datasets import find_paired_videos, read_image, to_tensor
 from tmics_cli.data.rain import PRESETS as RAIN_PRESETS
+from tmics_cli.metrics import psnr_y, ssim_y
 from tmics_cli.model.network import TMICS, TMICSOutput, model_config
 from tmics_cli.training import train as train_module
 from tmics_cli.training.train import TrainConfig, Trainer
+from tmics_cli.video.windows import window_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_eval import evaluate_set, nturain_a2, synthetic  # noqa: E402
+from common import quantize, synthetic  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ablation.json"
 VARIANTS = {  # name: (GARS for the DNA, CNA + AAS)
@@ -157,6 +161,32 @@ def train_variant(name: str, args: argparse.Namespace, run: Path) -> tuple[Ablat
     return model, info
 
 
+def nturain_a2(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The check set: every frame's 5-frame window (reflected at the ends) and its ground truth (uint8)."""
+    _, videos = find_paired_videos(root)
+    video = videos[0]
+    rain = to_tensor([read_image(p) for p in video.rain])
+    gts = [torch.from_numpy(read_image(p)) for p in video.gt]
+    windows = [rain[window_indices(t, len(rain))] for t in range(len(rain))]
+    return windows, gts
+
+
+@torch.no_grad()
+def evaluate(model: torch.nn.Module, windows: list[torch.Tensor], targets: list[torch.Tensor]) -> dict:
+    """Y-PSNR / SSIM of the fused output, as saved 8-bit frames, averaged over the windows; s per frame."""
+    outputs, seconds = [], 0.0
+    for w in windows:
+        start = time.perf_counter()
+        out = model(w[None])
+        seconds += time.perf_counter() - start
+        outputs.append(quantize(out[0]))
+    return {
+        "psnr": float(np.mean([psnr_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
+        "ssim": float(np.mean([ssim_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
+        "s_per_frame": seconds / len(windows),
+    }
+
+
 def load_variant(name: str, args: argparse.Namespace) -> tuple[AblatedTMICS, dict]:
     """A variant trained earlier with --keep (on another machine, say)."""
     saved = torch.load(args.load / f"{name}.pt", map_location="cpu", weights_only=True)
@@ -218,7 +248,7 @@ def main() -> None:
             model, info = load_variant(name, args) if args.load else train_variant(name, args, Path(tmp))
             scores = {}
             for set_name, (windows, targets) in sets.items():
-                scores[set_name] = evaluate_set(windows, targets, {name: model})[name]
+                scores[set_name] = evaluate(model, windows, targets)
             report[name] = {**info, **scores}
             line = ", ".join(f"{k} {v['psnr']:.2f} dB / {v['ssim']:.4f}" for k, v in scores.items())
             print(f"{name:8s} {info['params']:>8,d} params, {info['train_seconds']} s: {line}", flush=True)

@@ -30,13 +30,14 @@ import numpy as np
 import torch
 
 from tmics_cli.data.datasets import find_paired_videos, read_image, to_tensor
+from tmics_cli.data.rain import CARD_ALIASES
 from tmics_cli.inference import frames_to_uint8
 from tmics_cli.metrics import luma
 from tmics_cli.model import load_model
 from tmics_cli.video.windows import window_indices
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_eval import CARD_PRESETS, synthetic  # noqa: E402
+from common import synthetic  # noqa: E402
 
 BANDS = ((10, 20), (20, 40), (40, 80), (80, 255))
 
@@ -92,7 +93,7 @@ def main() -> None:
         default=Path("../shared/data/nturain_a2"),
         help="a paired set; with --card-sets, the shared data folder (its clean/walk is rendered)",
     )
-    parser.add_argument("--card-sets", nargs="+", choices=list(CARD_PRESETS), help="frozen synthetic sets")
+    parser.add_argument("--card-sets", nargs="+", choices=list(CARD_ALIASES), help="frozen synthetic sets")
     parser.add_argument("--windows", type=int, default=8, help="windows per card set")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path)

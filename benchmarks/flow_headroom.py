@@ -24,14 +24,14 @@ import numpy as np
 import torch
 
 from tmics_cli.data.datasets import load_clips, to_tensor
-from tmics_cli.data.rain import add_rain, sample_style
+from tmics_cli.data.rain import CARD_ALIASES, add_rain, sample_style
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import load_model
 from tmics_cli.model.align import estimate_flows
 from tmics_cli.video.windows import reflect_index
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from model_card_eval import CARD_PRESETS, quantize  # noqa: E402  (registers the frozen card presets)
+from common import quantize  # noqa: E402
 
 
 def window(clip_frames: list[np.ndarray], preset: str, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -70,7 +70,7 @@ def main() -> None:
     parser.add_argument("weights", type=Path)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument(
-        "--sets", nargs="+", default=["card-light", "card-dense-drizzle"], choices=list(CARD_PRESETS)
+        "--sets", nargs="+", default=["card-light", "card-dense-drizzle"], choices=list(CARD_ALIASES)
     )
     parser.add_argument("--windows", type=int, default=6)
     parser.add_argument("--threads", type=int, default=2)

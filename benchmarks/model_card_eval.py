@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import cv2
@@ -40,10 +39,8 @@ from tmics_cli.benchmark import (
     model_method,
     run_benchmark,
 )
-from tmics_cli.data.datasets import RainyClipDataset, find_paired_videos, load_clips, read_image, to_tensor
-from tmics_cli.data.rain import CARD_ALIASES
+from tmics_cli.data.datasets import read_image, to_tensor
 from tmics_cli.inference import Restorer, frames_to_uint8, windows_to_tensor
-from tmics_cli.metrics import psnr_y, ssim_y
 from tmics_cli.model import load_model
 from tmics_cli.video.windows import window_indices
 
@@ -56,58 +53,6 @@ CARD_SET_NAMES = {
     "synthetic-dense-drizzle": "card-dense-drizzle-v1",
     "synthetic-near": "card-near-v1",
 }
-# The card's old preset names (benchmarks/error_breakdown.py, flow_headroom.py take them): frozen preset
-# versions in tmics_cli.data.rain, nothing registered here any more
-CARD_PRESETS = dict(CARD_ALIASES)
-
-
-def score(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> dict[str, float]:
-    return {
-        "psnr": float(np.mean([psnr_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
-        "ssim": float(np.mean([ssim_y(o, t) for o, t in zip(outputs, targets, strict=True)])),
-    }
-
-
-def quantize(x: torch.Tensor) -> torch.Tensor:
-    """As a saved 8-bit frame would be."""
-    return (x.clamp(0, 1) * 255 + 0.5).to(torch.uint8)
-
-
-@torch.no_grad()
-def evaluate_set(windows: list[torch.Tensor], targets: list[torch.Tensor], models: dict) -> dict[str, dict]:
-    results: dict[str, dict] = {}
-    results["input"] = score([quantize(w[2]) for w in windows], targets)
-    # the DIS fast preset, as when the model card's median row was first measured
-    results["aligned median"] = score(
-        [quantize(aligned_median(w[None], "fast")[0]) for w in windows], targets
-    )
-    for name, model in models.items():
-        fused, dna, seconds = [], [], 0.0
-        for w in windows:
-            start = time.perf_counter()
-            out = model(w[None], return_all=True)
-            seconds += time.perf_counter() - start
-            fused.append(quantize(out.derained[0]))
-            dna.append(quantize(out.dna[0]))
-        results[f"{name}"] = {**score(fused, targets), "s_per_frame": seconds / len(windows)}
-        results[f"{name} DNA only (TMICS_S)"] = score(dna, targets)
-    return results
-
-
-def nturain_a2(root: Path) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    _, videos = find_paired_videos(root)
-    video = videos[0]
-    rain = to_tensor([read_image(p) for p in video.rain])
-    gts = [torch.from_numpy(read_image(p)) for p in video.gt]
-    windows = [rain[window_indices(t, len(rain))] for t in range(len(rain))]
-    return windows, gts
-
-
-def synthetic(clip_root: Path, preset: str, count: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-    clips = load_clips([clip_root])
-    ds = RainyClipDataset(clips, preset, crop=None, seed=1234, clean_probability=0.0, max_stride=1)
-    samples = [ds[i] for i in range(count)]
-    return [s["frames"] for s in samples], [quantize(s["target"]).permute(1, 2, 0) for s in samples]
 
 
 def rb2_side_by_side(model: torch.nn.Module, folder: Path, out: Path, frame: int = 30) -> None:
