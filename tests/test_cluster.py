@@ -28,6 +28,22 @@ def _derain(*args: str) -> Any:
     return CliRunner().invoke(app, ["derain", *args])
 
 
+def test_ray_init_leaves_the_signal_handlers_as_they_were() -> None:
+    ray = pytest.importorskip("ray")
+    import signal
+
+    from tmics_cli.cluster import _connect
+
+    if ray.is_initialized():
+        pytest.skip("a Ray session of another test is running")
+    before = signal.getsignal(signal.SIGTERM)
+    assert _connect(ray, "local")
+    try:
+        assert signal.getsignal(signal.SIGTERM) == before  # tmics' clean-up on SIGTERM stays in charge
+    finally:
+        ray.shutdown()
+
+
 def test_ray_missing_is_one_error_line_naming_the_extra(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -117,7 +133,11 @@ def test_ray_local_gives_the_pixels_of_a_plain_run(tmp_path: Path, tiny_weights:
 def cluster() -> Any:
     """A local Ray cluster with 2 CPUs and one GPU that is not there: GPU tasks fail on it."""
     ray = pytest.importorskip("ray")
+    from tmics_cli.cluster import _restore, _signal_handlers
+
+    handlers = _signal_handlers()
     ray.init(num_cpus=2, num_gpus=1, include_dashboard=False, logging_level="warning")
+    _restore(handlers)  # as the driver does: Ray's SIGTERM handler would outlive this module's tests
     yield ray
     ray.shutdown()
 

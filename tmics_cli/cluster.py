@@ -186,6 +186,7 @@ def _connect(ray: Any, address: str) -> bool:
     options: dict[str, Any] = {"logging_level": logging.WARNING}
     if address == "local":
         options["include_dashboard"] = False
+    handlers = _signal_handlers()
     try:
         ray.init(address=address, **options)
     except Exception as exc:  # noqa: BLE001 - said as one line: where the cluster was looked for
@@ -193,7 +194,29 @@ def _connect(ray: Any, address: str) -> bool:
         raise ConnectionError(
             f"no Ray cluster at --ray {address}{f' ({hint})' if hint else ''}: {one_line(exc)}"
         ) from None
+    finally:
+        _restore(handlers)  # ray.init installs its own SIGTERM handler: tmics' clean-up stays in charge
     return True
+
+
+def _signal_handlers() -> dict[int, Any]:
+    import signal
+
+    found = {}
+    for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if signum is not None:
+            with contextlib.suppress(ValueError, OSError):
+                found[signum] = signal.getsignal(signum)
+    return found
+
+
+def _restore(handlers: dict[int, Any]) -> None:
+    import signal
+
+    for signum, handler in handlers.items():
+        with contextlib.suppress(ValueError, OSError, TypeError):
+            if handler is not None:
+                signal.signal(signum, handler)
 
 
 def derain_on_ray(
