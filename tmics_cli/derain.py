@@ -977,59 +977,22 @@ def derain_video(
     src: str | Path,
     dst: str | Path,
     *,
-    rain: str = "light",
-    weights: str | Path | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    batch: int | None = None,
-    tile: int | None = None,
-    tile_overlap: int | None = None,
-    codec: str | None = None,
-    crf: int = 18,
-    preset: str = "medium",
-    pix_fmt: str | None = None,
-    compare: bool = False,
-    start: str | float | None = None,
-    end: str | float | None = None,
-    fps: float = 25.0,
-    audio: bool = True,
-    overwrite: bool = False,
-    strict: bool = False,
-    segment_frames: int | None = None,
     on_start: Callable[[SourceInfo, str], None] | None = None,
     on_frame: Callable[[int], None] | None = None,
     on_resume: Callable[[int, int], None] | None = None,
+    **options: Any,
 ) -> DerainSummary:
     """Derain the video (or frame folder) `src` into `dst` (a video file, or a folder of PNG frames when
-    `dst` has no suffix). `rain` picks the shipped weights (light, heavy, or auto: measured on the first
-    frames), `weights` a file instead. The video is derained in segments of `segment_frames` (about 10 s)
-    kept in a job folder beside `dst`: if the run dies, the same call resumes at the first unfinished
-    segment (`on_resume(done, all)`), and a job made with other settings is refused (JobMismatch) unless
-    `overwrite`. An existing whole output is skipped (`status` "skipped") unless `overwrite`.
+    `dst` has no suffix); `options` are those of `Derainer`: `rain` picks the shipped weights (light,
+    heavy, or auto: measured on the first frames), `weights` a file instead, and device, crf, ... The
+    video is derained in segments of `segment_frames` (about 10 s) kept in a job folder beside `dst`: if
+    the run dies, the same call resumes at the first unfinished segment (`on_resume(done, all)`), and a
+    job made with other settings is refused (JobMismatch) unless `overwrite`. An existing whole output is
+    skipped (`status` "skipped") unless `overwrite`.
 
     Damage found in the input is a `VideoWarning` per finding, or with `strict` an error. Input that
     cannot be seeked in (a pipe, stdin, a device) is refused before anything is read. Raises VideoError /
     OutputError (an output that would lose data) / ValueError / FileNotFoundError / WeightsError /
     MemoryError with one-line messages; after any error no file is left at `dst`."""
-    derainer = Derainer(
-        rain=rain,
-        weights=weights,
-        device=device,
-        precision=precision,
-        batch=batch,
-        tile=tile,
-        tile_overlap=tile_overlap,
-        codec=codec,
-        crf=crf,
-        preset=preset,
-        pix_fmt=pix_fmt,
-        compare=compare,
-        start=start,
-        end=end,
-        fps=fps,
-        audio=audio,
-        overwrite=overwrite,
-        strict=strict,
-        segment_frames=segment_frames,
-    )
+    derainer = Derainer(**options)
     return derainer.derain(src, dst, on_start=on_start, on_frame=on_frame, on_resume=on_resume)

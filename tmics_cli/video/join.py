@@ -71,18 +71,8 @@ class _JoinSink(VideoSink):
         self.count += frames
         return frames
 
-    def commit(self) -> None:
-        import av
-
-        try:
-            if self.others is not None:
-                self.others.copy_until(None)
-                self.others.close()
-            self.container.close()
-        except av.error.FFmpegError as exc:
-            self.abort()
-            raise write_error(self.dst, exc, self.count) from None
-        self.pending.commit()
+    def _flush_video(self) -> None:
+        pass  # copied packets: no encoder to flush
 
 
 def join_video(

@@ -223,12 +223,16 @@ class VideoSink:
             raise write_error(self.shown, exc, self.first + self.count + 1) from None
         self.count += 1
 
+    def _flush_video(self) -> None:
+        """The encoder's last packets (a joining sink copies packets and has none)."""
+        for packet in self.stream.encode(None):
+            self.container.mux(packet)
+
     def commit(self) -> None:
         import av
 
         try:
-            for packet in self.stream.encode(None):
-                self.container.mux(packet)
+            self._flush_video()
             if self.others is not None:
                 self.others.copy_until(None)
                 self.others.close()
