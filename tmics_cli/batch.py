@@ -163,6 +163,7 @@ def _derain_one(
                 seconds=time.perf_counter() - began,
                 timings=timings,
                 rain_note=summary.rain_note,
+                weights=Path(summary.weights).name,
             )
         except KeyboardInterrupt:
             raise

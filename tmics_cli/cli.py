@@ -607,9 +607,13 @@ def derain(
     try:
         try:
             frames, sizes = probe_targets(derainer, targets)
-            report.run_started(
-                str(derainer.device), derainer.precision, derainer.weights_file(), frames=frames, sizes=sizes
+            auto = (
+                "light or heavy, measured per input (--rain auto)" if rain == "auto" and not weights else None
             )
+            report.run_started(
+                str(derainer.device), derainer.precision, derainer.weights_file(), frames=frames, sizes=sizes,
+                label=auto,
+            )  # fmt: skip
             if ray is not None:
                 from .cluster import derain_on_ray
 

@@ -45,6 +45,7 @@ with `overwrite`; "-" for standard output), schema 1:
          "frames": int, "seconds": float, "fps": float | null,
          "timings": {"decode": float, "model": float, "encode": float, "join": float, ...},
          "rain": str,                       # why --rain auto chose what it chose ("" otherwise)
+         "weights": str,                    # the weights file that ran on this input
          "warnings": [str, ...], "error": str | null}
       ],
       "warnings": [str, ...],               # warnings of no one input
@@ -95,6 +96,7 @@ class InputResult:
     rain_note: str = ""  # why --rain auto chose what it chose
     warnings: list[str] = field(default_factory=list)  # more to record than those given to warning()
     error: str | None = None  # why it failed (or, for a skipped input, why it was skipped)
+    weights: str = ""  # the weights file that ran on it, when not the job's (--rain auto chooses per input)
 
     @property
     def fps(self) -> float | None:
@@ -212,10 +214,12 @@ class JobReport:
         frames: Iterable[int | None],
         sizes: Iterable[tuple[int, int]] = (),
         sha256: str | None = None,
+        label: str | None = None,
     ) -> None:
         """The job begins: `weights` is the file that runs (its sha256 is read unless given), `frames` the
         frame count of each input (None where unknown; the job's total is then unknown), `sizes` each
-        input's (width, height)."""
+        input's (width, height); `label` names the weights in the run line instead of the file (e.g.
+        for --rain auto, which chooses per input)."""
         counts = list(frames)
         sizes = list(sizes)
         path = Path(weights)
@@ -229,11 +233,11 @@ class JobReport:
             self.inputs = len(counts)
             self.total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
             frames_text = "frames unknown" if self.total is None else _plural(self.total, "frame")
-            digest = f" (sha256 {sha256[:12]})" if sha256 else ""
+            digest = f" (sha256 {sha256[:12]})" if sha256 and not label else ""
             # said when the first input starts (or ends, or the job does): an input refused before any work
             # gets its one error line and nothing else
             self._run_line = (
-                f"run: {self.device}, {self.precision}, weights {path.name}{digest}; "
+                f"run: {self.device}, {self.precision}, weights {label or path.name}{digest}; "
                 f"{_plural(self.inputs, 'input')}, {frames_text}, {describe_sizes(sizes)}"
             )
             self._event(
@@ -472,6 +476,7 @@ class JobReport:
             "fps": None if r.fps is None else round(r.fps, 3),
             "timings": {k: round(v, 3) for k, v in r.timings.items()},
             "rain": r.rain_note,
+            "weights": r.weights or self.weights["name"],
             "warnings": list(r.warnings),
             "error": r.error,
         }
@@ -551,7 +556,7 @@ class JobReport:
             if r.status == "done":
                 self._print(
                     f"{r.frames} frames in {r.seconds:.1f} s ({r.fps or 0.0:.2f} fps) on {self.device}, "
-                    f"{self.precision}, weights {self.weights['name']} -> {r.output}"
+                    f"{self.precision}, weights {r.weights or self.weights['name']} -> {r.output}"
                 )
             elif r.status == "skipped":
                 why = f": {r.error}" if r.error else ""
