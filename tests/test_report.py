@@ -281,7 +281,19 @@ def test_the_json_summary_has_its_schema(tmp_path: Path) -> None:
     assert written["settings"] == {"crf": 18, "output": str(tmp_path), "tile": None}
     assert written["ok"] is False  # one input failed
     assert written["frames"] == 320 and written["seconds"] == 12.0
-    keys = {"input", "output", "result", "frames", "seconds", "fps", "timings", "rain", "weights", "warnings", "error"}
+    keys = {
+        "input",
+        "output",
+        "result",
+        "frames",
+        "seconds",
+        "fps",
+        "timings",
+        "rain",
+        "weights",
+        "warnings",
+        "error",
+    }
     assert all(set(entry) == keys for entry in written["inputs"])
     a, b, c = written["inputs"]
     assert (a["input"], a["output"], a["result"], a["frames"]) == ("in/a.mp4", "out/a.mp4", "done", 300)
