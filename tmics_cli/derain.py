@@ -883,7 +883,7 @@ class _Run:
                 return
             took = False
             for segment in todo:
-                if segment.index in self.job.done():
+                if self.job.is_done(segment.index):  # by another worker meanwhile
                     continue
                 if self.job.claim(segment.index):
                     took = True

@@ -209,6 +209,10 @@ class Job:
                     found[segment.index] = data
         return found
 
+    def is_done(self, index: int) -> bool:
+        """Whether segment `index` is done (its record and its piece are in place)."""
+        return self._record(index).exists() and self.piece(index).exists()
+
     def claim(self, index: int) -> bool:
         """Take segment `index` for this process; False when another live process holds it or it is done."""
         path = self._claim(index)
@@ -223,7 +227,7 @@ class Job:
                 continue
             with os.fdopen(fd, "w") as f:
                 f.write(f"{_HOST} {os.getpid()}\n")
-            if self._record(index).exists() and self.piece(index).exists():
+            if self.is_done(index):
                 self.release(index)  # done meanwhile
                 return False
             return True
