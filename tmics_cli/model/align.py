@@ -6,7 +6,9 @@ F(beta) = beta_ofm * OFM + beta_tgm * TGM (the paper's macro level) is a plain w
 OFM needs optical flow from the centre frame to each neighbour. The paper uses a pretrained RAFT, whose
 weights cannot be had here, so the flow estimator is pluggable (FLOW_ESTIMATORS):
   - "dis":     OpenCV's DIS optical flow, classical, no weights, computed on the CPU without gradient;
-  - "pyramid": PyramidFlowNet, a compact coarse-to-fine network of our own, differentiable and trainable.
+  - "pyramid": PyramidFlowNet, a compact coarse-to-fine network of our own, differentiable and trainable;
+  - "device":  PatchInverseSearchFlow (device_flow.py), DIS "medium" in PyTorch ops: no weights, no
+               gradient, batched over all pairs, on the model's device (CUDA, MPS or the CPU).
 Callers that already have flows (e.g. training with flows precomputed on clean clips) pass them in.
 """
 
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .device_flow import PatchInverseSearchFlow
 
 NUM_FRAMES = 5
 CENTRE = NUM_FRAMES // 2
@@ -169,6 +173,7 @@ class PyramidFlowNet(nn.Module):
 FLOW_ESTIMATORS: dict[str, Callable[[], nn.Module]] = {
     "dis": DISFlow,
     "pyramid": PyramidFlowNet,
+    "device": PatchInverseSearchFlow,
 }
 
 
