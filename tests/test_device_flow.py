@@ -111,3 +111,58 @@ def test_coarsest_scale_matches_opencv() -> None:
 def test_unknown_preset_is_refused() -> None:
     with pytest.raises(ValueError, match="preset"):
         PatchInverseSearchFlow("slow")
+
+
+# --- the flow at inference: --flow auto | dis | device ---------------------------------------------------
+
+
+def test_choose_flow_auto_picks_by_device_and_keeps_a_trained_flow() -> None:
+    from tmics_cli.model.align import choose_flow
+
+    assert choose_flow("auto", "dis", "cuda") == "device"
+    assert choose_flow("auto", "dis", "mps") == "device"
+    assert choose_flow("auto", "dis", "cpu") == "dis"
+    assert choose_flow("auto", "device", "cpu") == "dis"
+    assert choose_flow("dis", "dis", "cuda") == "dis"
+    assert choose_flow("device", "dis", "cpu") == "device"
+    assert choose_flow("auto", "pyramid", "cuda") == "pyramid"
+    with pytest.raises(ValueError, match="trained"):
+        choose_flow("device", "pyramid", "cuda")
+    with pytest.raises(ValueError, match="unknown flow"):
+        choose_flow("raft", "dis", "cpu")
+
+
+def test_restorer_runs_the_flow_asked_for_and_weights_keep_naming_theirs() -> None:
+    from tmics_cli.inference import Restorer
+    from tmics_cli.model import build_model
+
+    model = build_model("light", "tiny")
+    windows = (textured_frames(1, 5, 32, 40) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
+    auto = Restorer(model, torch.device("cpu"))
+    assert auto.flow == "dis" and isinstance(model.flow_estimator, DISFlow)
+    with_dis = auto(windows)
+    device = Restorer(model, torch.device("cpu"), flow="device")
+    assert device.flow == "device" and isinstance(model.flow_estimator, PatchInverseSearchFlow)
+    assert model.config.flow == "dis"  # a file saved from it still names the flow it was trained with
+    with_device = device(windows)
+    assert with_device.shape == with_dis.shape == (1, 32, 40, 3)
+    assert isinstance(Restorer(model, torch.device("cpu"), flow="dis").model.flow_estimator, DISFlow)
+
+
+def test_derainer_records_the_flow_only_when_not_the_weights_own(tiny_weights) -> None:
+    from types import SimpleNamespace
+
+    from tmics_cli.derain import Derainer
+
+    with pytest.raises(ValueError, match="unknown flow"):
+        Derainer(weights=tiny_weights, flow="raft")
+    info = SimpleNamespace(kind="video")
+    for job_device, flow, recorded in [
+        ("cpu", "auto", None),
+        ("cuda", "auto", "device"),
+        ("cpu", "device", "device"),
+    ]:
+        derainer = Derainer(weights=tiny_weights, device="cpu", job_device=job_device, flow=flow)
+        restorer, path, sha = derainer.model("custom")
+        assert derainer.settings(restorer, path, sha, info, "custom").get("flow") == recorded  # type: ignore[arg-type]
+        assert derainer.kwargs["flow"] == flow

@@ -177,6 +177,32 @@ FLOW_ESTIMATORS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+# The flow of a model at inference (Restorer / Derainer `flow`, --flow): "auto" or a flow without weights.
+FLOW_CHOICES = ("auto", "dis", "device")
+GPU_DEVICE_TYPES = ("cuda", "mps")
+
+
+def choose_flow(requested: str, model_flow: str, device_type: str) -> str:
+    """The flow estimator a model runs with at inference on a device of `device_type`.
+
+    A weights file names the flow it was trained with (`model_flow`). "auto" keeps a trained flow
+    ("pyramid": its weights are the model's) and otherwise picks by device: the device flow on CUDA and
+    MPS (DIS would make the GPU wait on the host CPU), DIS on the CPU (about 10x faster there than the
+    device flow, benchmarks/results/flow_accuracy_device.json). "dis" or "device" asks for one; refused for
+    a model whose flow is trained."""
+    if requested not in FLOW_CHOICES:
+        raise ValueError(f"unknown flow {requested!r}; known: {', '.join(FLOW_CHOICES)}")
+    if model_flow not in FLOW_CHOICES:  # a trained estimator, part of the weights
+        if requested == "auto":
+            return model_flow
+        raise ValueError(
+            f"this model's flow estimator ({model_flow}) is trained with it; only --flow auto keeps it"
+        )
+    if requested == "auto":
+        return "device" if device_type in GPU_DEVICE_TYPES else "dis"
+    return requested
+
+
 def build_flow_estimator(name: str) -> nn.Module:
     if name not in FLOW_ESTIMATORS:
         raise ValueError(f"unknown flow estimator {name!r}; known: {', '.join(FLOW_ESTIMATORS)}")
