@@ -54,6 +54,15 @@ def test_batched_equals_one_pair_at_a_time() -> None:
     torch.testing.assert_close(chunked, batched, atol=1e-4, rtol=0)
 
 
+def test_float32_inside_autocast() -> None:
+    frames = textured_frames(1, 5, 48, 64, seed=2)
+    est = PatchInverseSearchFlow()
+    plain = estimate_flows(est, frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = estimate_flows(est, frames)
+    torch.testing.assert_close(autocast.float(), plain, atol=1e-4, rtol=0)
+
+
 def test_identical_frames_give_zero_flow() -> None:
     frame = textured_frames(1, 1, 48, 64)[:, 0]
     flow = PatchInverseSearchFlow()(frame, frame.unsqueeze(1))

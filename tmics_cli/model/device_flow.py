@@ -322,6 +322,12 @@ class PatchInverseSearchFlow(nn.Module):
     @torch.no_grad()
     def forward(self, reference: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         # reference: (B, 3, H, W), neighbours: (B, N, 3, H, W), both in [0, 1] -> flows (B, N, 2, H, W)
+        # float32 throughout, also under the Restorer's fp16 / bf16 autocast: patch sums of squared
+        # gradients of 0..255 luma overflow fp16
+        with torch.autocast(reference.device.type, enabled=False):
+            return self._forward(reference, neighbours)
+
+    def _forward(self, reference: torch.Tensor, neighbours: torch.Tensor) -> torch.Tensor:
         b, n, c, h, w = neighbours.shape
         dtype = reference.dtype
         weights = torch.tensor(LUMA, device=reference.device, dtype=torch.float32).view(1, 3, 1, 1)
