@@ -1,6 +1,7 @@
 """Flow accuracy benchmark: which optical-flow estimator should OFM use by default?
 
-Compares OpenCV DIS (presets ultrafast / fast / medium) with PyramidFlowNet, untrained (zero flow, a
+Compares OpenCV DIS (presets ultrafast / fast / medium), PatchInverseSearchFlow ("device-medium": DIS
+medium's scheme in PyTorch ops, tmics_cli.model.device_flow) and PyramidFlowNet, untrained (zero flow, a
 sanity baseline) and after --train-minutes of CPU pre-training (tmics_cli.training.flow) on clips that
 are NOT evaluated. Whole clips are held out (default: walk, city, and bikes from frame 201 on).
 
@@ -12,7 +13,9 @@ are NOT evaluated. Whole clips are held out (default: walk, city, and bikes from
     temporal median of the 5 (pixels whose warp leaves the frame use the centre frame); Y-PSNR of the
     median against the clean centre frame. The rainy centre, the unaligned median and DIS-medium flow
     computed on the CLEAN frames (an oracle-like reference) are reported alongside.
-  Timing: seconds for the 4 flows of one 640x480 5-frame window.
+  Timing: seconds for the 4 flows of one 640x480 5-frame window (estimators interleaved, median of 5).
+  The device flow's bar: EPE within 15% of dis-medium's under every condition, aligned median within
+  0.3 dB (the "device_vs_dis_medium" entry of the JSON).
 
 The rain here is a minimal streak renderer kept in this script (sparse impulses drawn with
 tmics_cli.streaks.streak_kernel, near-vertical, 8-25 px long, brightness 0.3-0.8 blended toward
@@ -40,6 +43,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -47,6 +51,7 @@ import torch
 from torch import nn
 
 from tmics_cli.model.align import DISFlow, PyramidFlowNet, align_frames, estimate_flows
+from tmics_cli.model.device_flow import PatchInverseSearchFlow
 from tmics_cli.streaks import streak_kernel
 from tmics_cli.training.flow import (
     TRAIN_MOTION,
@@ -287,18 +292,34 @@ def run_timing(
     estimators: dict[str, nn.Module], window: torch.Tensor, repeats: int = 3
 ) -> dict[str, dict[str, float]]:
     """Median wall and process-CPU seconds for the 4 flows of one (5, 3, 480, 640) window, after one
-    warm-up call. CPU time (all threads) is less sensitive than wall time to other jobs on the machine."""
-    times = {}
-    for name, est in estimators.items():
+    warm-up call each; the estimators take turns in every repeat, so load from other jobs on the machine
+    falls on all alike. CPU time (all threads) is less sensitive than wall time to such load."""
+    wall: dict[str, list[float]] = {name: [] for name in estimators}
+    cpu: dict[str, list[float]] = {name: [] for name in estimators}
+    for est in estimators.values():
         estimate_flows(est, window[None])
-        wall, cpu = [], []
-        for _ in range(repeats):
+    for _ in range(repeats):
+        for name, est in estimators.items():
             start, start_cpu = time.perf_counter(), time.process_time()
             estimate_flows(est, window[None])
-            wall.append(time.perf_counter() - start)
-            cpu.append(time.process_time() - start_cpu)
-        times[name] = {"wall": statistics.median(wall), "cpu": statistics.median(cpu)}
-    return times
+            wall[name].append(time.perf_counter() - start)
+            cpu[name].append(time.process_time() - start_cpu)
+    return {n: {"wall": statistics.median(wall[n]), "cpu": statistics.median(cpu[n])} for n in wall}
+
+
+def device_verdict(
+    test_a: dict[str, dict[str, dict[str, float]]], test_b: dict[str, dict[str, float]]
+) -> dict[str, Any]:
+    """The device flow against dis-medium: EPE ratios per condition (bar: <= 1.15) and aligned-median
+    PSNR differences per rain level (bar: >= -0.3 dB)."""
+    ratios = {c: test_a["device-medium"][c]["epe"] / test_a["dis-medium"][c]["epe"] for c in CONDITIONS}
+    deltas = {c: test_b["device-medium"][c] - test_b["dis-medium"][c] for c in ("light", "heavy")}
+    return {
+        "epe_ratio": ratios,
+        "median_psnr_delta_db": deltas,
+        "epe_within_15_percent": all(r <= 1.15 for r in ratios.values()),
+        "median_within_0.3_db": all(d >= -0.3 for d in deltas.values()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -417,6 +438,7 @@ def main(argv: list[str] | None = None) -> int:
         "dis-ultrafast": DISFlow("ultrafast"),
         "dis-fast": DISFlow("fast"),
         "dis-medium": DISFlow("medium"),
+        "device-medium": PatchInverseSearchFlow("medium"),
         "pyramid-untrained": PyramidFlowNet().eval(),
     }
     train_info: dict = {}
@@ -536,6 +558,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     print()
     print(fmt_table("Test B per clip", ["clip / method", "light", "heavy"], per_clip_rows))
+    verdict = device_verdict(test_a, test_b)
+    print(
+        "\ndevice-medium vs dis-medium: EPE ratio "
+        + ", ".join(f"{c} {r:.3f}" for c, r in verdict["epe_ratio"].items())
+        + "; median PSNR delta "
+        + ", ".join(f"{c} {d:+.2f} dB" for c, d in verdict["median_psnr_delta_db"].items())
+        + f"; EPE within 15%: {verdict['epe_within_15_percent']}, median within 0.3 dB: "
+        f"{verdict['median_within_0.3_db']}"
+    )
     total = time.perf_counter() - started
     print(
         f"\ntotal {total / 60:.1f} min; load average (1 min) at start {load_start[0]:.2f}, "
@@ -568,6 +599,7 @@ def main(argv: list[str] | None = None) -> int:
             "y_psnr_db_per_clip": test_b_clips,
             "note": "pyramid-untrained is zero flow, identical to the unaligned median; not rerun",
         },
+        "device_vs_dis_medium": verdict,
         "timing_s_4_flows_640x480": {"threads": args.threads, **timing},
         "timing_s_4_flows_640x480_1_thread": timing_1,
         "environment": {

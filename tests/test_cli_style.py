@@ -28,7 +28,9 @@ def _help(*command: str) -> str:
         ("benchmark", "--precision", "[auto|fp32|fp16|bf16]"),
         ("train", "--preset", "[light|heavy]"),
         ("train", "--size", "[tiny|small|small-full|medium|paper]"),
-        ("train", "--flow", "[dis|pyramid]"),
+        ("train", "--flow", "[dis|pyramid|device]"),
+        ("derain", "--flow", "[auto|dis|device]"),
+        ("benchmark", "--flow", "[auto|dis|device]"),
         ("search", "--size", "[tiny|small|small-full|medium|paper]"),
         ("search", "--weight-optimizer", "[sgd|adam]"),
         ("search", "--arch-optimizer", "[sgd|adam]"),
@@ -143,7 +145,7 @@ def test_choices_match_the_library() -> None:
     from tmics_cli.data.rain import PRESETS
     from tmics_cli.derain import RAIN_LEVELS
     from tmics_cli.inference import PRECISIONS
-    from tmics_cli.model.align import FLOW_ESTIMATORS
+    from tmics_cli.model.align import FLOW_CHOICES, FLOW_ESTIMATORS
     from tmics_cli.model.genotypes import PRESET_GENOTYPES
     from tmics_cli.model.network import SIZES
 
@@ -153,3 +155,4 @@ def test_choices_match_the_library() -> None:
     assert get_args(cli.Precision) == tuple(PRECISIONS)
     assert get_args(cli.Size) == tuple(SIZES)
     assert get_args(cli.Flow) == tuple(FLOW_ESTIMATORS)
+    assert get_args(cli.InferenceFlow) == FLOW_CHOICES

@@ -48,7 +48,12 @@ RAIN_HELP = "light, heavy, or a frozen version such as light-v9 or heavy-v2 (dat
 Preset = Literal["light", "heavy"]  # model.genotypes.PRESET_GENOTYPES
 Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
 Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
-Flow = Literal["dis", "pyramid"]  # model.align.FLOW_ESTIMATORS
+Flow = Literal["dis", "pyramid", "device"]  # model.align.FLOW_ESTIMATORS
+InferenceFlow = Literal["auto", "dis", "device"]  # model.align.FLOW_CHOICES
+FLOW_HELP = (
+    "OFM optical flow: auto (the device flow, DIS in PyTorch ops, on CUDA/MPS; OpenCV DIS on the CPU), "
+    "dis or device."
+)
 Optimizer = Literal["sgd", "adam"]  # training.search.SearchConfig
 
 
@@ -433,6 +438,9 @@ def derain(
         help="A .safetensors file or registered weights (e.g. light-full) instead of --rain.",
         rich_help_panel=MODEL,
     ),
+    flow: InferenceFlow = typer.Option(
+        "auto", metavar=_choices(InferenceFlow), help=FLOW_HELP, rich_help_panel=MODEL
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda, cuda:N or mps.", rich_help_panel=DEVICE),
     precision: Precision = typer.Option(
         "auto",
@@ -583,7 +591,7 @@ def derain(
             rain=rain or "light", weights=weights, device=device, precision=precision, batch=batch,
             tile=tile, tile_overlap=tile_overlap, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
             compare=compare, start=start, end=end, fps=fps, audio=audio, overwrite=overwrite, strict=strict,
-            segment_frames=segment_frames,
+            segment_frames=segment_frames, flow=flow,
         )  # fmt: skip
         _check_reports(json_out, log, [t.source for t in targets], [t.output for t in targets], overwrite)
     except (VideoError, WeightsError, ValueError, OSError, LookupError) as exc:
@@ -703,6 +711,9 @@ def benchmark(
     ablate: bool = typer.Option(
         False, help="Also score each network's DNA output alone (TMICS_S).", rich_help_panel=METHODS
     ),
+    flow: InferenceFlow = typer.Option(
+        "auto", metavar=_choices(InferenceFlow), help=FLOW_HELP, rich_help_panel=METHODS
+    ),
     fsim: bool = typer.Option(
         False, "--fsim/--no-fsim", help="Also FSIM (Zhang et al.; slower).", rich_help_panel=METRICS
     ),
@@ -792,7 +803,8 @@ def benchmark(
                 continue
             path = weight_files[entry]
             label = entry if entry in ("light", "heavy") else Path(entry).stem
-            methods.append(model_method(label, Restorer(load_model(path), torch_device, dtype), ablate))
+            restorer = Restorer(load_model(path), torch_device, dtype, flow=flow)
+            methods.append(model_method(label, restorer, ablate))
         if len({m.name for m in methods}) != len(methods):
             raise ValueError("a method is listed twice")
         if save_frames is not None:  # written under a temporary name, moved into place at the end

@@ -46,6 +46,7 @@ from .inference import (
     rain_level,
 )
 from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_manifest
+from .model.align import FLOW_CHOICES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
 from .video.join import join_frames, join_video
@@ -274,6 +275,7 @@ def _setup(
     strict: bool = False,
     size: tuple[int, int] | None = None,
     compare: bool = False,
+    flow: str = "auto",
 ) -> _Setup:
     """Check the options and load the model (choosing the rain level for auto); no output touched yet.
     With the frames' (height, width) `size`, a batch whose windows cannot fit in memory is refused."""
@@ -296,7 +298,7 @@ def _setup(
     batch = batch or default_batch(torch_device)
     if size is not None:
         check_derain_memory(model, *size, batch, torch_device, tile=tile, compare=compare, min_tile=MIN_TILE)
-    restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap)
+    restorer = Restorer(model, torch_device, dtype, tile=tile, tile_overlap=tile_overlap, flow=flow)
     return _Setup(restorer, path, rain if weights is None else "custom", note, batch, dtype)
 
 
@@ -314,6 +316,7 @@ def _open(
     end: str | float | None,
     strict: bool,
     compare: bool = False,
+    flow: str = "auto",
 ) -> tuple[Any, _Setup]:
     """Check --fps and the times, open the source and set up the model for its frame size (the source is
     closed again if the set-up fails): the start that derain_video and iter_derained share."""
@@ -337,6 +340,7 @@ def _open(
             strict,
             size=size,
             compare=compare,
+            flow=flow,
         )
     except BaseException:
         source.close()
@@ -390,13 +394,14 @@ def iter_derained(
     end: str | float | None = None,
     fps: float = 25.0,
     strict: bool = False,
+    flow: str = "auto",
 ) -> Iterator[tuple[SourceFrame, np.ndarray]]:
     """Derain a video or frame folder lazily: yields (input frame, with its index and timestamp;
     derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread. Damage in the input
-    is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found."""
+    is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found. `flow`: as Derainer's."""
     src = check_input(src)
     source, setup = _open(
-        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict
+        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict, flow=flow
     )
     reader = _Background(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
@@ -507,7 +512,10 @@ class Derainer:
     are derained on when that is not this process's own: a cluster's driver (tmics_cli.cluster) prepares
     jobs on its CPU for GPU nodes. Precision auto, the default batch and the jobs' recorded device follow
     it; the model here stays on `device` (in fp32 when the kinds differ) and derains nothing: `work`,
-    `help` and `segment` are refused."""
+    `help` and `segment` are refused.
+
+    `flow` is the OFM's flow: auto (the device flow, PatchInverseSearchFlow, on CUDA and MPS; DIS on the
+    CPU; a trained flow is kept), dis or device (model.align.choose_flow)."""
 
     def __init__(
         self,
@@ -532,6 +540,7 @@ class Derainer:
         strict: bool = False,
         segment_frames: int | None = None,
         job_device: str | None = None,
+        flow: str = "auto",
     ) -> None:
         if rain not in RAIN_LEVELS:
             raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
@@ -540,13 +549,15 @@ class Derainer:
             raise ValueError(f"--batch must be at least 1, got {batch}")
         if segment_frames is not None and segment_frames < 1:
             raise ValueError(f"--segment-frames must be at least 1, got {segment_frames}")
+        if flow not in FLOW_CHOICES:
+            raise ValueError(f"unknown flow {flow!r}; known: {', '.join(FLOW_CHOICES)}")
         # as given: what a helper worker needs to make the same Derainer (not job_device: whoever derains
         # the segments runs on that device itself)
         self.kwargs: dict[str, Any] = {
             "rain": rain, "weights": weights, "device": device, "precision": precision, "batch": batch,
             "tile": tile, "tile_overlap": tile_overlap, "codec": codec, "crf": crf, "preset": preset,
             "pix_fmt": pix_fmt, "compare": compare, "start": start, "end": end, "fps": fps, "audio": audio,
-            "overwrite": overwrite, "strict": strict, "segment_frames": segment_frames,
+            "overwrite": overwrite, "strict": strict, "segment_frames": segment_frames, "flow": flow,
         }  # fmt: skip
         self.rain, self.weights, self.tile, self.compare = rain, weights, tile, compare
         self.tile_overlap = tile_overlap_for(tile, tile_overlap)
@@ -554,6 +565,7 @@ class Derainer:
         self.times = (start, end)  # as given, for iter_derained-style checks
         self.fps, self.audio, self.overwrite, self.strict = fps, audio, overwrite, strict
         self.segment_frames = segment_frames
+        self.flow = flow
         self.options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
         self.device = pick_device(device)
         self.job_device = self.device if job_device is None else _device_kind(job_device)
@@ -593,7 +605,9 @@ class Derainer:
         if path not in self._models:
             model, _ = load_weights(rain, self.weights, "cpu")
             dtype = self.dtype if self._runs_here() else torch.float32
-            restorer = Restorer(model, self.device, dtype, tile=self.tile, tile_overlap=self.tile_overlap)
+            restorer = Restorer(
+                model, self.device, dtype, tile=self.tile, tile_overlap=self.tile_overlap, flow=self.flow
+            )
             self._models[path] = (restorer, weights_sha256(path))
         restorer, sha = self._models[path]
         return restorer, path, sha
@@ -614,7 +628,10 @@ class Derainer:
     def settings(
         self, restorer: Restorer, path: Path, sha: str, info: SourceInfo, level: str
     ) -> dict[str, Any]:
-        """Every setting that changes the output's pixels (a job's manifest holds them)."""
+        """Every setting that changes the output's pixels (a job's manifest holds them). The flow is
+        named only when it is not the one the weights name (so jobs made before --flow still match)."""
+        trained = restorer.model.config.flow
+        flow = choose_flow(self.flow, trained, self.job_device.type)
         return {
             "weights": path.name,
             "weights_sha256": sha,
@@ -632,6 +649,7 @@ class Derainer:
             "start": self.start,
             "end": self.end,
             "fps": self.fps if info.kind == "frames" else None,
+            **({"flow": flow} if flow != trained else {}),
         }
 
     def segment_length(self, info: SourceInfo) -> int:
@@ -829,7 +847,8 @@ class Derainer:
             **self.settings(restorer, path, sha, info, settings["rain"]),
             "segment_frames": self.segment_length(info),
         }
-        differ = [key for key, value in mine.items() if key != "device" and settings.get(key) != value]
+        keys = [*mine, *(k for k in settings if k not in mine)]
+        differ = [k for k in keys if k != "device" and settings.get(k) != mine.get(k)]
         if differ:
             raise VideoError(
                 f"the job of {manifest['output']} was made with other settings ({', '.join(differ)})"

@@ -1,6 +1,7 @@
 """Running a TMICS model over frames: device and precision, tiling, out-of-memory retry, streaming windows.
 
-    Restorer(model, device, precision, tile)   (B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 frames
+    Restorer(model, device, precision, tile, flow)
+                                               (B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 frames
     stream_windows(frames)                     frames one at a time -> (frame, its 5-frame window), in order
     derain_stream(frames, restorer)            frames one at a time -> derained frames, in order
     derain_clip(model, frames)                 a clip in memory, (T, 3, H, W) in [0, 1]
@@ -22,7 +23,7 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .model.align import CENTRE, NUM_FRAMES, estimate_flows
+from .model.align import CENTRE, NUM_FRAMES, choose_flow, estimate_flows
 from .model.network import TMICS
 from .video.windows import reflect_index, window_indices
 
@@ -116,8 +117,14 @@ class Restorer:
     tile_overlap: int = 32
     retries: int = 0  # out-of-memory retries so far (smaller batches or tiles)
     seconds: float = 0.0  # time spent in the model (and flow), for the decode / model / encode split
+    # the OFM's flow: auto (the device flow on CUDA / MPS, DIS on the CPU; a trained flow is kept), dis or
+    # device (model.align.choose_flow); after construction, the one that runs
+    flow: str = "auto"
 
     def __post_init__(self) -> None:
+        self.flow = choose_flow(self.flow, self.model.config.flow, self.device.type)
+        if self.flow in ("dis", "device"):
+            self.model.use_flow(self.flow)  # also back to DIS for a model an earlier Restorer changed
         self.model.eval().to(self.device)
 
     def _autocast(self) -> contextlib.AbstractContextManager:

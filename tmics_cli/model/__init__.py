@@ -13,6 +13,7 @@ from .align import (
     estimate_flows,
 )
 from .cell import Cell, MixedLayer
+from .device_flow import PatchInverseSearchFlow
 from .gars import AuxiliaryRainStreaks
 from .genotypes import (
     ALIGNMENTS,
@@ -55,6 +56,7 @@ __all__ = [
     "MixedLayer",
     "ModelConfig",
     "OpticalFlowAlign",
+    "PatchInverseSearchFlow",
     "PyramidFlowNet",
     "RestorationNetwork",
     "TMICSOutput",

@@ -6,7 +6,9 @@ F(beta) = beta_ofm * OFM + beta_tgm * TGM (the paper's macro level) is a plain w
 OFM needs optical flow from the centre frame to each neighbour. The paper uses a pretrained RAFT, whose
 weights cannot be had here, so the flow estimator is pluggable (FLOW_ESTIMATORS):
   - "dis":     OpenCV's DIS optical flow, classical, no weights, computed on the CPU without gradient;
-  - "pyramid": PyramidFlowNet, a compact coarse-to-fine network of our own, differentiable and trainable.
+  - "pyramid": PyramidFlowNet, a compact coarse-to-fine network of our own, differentiable and trainable;
+  - "device":  PatchInverseSearchFlow (device_flow.py), DIS "medium" in PyTorch ops: no weights, no
+               gradient, batched over all pairs, on the model's device (CUDA, MPS or the CPU).
 Callers that already have flows (e.g. training with flows precomputed on clean clips) pass them in.
 """
 
@@ -21,6 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from .device_flow import PatchInverseSearchFlow
 
 NUM_FRAMES = 5
 CENTRE = NUM_FRAMES // 2
@@ -169,7 +173,34 @@ class PyramidFlowNet(nn.Module):
 FLOW_ESTIMATORS: dict[str, Callable[[], nn.Module]] = {
     "dis": DISFlow,
     "pyramid": PyramidFlowNet,
+    "device": PatchInverseSearchFlow,
 }
+
+
+# The flow of a model at inference (Restorer / Derainer `flow`, --flow): "auto" or a flow without weights.
+FLOW_CHOICES = ("auto", "dis", "device")
+GPU_DEVICE_TYPES = ("cuda", "mps")
+
+
+def choose_flow(requested: str, model_flow: str, device_type: str) -> str:
+    """The flow estimator a model runs with at inference on a device of `device_type`.
+
+    A weights file names the flow it was trained with (`model_flow`). "auto" keeps a trained flow
+    ("pyramid": its weights are the model's) and otherwise picks by device: the device flow on CUDA and
+    MPS (DIS would make the GPU wait on the host CPU), DIS on the CPU (about 10x faster there than the
+    device flow, benchmarks/results/flow_accuracy_device.json). "dis" or "device" asks for one; refused for
+    a model whose flow is trained."""
+    if requested not in FLOW_CHOICES:
+        raise ValueError(f"unknown flow {requested!r}; known: {', '.join(FLOW_CHOICES)}")
+    if model_flow not in FLOW_CHOICES:  # a trained estimator, part of the weights
+        if requested == "auto":
+            return model_flow
+        raise ValueError(
+            f"this model's flow estimator ({model_flow}) is trained with it; only --flow auto keeps it"
+        )
+    if requested == "auto":
+        return "device" if device_type in GPU_DEVICE_TYPES else "dis"
+    return requested
 
 
 def build_flow_estimator(name: str) -> nn.Module:

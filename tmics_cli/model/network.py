@@ -22,7 +22,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from .aas import AttentionAveraging
-from .align import CENTRE, FLOW_ESTIMATORS, NUM_FRAMES, MixedAlign, OpticalFlowAlign, TemporalGroupingAlign
+from .align import (
+    CENTRE,
+    FLOW_ESTIMATORS,
+    NUM_FRAMES,
+    MixedAlign,
+    OpticalFlowAlign,
+    TemporalGroupingAlign,
+    build_flow_estimator,
+)
 from .cell import Cell
 from .gars import AuxiliaryRainStreaks
 from .genotypes import ALIGNMENTS, GENOTYPES, PRESET_GENOTYPES, Genotype, named_genotype
@@ -168,13 +176,27 @@ class TMICS(nn.Module):
         self.dna = RestorationNetwork(config)
         self.cna = RestorationNetwork(config)
         self.aas = AttentionAveraging(config.aas_width)
+        self.flow_name = config.flow  # the flow the OFM runs with (use_flow changes it)
 
     @property
     def flow_estimator(self) -> nn.Module | None:
-        """The OFM's flow estimator (DISFlow or PyramidFlowNet), or None when the model has no OFM."""
+        """The OFM's flow estimator (DISFlow, PatchInverseSearchFlow or PyramidFlowNet), or None when the
+        model has no OFM."""
         if self.config.search:
             return self.align.ofm.flow
         return self.align.flow if isinstance(self.align, OpticalFlowAlign) else None
+
+    def use_flow(self, name: str) -> None:
+        """Run the OFM with another flow estimator without weights ("dis" or "device"); `config.flow` keeps
+        naming the flow the weights were trained with. A model without OFM is left as it is."""
+        if FLOW_ESTIMATORS.get(name) is None or name == "pyramid":
+            raise ValueError(f"use_flow takes a flow without weights (dis or device), got {name!r}")
+        if self.flow_estimator is None or self.flow_name == name:
+            return
+        ofm = self.align.ofm if self.config.search else self.align
+        ref = next(self.parameters())
+        ofm.flow = build_flow_estimator(name).to(ref.device)
+        self.flow_name = name
 
     def architecture_parameters(self) -> list[nn.Parameter]:
         """alpha and beta (the search's second level); empty for a derived network."""
