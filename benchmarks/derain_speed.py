@@ -295,6 +295,7 @@ def model_case(
         peak_rss_mb=peak_rss_mb(),
     )
     row["peak_gpu_mb"], row["peak_gpu_reserved_mb"] = peak_gpu_mb(device)
+    row["retries"] = restorer.retries  # out-of-memory retries (smaller batches, then tiles)
     row["load_after"] = load()
     return row
 
@@ -415,6 +416,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     )
 
 
+def _fps(fps: float) -> str:
+    return f"{fps:.2f}" if fps >= 0.1 else f"{fps:.3f}"
+
+
 def line(row: dict[str, Any]) -> str:
     """One row as a line of progress."""
     ms = row["ms_per_frame"]
@@ -455,7 +460,7 @@ def markdown(rows: list[dict[str, Any]]) -> str:
             "end to end" if r["mode"] == "e2e" else "model only"
         ) + f", {r['precision']}, batch {r['batch']}"
         out.append(
-            f"| {r['device_name']} | {r['size']} | tmics-{r['weights']} | {run} | {r['fps']:.2f} | "
+            f"| {r['device_name']} | {r['size']} | tmics-{r['weights']} | {run} | {_fps(r['fps'])} | "
             + " | ".join(_cell(ms[s], 0 if (ms[s] or 0) >= 10 else 1) for s in STAGES)
             + f" | {r['peak_rss_mb']:.0f} MB | {'-' if gpu is None else f'{gpu:.0f} MB'} |"
         )
@@ -466,8 +471,8 @@ def read_results(path: Path) -> dict[str, Any]:
     if not path.exists():
         return {"cases": {}}
     data = json.loads(path.read_text())
-    if "cases" not in data:  # the first version's layout: its rows had no stage split
-        data = {"cases": {}, "memory": data.get("memory")}
+    if "cases" not in data:  # the first version's layout: its rows (no stage split) kept under "v1"
+        data = {"cases": {}, "memory": data.get("memory"), "v1": data}
     return data
 
 
@@ -559,6 +564,12 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             memory_check(args, results, Path(tmp))
     else:
+        cores, busy = os.cpu_count() or 1, os.getloadavg()[0]
+        if busy > cores / 2:
+            print(
+                f"note: load {busy:.1f} on {cores} cores; CPU numbers are slower and noisier than on an idle "
+                "machine (--threads 1 keeps torch from waiting on a thread that shares its core)"
+            )
         devices = args.devices or devices_present()
         modes = ["model"] if args.model_only else ["e2e", *(["model"] if args.also_model else [])]
         if "e2e" in modes and not has_pyav():

@@ -16,7 +16,7 @@ part's last case took:
     variants   8%  light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
     memory    25%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
-                   estimate (guards.bytes_per_pixel, fp32) and out-of-memory retries
+                   estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
     e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light, light-full, fp16, b8
 
 Model-only cases feed the Restorer synthetic uint8 windows (derain_speed.synthetic_windows), one warm-up
@@ -39,6 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import derain_speed as ds  # noqa: E402
 
+MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
 BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
 SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "memory": 0.25, "e2e": 0.25}
 
@@ -160,6 +161,7 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
         row["variant"] = variant
     if row.get("estimate_mb") and row.get("peak_gpu_mb"):
         row["peak_over_estimate"] = round(row["peak_gpu_mb"] / row["estimate_mb"], 3)
+        row["within_bound"] = row["peak_over_estimate"] <= MARGIN
     return row
 
 
