@@ -5,11 +5,13 @@
 # is 220 s and it writes its JSON after every case, so a cut-off run still leaves partial results.
 # PyAV is optional: a wheel carried in .whl/ (e.g. av-*-abi3-manylinux*_x86_64.whl) is installed offline
 # into /tmp/site first; without one the end-to-end part is skipped. Extra arguments go to gpu_check.py
-# (e.g. --dry-run, --budget 120, --parts stages memory).
+# (e.g. --dry-run, --budget 120, --parts stages memory). On a lent machine: the command
+# `bash benchmarks/gpu_check.sh "$OUT"` with a 300 s limit (carry .whl for PyAV, 36 MB); then here
+# `python benchmarks/derain_speed.py --merge FILES_AT/gpu_check.json` and `--markdown` for the README.
 set -u
 out="${1:-${OUT:-gpu_check_out}}"
 [ $# -gt 0 ] && shift
-mkdir -p "$out"
+mkdir -p "$out" && out="$(cd "$out" && pwd)" || exit 1
 cd "$(dirname "$0")/.." || exit 1
 export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" HF_HUB_OFFLINE=1
 if ls .whl/av-*.whl >/dev/null 2>&1 && ! python3 -c "import av" 2>/dev/null; then
