@@ -1,3 +1,4 @@
+import time
 from fractions import Fraction
 from pathlib import Path
 
@@ -9,8 +10,9 @@ from typer.testing import CliRunner
 
 from tests.videos import audio_packets, audio_seconds, decode, make_video, moving_texture
 from tmics_cli.cli import app
-from tmics_cli.derain import SAMPLE_CLIP, derain_video
+from tmics_cli.derain import SAMPLE_CLIP, TIMINGS, derain_video
 from tmics_cli.inference import (
+    STAGES,
     Restorer,
     default_batch,
     derain_clip,
@@ -62,6 +64,31 @@ def test_streaming_equals_the_in_memory_clip(tiny_weights: Path) -> None:
     expected = (derain_clip(model, frames) * 255 + 0.5).clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
     assert streamed.shape == clip.shape
     assert np.abs(streamed.astype(int) - expected.numpy().astype(int)).max() <= 1
+
+
+@pytest.mark.parametrize("profile", [False, True])
+def test_the_restorer_times_its_stages_and_they_sum_to_its_time(tiny_weights: Path, profile: bool) -> None:
+    restorer = Restorer(load_model(tiny_weights), torch.device("cpu"), profile=profile)
+    windows = np.stack([np.stack([moving_texture(i + d, 32, 40) for d in range(5)]) for i in range(3)])
+    wall = 0.0
+    for _ in range(2):
+        start = time.perf_counter()
+        restorer(windows)
+        wall += time.perf_counter() - start
+    assert set(restorer.timings) == set(STAGES)
+    assert all(v >= 0 for v in restorer.timings.values())
+    assert restorer.timings["flow"] > 0 and restorer.timings["network"] > 0  # the tiny light net has an OFM
+    assert restorer.seconds == pytest.approx(sum(restorer.timings.values()))
+    assert restorer.seconds <= wall  # each call charged within its own wall time
+
+
+def test_derain_reports_every_stage_and_model_is_their_sum(tmp_path: Path, tiny_weights: Path) -> None:
+    summary = _run(make_video(tmp_path / "in.mp4", frames=7), tmp_path / "out.mp4", tiny_weights)
+    timings = summary.timings
+    assert list(timings) == list(TIMINGS)  # decode, upload, flow, network, download, encode, model
+    assert all(v >= 0 for v in timings.values()) and timings["decode"] > 0 and timings["encode"] > 0
+    assert timings["model"] == pytest.approx(sum(timings[s] for s in STAGES))
+    assert timings["model"] <= summary.seconds
 
 
 # --- the I/O path ---

@@ -48,7 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import Target, expected_errors, one_line, warnings_to
-from .derain import Derainer, DerainSummary, Prepared
+from .derain import TIMINGS, Derainer, DerainSummary, Prepared
 from .report import InputResult, JobReport
 from .video.reader import VideoError, VideoWarning
 
@@ -168,7 +168,7 @@ class _Input:
     left: set[int]  # segments not done yet
     running: int = 0  # handed to workers
     frames: int = 0  # derained by this run
-    timings: dict[str, float] = field(default_factory=lambda: {"decode": 0.0, "model": 0.0, "encode": 0.0})
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMINGS, 0.0))
     failed: str | None = None
     told: set[str] = field(default_factory=set)  # warnings said
 

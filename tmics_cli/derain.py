@@ -38,6 +38,7 @@ from .guards import check_derain_memory
 from .inference import (
     HEAVY_RAIN_COVERAGE,
     MIN_TILE,
+    STAGES,
     Restorer,
     default_batch,
     derain_stream,
@@ -66,6 +67,9 @@ RAIN_LEVELS = ("light", "heavy", "auto")
 DEFAULT_TILE_OVERLAP = 32
 MIN_FPS = 0.01  # a folder's frame rate becomes a fraction with a denominator of at most 1001
 SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample-rain.mp4"
+# seconds per stage in DerainSummary.timings: decode and encode are their threads' busy time, model (this
+# thread's) is the sum of upload, flow, network and download (see Restorer)
+TIMINGS = ("decode", *STAGES, "encode", "model")
 
 
 @dataclass
@@ -78,7 +82,7 @@ class DerainSummary:
     rain: str  # the rain level whose weights ran ("custom" for --weights)
     output: Path
     rain_note: str = ""  # why --rain auto chose what it chose
-    timings: dict[str, float] = field(default_factory=dict)  # seconds spent in decode / model / encode
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, keys TIMINGS
     status: str = "done"  # "skipped": the output was already whole; "helped": a helper worker's share
     resumed: tuple[int, int] | None = None  # (segments done before this run, all segments)
     segments: int = 1
@@ -729,7 +733,7 @@ class Derainer:
         on_segment: Callable[[int, int, int, float], None] | None = None,
     ) -> dict[str, float]:
         """Derain the unfinished segments of a prepared job here (waiting for those other workers hold,
-        with `wait`); returns the seconds spent in decode / model / encode. `on_segment(index, segments,
+        with `wait`); returns the seconds spent per stage (TIMINGS). `on_segment(index, segments,
         frames, seconds)` after each segment derained here."""
         self._check_runs_here()
         counted = sum(record.get("frames", 0) for record in job.done.values())
@@ -890,7 +894,7 @@ class _Run:
         self.folder_out, self.on_frame, self.counted = folder_out, on_frame, counted
         self.frames = 0  # derained by this run
         self.on_segment: Callable[[int, int, int, float], None] | None = None
-        self.timings = {"decode": 0.0, "model": 0.0, "encode": 0.0}
+        self.timings = dict.fromkeys(TIMINGS, 0.0)
 
     def all(self, wait: bool = True) -> None:
         """Every segment not done: those claimed here are derained, those another live process holds are
@@ -923,7 +927,7 @@ class _Run:
         job, d = self.job, self.d
         index = segment.index
         began = time.perf_counter()
-        model_before = self.restorer.seconds
+        model_before = dict(self.restorer.timings)
         try:
             job.pending_piece(index)
             span = None if segment.lo is None else (segment.lo, segment.hi)
@@ -969,18 +973,16 @@ class _Run:
             finally:
                 reader.close()
                 source.close()
-            model = self.restorer.seconds - model_before
-            self.timings["decode"] += reader.busy
-            self.timings["model"] += model
-            self.timings["encode"] += writer.busy
+            spent = {stage: self.restorer.timings[stage] - model_before[stage] for stage in STAGES}
+            spent.update(decode=reader.busy, encode=writer.busy, model=sum(spent.values()))
+            for key, value in spent.items():
+                self.timings[key] += value
             job.finish(
                 index,
                 {
                     "frames": count,
                     "seconds": round(time.perf_counter() - began, 3),
-                    "decode": round(reader.busy, 3),
-                    "model": round(model, 3),
-                    "encode": round(writer.busy, 3),
+                    **{key: round(spent[key], 3) for key in TIMINGS},
                     "host": socket.gethostname(),
                     "pid": os.getpid(),
                 },

@@ -17,7 +17,7 @@ import contextlib
 import os
 import time
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
@@ -30,6 +30,7 @@ from .video.windows import reflect_index, window_indices
 T = TypeVar("T")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MIN_TILE = 64
+STAGES = ("upload", "flow", "network", "download")  # a Restorer's time, stage by stage (Restorer.timings)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -106,9 +107,25 @@ def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> torch.Tens
     return w
 
 
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 @dataclass
 class Restorer:
-    """A loaded model on a device, with its precision and tiling: windows in, derained frames out."""
+    """A loaded model on a device, with its precision and tiling: windows in, derained frames out.
+
+    Its time is charged to `timings` (seconds, summed over calls) stage by stage as it passes: upload (the
+    uint8 windows to floats on the device), flow (the OFM's flow estimator: DIS on the host's CPU, or a
+    flow network), network (the rest of the model, out-of-memory retries included) and download (back to
+    the host and to uint8); `seconds` is their sum. On a GPU the model's work is queued and runs behind
+    the host, so a stage's time is where the host waited, not where the GPU worked: the sum is true, the
+    split is not (the GPU's time lands mostly in flow, whose DIS reads the frames back, and download).
+    With `profile` every stage ends in a device synchronize, so the split is true too, at the price of
+    the overlap (for benchmarks). Bookkeeping without `profile` is a clock read per stage."""
 
     model: TMICS
     device: torch.device
@@ -116,16 +133,48 @@ class Restorer:
     tile: int | None = None  # None or 0: whole frames (tiles are made on out-of-memory)
     tile_overlap: int = 32
     retries: int = 0  # out-of-memory retries so far (smaller batches or tiles)
-    seconds: float = 0.0  # time spent in the model (and flow), for the decode / model / encode split
     # the OFM's flow: auto (the device flow on CUDA / MPS, DIS on the CPU; a trained flow is kept), dis or
     # device (model.align.choose_flow); after construction, the one that runs
     flow: str = "auto"
+    profile: bool = False  # synchronize the device at the end of every stage (a true split, slower)
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
+    _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
 
     def __post_init__(self) -> None:
         self.flow = choose_flow(self.flow, self.model.config.flow, self.device.type)
         if self.flow in ("dis", "device"):
             self.model.use_flow(self.flow)  # also back to DIS for a model an earlier Restorer changed
         self.model.eval().to(self.device)
+
+    @property
+    def seconds(self) -> float:
+        """Time spent in the model so far (upload + flow + network + download), for the decode / model /
+        encode split."""
+        return sum(self.timings.values())
+
+    def _lap(self, stage: str | None) -> None:
+        """Charge the time since the last lap to `stage` (None: to no stage, a new start)."""
+        if self.profile:
+            _synchronize(self.device)
+        now = time.perf_counter()
+        if stage is not None:
+            self.timings[stage] += now - self._clock
+        self._clock = now
+
+    @contextlib.contextmanager
+    def _flow_timed(self) -> Iterator[None]:
+        """While open, the model's flow estimator charges its calls to flow (the time before to network)."""
+        flow_net = self.model.flow_estimator
+        if flow_net is None:
+            yield
+            return
+        before = flow_net.register_forward_pre_hook(lambda *_: self._lap("network"))
+        after = flow_net.register_forward_hook(lambda *_: self._lap("flow"))
+        try:
+            yield
+        finally:
+            before.remove()
+            after.remove()
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
@@ -171,16 +220,28 @@ class Restorer:
         """As `restore`, returning (fused output, the DNA's output alone: the paper's TMICS_S)."""
         tile = self.tile or None
         batch = frames.shape[0]
+        self._lap(None)
+        with self._flow_timed():
+            return self._restore_all(frames, tile, batch)
+
+    def _restore_all(
+        self, frames: torch.Tensor, tile: int | None, batch: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         while True:
             try:
-                parts = [
-                    self._forward(frames[i : i + batch].to(self.device), tile)
-                    for i in range(0, len(frames), batch)
-                ]
-                return torch.cat([f for f, _ in parts]).cpu(), torch.cat([d for _, d in parts]).cpu()
+                parts = []
+                for i in range(0, len(frames), batch):
+                    chunk = frames[i : i + batch].to(self.device)
+                    self._lap("upload")
+                    parts.append(self._forward(chunk, tile))
+                    self._lap("network")
+                out = torch.cat([f for f, _ in parts]).cpu(), torch.cat([d for _, d in parts]).cpu()
+                self._lap("download")
+                return out
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_oom(exc):
                     raise
+                self._lap("network")  # the failed attempt's time
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
                 self.retries += 1
@@ -199,10 +260,13 @@ class Restorer:
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 derained centre frames."""
-        start = time.perf_counter()
-        out = self.restore(windows_to_tensor(windows))
-        self.seconds += time.perf_counter() - start
-        return frames_to_uint8(out)
+        self._lap(None)
+        frames = windows_to_tensor(windows)
+        self._lap("upload")
+        out = self.restore(frames)
+        result = frames_to_uint8(out)
+        self._lap("download")
+        return result
 
 
 def windows_to_tensor(windows: np.ndarray) -> torch.Tensor:

@@ -44,6 +44,7 @@ with `overwrite`; "-" for standard output), schema 1:
         {"input": str, "output": str, "result": "done" | "skipped" | "failed",
          "frames": int, "seconds": float, "fps": float | null,
          "timings": {"decode": float, "model": float, "encode": float, "join": float, ...},
+                                            # seconds; model's split too: upload, flow, network, download
          "rain": str,                       # why --rain auto chose what it chose ("" otherwise)
          "weights": str,                    # the weights file that ran on this input
          "warnings": [str, ...], "error": str | null}

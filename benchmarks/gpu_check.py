@@ -1,0 +1,241 @@
+"""The speed issue's GPU measurement in one command, for any CUDA machine with the project checked out: no
+network, nothing to install (torch, numpy and opencv; PyAV only for the end-to-end part, skipped without
+it), within 4 minutes, writing DIR/gpu_check.json after every case so that a run cut short keeps what it
+measured. Rows are derain_speed.py's (`derain_speed.py --merge DIR/gpu_check.json` folds them in).
+
+    bash benchmarks/gpu_check.sh "$OUT"                   # the GPU machine: PYTHONUNBUFFERED, timeout, PyAV
+    python benchmarks/gpu_check.py --out DIR              #   wheel from .whl/ if carried, then this
+    python benchmarks/gpu_check.py --dry-run --out /tmp/gc   # here: the same plan, tiny sizes, on the CPU,
+                                                             #   one timed call a case, bf16 for fp16
+
+Parts, in this order, each with a share of --budget (220 s), time a part leaves unused going to the next;
+a case is skipped (and listed in "skipped") when it would not end within its part's time, as long as the
+part's last case took:
+
+    stages    35%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
+    variants   8%  light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
+    small      7%  model only at 640x480: light, light-full, fp16, batch 8
+    memory    25%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
+                   estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
+    e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light, light-full, fp16, b8
+
+Model-only cases feed the Restorer synthetic uint8 windows (derain_speed.synthetic_windows), one warm-up
+call then at least two batches and 1.5 s (at most 5 s); memory cases one warm-up and one timed call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import derain_speed as ds  # noqa: E402
+
+MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
+BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
+SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "memory": 0.25, "e2e": 0.25}
+
+
+def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
+    """The cases of each part: derain_speed.model_case / e2e_case keyword sets."""
+    hd, sd, uhd = ("64x36", "32x24", "128x72") if dry else ("1920x1080", "640x480", "3840x2160")
+    half = "bf16" if dry else "fp16"  # the CPU has no fp16
+    both = ("light", "light-full")
+    quick = {"min_seconds": 0.0, "max_seconds": 0.0} if dry else {"min_seconds": 1.5, "max_seconds": 5.0}
+    stages = [
+        {"weights": w, "size": hd, "precision": p, "batch": b, **quick}
+        for w in both
+        for p in (half, "fp32")
+        for b in (1, 4, 8)
+    ]
+    variants = [
+        {"weights": w, "size": hd, "precision": half, "batch": 8, "profile": False, **quick} for w in both
+    ]
+    variants += [
+        {"weights": w, "size": hd, "precision": half, "batch": 8, "cudnn_benchmark": True, **quick}
+        for w in both
+    ]
+    small = [{"weights": w, "size": sd, "precision": half, "batch": 8, **quick} for w in both]
+    memory = [
+        {
+            "weights": w,
+            "size": uhd,
+            "precision": p,
+            "batch": b,
+            "min_frames": b,
+            "min_seconds": 0.0,
+            "max_seconds": 0.0,
+        }
+        for w in both
+        for p in (half, "fp32")
+        for b in (1, 8)
+    ]
+    e2e = [
+        {
+            "mode": "e2e",
+            "weights": w,
+            "size": size,
+            "frames": (8 if dry else n),
+            "precision": half,
+            "batch": 8,
+        }
+        for size, n in ((sd, 160), (hd, 80))
+        for w in both
+    ]
+    return {"stages": stages, "variants": variants, "small": small, "memory": memory, "e2e": e2e}
+
+
+def info(device: str) -> dict[str, Any]:
+    import cv2
+    import torch
+
+    out: dict[str, Any] = {
+        "device": device,
+        "device_name": ds.device_name(device),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
+        "machine": ds.machine(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "opencv_threads": cv2.getNumThreads(),
+        "pyav": ds.has_pyav(),
+        "load": os.getloadavg(),
+    }
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        out["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
+        try:
+            smi = ["nvidia-smi", "--query-gpu=name,driver_version,memory.total,clocks.max.sm", "--format=csv"]
+            out["nvidia_smi"] = subprocess.run(smi, capture_output=True, text=True, timeout=10).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return out
+
+
+class Report:
+    """gpu_check.json, rewritten whole (atomically) after every case."""
+
+    def __init__(self, folder: Path, header: dict[str, Any]) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.path = folder / "gpu_check.json"
+        self.data: dict[str, Any] = {"info": header, "cases": {}, "skipped": [], "errors": [], "parts": {}}
+        self.write()
+
+    def write(self) -> None:
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=1) + "\n")
+        os.replace(tmp, self.path)
+
+
+def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
+    import torch
+
+    case = dict(case)
+    mode = case.pop("mode", "model")
+    cudnn = case.pop("cudnn_benchmark", False)
+    variant = "cudnn.benchmark" if cudnn else ("profile off" if case.get("profile") is False else "")
+    torch.backends.cudnn.benchmark = cudnn
+    try:
+        if mode == "e2e":
+            width, height = ds.parse_size(case["size"])
+            src = tmp / f"{case['size']}-{case['frames']}.mp4"
+            if not src.exists():
+                ds.make_input(src, case["frames"], width, height)
+            row = ds.e2e_case(src, case["weights"], device, case["precision"], case["batch"])
+        else:
+            weights, size = case.pop("weights"), case.pop("size")
+            precision, batch = case.pop("precision"), case.pop("batch")
+            row = ds.model_case(weights, size, device, precision, batch, **case)
+    finally:
+        torch.backends.cudnn.benchmark = False
+    if variant:
+        row["variant"] = variant
+    if row.get("estimate_mb") and row.get("peak_gpu_mb"):
+        row["peak_over_estimate"] = round(row["peak_gpu_mb"] / row["estimate_mb"], 3)
+        row["within_bound"] = row["peak_over_estimate"] <= MARGIN
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "gpu_check_out")))
+    parser.add_argument("--budget", type=float, default=None, help=f"seconds in all (default {BUDGET:.0f})")
+    parser.add_argument("--device", default=None, help="default: cuda (cpu with --dry-run)")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="tiny sizes on the CPU: proves the script runs"
+    )
+    parser.add_argument("--parts", nargs="+", default=list(SHARES), choices=list(SHARES))
+    args = parser.parse_args()
+    begin = time.perf_counter()
+    import torch
+
+    device = args.device or ("cpu" if args.dry_run else "cuda")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SystemExit("gpu_check.py: no CUDA GPU here (use --dry-run or --device cpu to try it)")
+    budget = args.budget or (120.0 if args.dry_run else BUDGET)
+    if args.dry_run:
+        torch.set_num_threads(1)  # a busy small CPU: one thread is steadier
+    deadline = begin + budget
+    header = info(device)
+    header.update(budget_s=budget, dry_run=args.dry_run)
+    report = Report(args.out, header)
+    print(
+        f"gpu_check: {header['device_name']}, torch {header['torch']}, {header['cpu_count']} cores, "
+        f"PyAV {'yes' if header['pyav'] else 'no'}; budget {budget:.0f} s -> {report.path}",
+        flush=True,
+    )
+    cases = plan(args.dry_run)
+    with tempfile.TemporaryDirectory() as tmp:
+        share = 0.0
+        for part in args.parts:
+            start = time.perf_counter()
+            share += SHARES[part]
+            part_end = min(deadline, begin + share * budget)  # time a part leaves unused goes to the next
+            last = 0.0  # the part's last case's seconds: the next is skipped if it would not fit
+            for case in cases[part]:
+                name = f"{part}: " + " ".join(f"{k}={v}" for k, v in case.items() if "seconds" not in k)
+                now = time.perf_counter()
+                if part == "e2e" and not header["pyav"]:
+                    report.data["skipped"].append(f"{name} (no PyAV)")
+                    continue
+                if now + last > part_end:
+                    report.data["skipped"].append(f"{name} (time: {part_end - now:.0f} s left of the part)")
+                    print(f"skipped {name}: the part's time is spent", flush=True)
+                    continue
+                try:
+                    row = run_case(case, device, Path(tmp))
+                except Exception as exc:  # noqa: BLE001 - one case's failure is recorded; the rest go on
+                    report.data["errors"].append(f"{name}: {type(exc).__name__}: {exc}"[:500])
+                    print(f"error {name}: {exc}", flush=True)
+                    report.write()
+                    continue
+                last = time.perf_counter() - now
+                row["part"] = part
+                report.data["cases"][ds.key(row)] = row
+                report.write()
+                print(f"[{time.perf_counter() - begin:5.0f} s] {ds.line(row)}", flush=True)
+            report.data["parts"][part] = round(time.perf_counter() - start, 1)
+            report.write()
+    report.data["seconds"] = round(time.perf_counter() - begin, 1)
+    report.write()
+    rows = list(report.data["cases"].values())
+    print(ds.table(rows))
+    print(
+        f"{len(rows)} cases, {len(report.data['skipped'])} skipped, {len(report.data['errors'])} errors, "
+        f"{report.data['seconds']} s; wrote {report.path}"
+    )
+
+
+if __name__ == "__main__":
+    main()
