@@ -139,6 +139,8 @@ class Restorer:
     profile: bool = False  # synchronize the device at the end of every stage (a true split, slower)
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
+    _staging: torch.Tensor | None = field(default=None, init=False, repr=False)  # pinned, for uploads
+    _staged: Any = field(default=None, init=False, repr=False)  # CUDA event: the staging buffer is free
 
     def __post_init__(self) -> None:
         self.flow = choose_flow(self.flow, self.model.config.flow, self.device.type)
@@ -213,20 +215,29 @@ class Restorer:
 
     def restore(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, 5, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1] on the CPU. On out-of-memory: one window at a
-        time, then ever smaller tiles (never dropping a frame); fails only below 64-pixel tiles."""
-        return self.restore_all(frames)[0]
+        time, then ever smaller tiles (never dropping a frame); fails only below 64-pixel tiles. Only the
+        fused output comes back (the DNA's is left on the device: `restore_all` for both)."""
+        return self._restore(frames, dna=False, to_host=True)[0]
 
     def restore_all(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """As `restore`, returning (fused output, the DNA's output alone: the paper's TMICS_S)."""
+        fused, dna = self._restore(frames, dna=True, to_host=True)
+        assert dna is not None
+        return fused, dna
+
+    def _restore(
+        self, frames: torch.Tensor, dna: bool, to_host: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         tile = self.tile or None
         batch = frames.shape[0]
         self._lap(None)
         with self._flow_timed():
-            return self._restore_all(frames, tile, batch)
+            return self._restore_all(frames, tile, batch, dna, to_host)
 
     def _restore_all(
-        self, frames: torch.Tensor, tile: int | None, batch: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool = True, to_host: bool = True
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`frames` on the host or the device -> (fused, DNA-only or None), on the CPU with `to_host`."""
         while True:
             try:
                 parts = []
@@ -235,9 +246,13 @@ class Restorer:
                     self._lap("upload")
                     parts.append(self._forward(chunk, tile))
                     self._lap("network")
-                out = torch.cat([f for f, _ in parts]).cpu(), torch.cat([d for _, d in parts]).cpu()
-                self._lap("download")
-                return out
+                fused = torch.cat([f for f, _ in parts])
+                only_dna = torch.cat([d for _, d in parts]) if dna else None
+                if to_host:
+                    fused = fused.cpu()
+                    only_dna = only_dna.cpu() if only_dna is not None else None
+                    self._lap("download")
+                return fused, only_dna
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -268,6 +283,56 @@ class Restorer:
         self._lap("download")
         return result
 
+    # --- the batched device path: each frame uploaded once, as uint8, windows gathered on the device ---
+
+    def upload(self, frames: np.ndarray) -> torch.Tensor:
+        """(F, H, W, 3) uint8 frames -> (F, H, W, 3) float in [0, 1] on the device: one uint8 copy (on CUDA
+        from a pinned staging buffer, not blocking the host), converted there. The same values as
+        `windows_to_tensor` gives each of these frames."""
+        host = torch.from_numpy(np.ascontiguousarray(frames))
+        if self.device.type != "cuda":
+            return host.to(self.device).float().div_(255)
+        staged = self._stage(host)
+        on_device = staged.to(self.device, non_blocking=True)
+        assert self._staged is not None
+        self._staged.record(torch.cuda.current_stream(self.device))  # the staging buffer is free after it
+        return on_device.float().div_(255)
+
+    def _stage(self, host: torch.Tensor) -> torch.Tensor:
+        """`host` copied into a page-locked buffer, reused (and grown) call to call: the buffer's last
+        non-blocking copy is waited for before it is written again."""
+        if self._staged is None:
+            self._staged = torch.cuda.Event()
+        else:
+            self._staged.synchronize()
+        if self._staging is None or self._staging.numel() < host.numel():
+            self._staging = torch.empty(host.numel(), dtype=torch.uint8).pin_memory()
+        view = self._staging[: host.numel()].view(host.shape)
+        view.copy_(host)
+        return view
+
+    def restore_windows(self, windows: torch.Tensor) -> np.ndarray:
+        """(B, 5, 3, H, W) float in [0, 1] on the device -> (B, H, W, 3) uint8 on the host: the fused output
+        rounded to uint8 on the device, then downloaded (4 times fewer bytes than floats; the DNA-only
+        output never leaves the device)."""
+        fused, _ = self._restore(windows, dna=False, to_host=False)
+        result = _to_uint8(fused)
+        if self.device.type != "cpu":
+            result = result.contiguous().cpu()
+        out = result.numpy()
+        self._lap("download")
+        return out
+
+    def restore_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """(F, H, W, 3) uint8 distinct frames and (B, 5) indices into them -> (B, H, W, 3) uint8, the
+        derained centres of windows frames[index[b]]: every frame uploaded once, the windows gathered on
+        the device. Bit for bit what `self(frames[index])` gives."""
+        self._lap(None)
+        on_device = self.upload(frames)
+        windows = gather_windows(on_device, torch.as_tensor(np.asarray(index), device=self.device))
+        self._lap("upload")
+        return self.restore_windows(windows)
+
 
 def windows_to_tensor(windows: np.ndarray) -> torch.Tensor:
     """(B, 5, H, W, 3) uint8 -> (B, 5, 3, H, W) float in [0, 1]."""
@@ -276,12 +341,30 @@ def windows_to_tensor(windows: np.ndarray) -> torch.Tensor:
 
 def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) float -> (B, H, W, 3) uint8, rounded and clamped."""
-    return frames.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return _to_uint8(frames).numpy()
+
+
+def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) float -> (B, H, W, 3) uint8 on the same device, rounded and clamped."""
+    return frames.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def gather_windows(frames: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """(F, H, W, 3) float frames and (B, 5) integer indices -> (B, 5, 3, H, W) windows, gathered where the
+    frames are; laid out as `windows_to_tensor` lays them out (the same strides, so the same kernels)."""
+    return frames[index.long()].permute(0, 1, 4, 2, 3)
 
 
 def stream_windows(frames: Iterable[T]) -> Iterator[tuple[T, list[T]]]:
     """(frame t, [frames t-2 .. t+2]) for every frame in order, holding at most 5 frames; windows reflect
     at both ends, which the stream's end is found to be only when the iterator runs out."""
+    for t, indices, buffer in _indexed_windows(frames):
+        yield buffer[t], [buffer[i] for i in indices]
+
+
+def _indexed_windows(frames: Iterable[T]) -> Iterator[tuple[int, list[int], dict[int, T]]]:
+    """(t, the stream positions of its window, the frames held by position) for every frame t in order;
+    the frames held are valid during the step (frames before t - 2 are let go after it)."""
     buffer: dict[int, T] = {}
     source = iter(frames)
     read, ended = 0, False
@@ -297,7 +380,7 @@ def stream_windows(frames: Iterable[T]) -> Iterator[tuple[T, list[T]]]:
         if t >= read:
             return
         indices = window_indices(t, read) if ended else [reflect_index(t + d, read) for d in range(-2, 3)]
-        yield buffer[t], [buffer[i] for i in indices]
+        yield t, list(indices), buffer
         buffer.pop(t - 2, None)
         t += 1
 
@@ -310,17 +393,44 @@ def derain_stream(
 ) -> Iterator[np.ndarray]:
     """Derain frames (H, W, 3) uint8 arriving one at a time; yields derained frames in the same order.
     With `first` / `count` only frames first .. first + count - 1 are derained, the others being context: a
-    part of a video with (up to) two frames on each side derains as it would within the whole video."""
-    pending: list[list[np.ndarray]] = []
-    for position, (_, window) in enumerate(stream_windows(frames)):
+    part of a video with (up to) two frames on each side derains as it would within the whole video.
+
+    Each frame goes to the device once, as uint8 (`Restorer.upload`), and stays there while a window needs
+    it; a batch's windows are gathered there. Batches hold the windows they held when windows were stacked
+    on the host, and the output is bit for bit the same (tests/test_gpu_pipeline.py)."""
+    on_device: dict[int, torch.Tensor] = {}  # stream position -> (H, W, 3) float frame on the device
+    new: dict[int, np.ndarray] = {}  # positions a pending window needs, not uploaded yet
+    pending: list[list[int]] = []
+    for position, indices, held in _indexed_windows(frames):
         if position < first or (count is not None and position >= first + count):
             continue
-        pending.append(window)
+        new.update((i, held[i]) for i in indices if i not in on_device and i not in new)
+        pending.append(indices)
         if len(pending) == batch:
-            yield from restorer(np.stack([np.stack(w) for w in pending]))
-            pending = []
+            yield from _restore_pending(restorer, pending, new, on_device)
+            pending, new = [], {}
+            for stale in [i for i in on_device if i < position - 1]:  # later windows start at >= t - 1
+                del on_device[stale]
     if pending:
-        yield from restorer(np.stack([np.stack(w) for w in pending]))
+        yield from _restore_pending(restorer, pending, new, on_device)
+
+
+def _restore_pending(
+    restorer: Restorer,
+    pending: list[list[int]],
+    new: dict[int, np.ndarray],
+    on_device: dict[int, torch.Tensor],
+) -> np.ndarray:
+    """Upload the frames of `new` in one copy, then derain the `pending` windows (stream positions)."""
+    restorer._lap(None)
+    if new:
+        order = sorted(new)
+        uploaded = restorer.upload(np.stack([new[i] for i in order]))
+        on_device.update(zip(order, uploaded.unbind(0), strict=True))
+    windows = torch.stack([on_device[i] for w in pending for i in w])  # (B * 5, H, W, 3)
+    windows = windows.view(len(pending), NUM_FRAMES, *windows.shape[1:]).permute(0, 1, 4, 2, 3)
+    restorer._lap("upload")
+    return restorer.restore_windows(windows)
 
 
 @torch.no_grad()
