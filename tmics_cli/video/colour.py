@@ -7,6 +7,9 @@ assume: BT.709 from 720 lines up, BT.601 below, limited range. swscale's default
 chroma error per round trip on a colourful texture). Lanczos chroma resampling with accurate rounding and
 full chroma interpolation/input is, measured, unbiased and nearly exact: decode -> RGB -> encode gives back
 the same 4:2:0 planes to within 0.005 levels.
+
+colour_torch.yuv_to_rgb is the decode direction in torch, for a GPU pipeline (within one level of this
+module's swscale output; not used by the CPU path, whose pixels stay these).
 """
 
 from __future__ import annotations
