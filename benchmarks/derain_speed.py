@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -171,6 +172,11 @@ def synthetic_windows(width: int, height: int, count: int, seed: int = 0) -> np.
     return np.stack([np.stack(clip[i : i + 5]) for i in range(count)])
 
 
+def _cycle(frames: list[np.ndarray]) -> Iterator[np.ndarray]:
+    while True:
+        yield from frames
+
+
 def make_input(path: Path, frames: int, width: int, height: int) -> Path:
     """An H.264 clip of `frames` frames at width x height: the bundled sample resized, forward and back."""
     import av
@@ -253,11 +259,15 @@ def model_case(
     max_seconds: float = 20.0,
     profile: bool = True,
     windows: np.ndarray | None = None,
+    feed: str = "stream",
 ) -> dict[str, Any]:
     """Synthetic windows straight into a Restorer (no PyAV): one warm-up call, then calls until at least
-    `min_frames` (default 2 batches) and `min_seconds`, or `max_seconds` (which one call may overrun)."""
+    `min_frames` (default 2 batches) and `min_seconds`, or `max_seconds` (which one call may overrun).
+    feed "stream": the windows' frames, over and over, through derain_stream (as `tmics derain`: each frame
+    uploaded once, as uint8, the windows gathered on the device); "windows": the (B, 5, H, W, 3) windows
+    themselves into `Restorer.__call__` (each frame converted and uploaded 5 times, as before 0.6)."""
     from tmics_cli.inference import STAGES as RESTORER_STAGES
-    from tmics_cli.inference import Restorer, default_batch
+    from tmics_cli.inference import Restorer, default_batch, derain_stream
     from tmics_cli.weights import load_model
 
     assert tuple(RESTORER_STAGES) == MODEL_STAGES
@@ -270,16 +280,26 @@ def model_case(
     if windows is None or windows.shape[0] != batch or windows.shape[2:4] != (height, width):
         windows = synthetic_windows(width, height, batch)
     restorer = Restorer(model, torch_device, dtype, profile=profile)
+    if feed not in ("stream", "windows"):
+        raise ValueError(f"unknown feed {feed!r}: stream or windows")
+    row["feed"] = feed
+    if feed == "windows":
+        row["variant"] = "per-window upload"
+        step = lambda: restorer(windows)  # noqa: E731
+    else:
+        clip = [*windows[:, 0], *windows[-1, 1:]]  # the windows' frames (cycled: a jump every batch + 4)
+        outputs = derain_stream(_cycle(clip), restorer, batch)
+        step = lambda: [next(outputs) for _ in range(batch)]  # noqa: E731
     reset_peak_gpu(device)
     reset_peak_rss()
     start = time.perf_counter()
-    restorer(windows)  # warm-up: allocations, kernel choice, first-call costs
+    step()  # warm-up: allocations, kernel choice, first-call costs
     row["warmup_s"] = round(time.perf_counter() - start, 3)
     before = dict(restorer.timings)
     frames, start = 0, time.perf_counter()
     min_frames = min_frames or 2 * batch
     while True:
-        restorer(windows)
+        step()
         frames += batch
         elapsed = time.perf_counter() - start
         if (frames >= min_frames and elapsed >= min_seconds) or elapsed >= max_seconds:
@@ -367,6 +387,7 @@ def run_case(params: dict[str, Any]) -> dict[str, Any]:
         params["precision"],
         params.get("batch"),
         max_seconds=params.get("max_seconds", 20.0),
+        feed=params.get("feed", "stream"),
     )
 
 
@@ -540,6 +561,13 @@ def main() -> None:
     parser.add_argument("--also-model", action="store_true", help="model-only cases beside end-to-end ones")
     parser.add_argument("--max-seconds", type=float, default=20.0, help="a model-only case's time budget")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--feed",
+        nargs="+",
+        choices=("stream", "windows"),
+        default=["stream"],
+        help="model-only: stream (frames uploaded once, as tmics derain) and/or windows (per-window uploads)",
+    )
     parser.add_argument("--memory", action="store_true", help="peak RSS at --memory-frames: flat in length?")
     parser.add_argument("--memory-size", default="320x240")
     parser.add_argument("--memory-frames", type=int, nargs=2, default=[100, 1000])
@@ -582,8 +610,10 @@ def main() -> None:
                 clips: dict[int, Path] = {}
                 for device in devices:
                     for weights in args.weights:
-                        for mode in modes:
+                        runs = [(m, f) for m in modes for f in (args.feed if m == "model" else [""])]
+                        for mode, feed in runs:
                             params = {
+                                "feed": feed,
                                 "mode": mode,
                                 "weights": weights,
                                 "size": size,
