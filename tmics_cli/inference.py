@@ -141,6 +141,7 @@ class Restorer:
     _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)  # pinned, for uploads
     _staged: Any = field(default=None, init=False, repr=False)  # CUDA event: the staging buffer is free
+    _windows: torch.Tensor | None = field(default=None, init=False, repr=False)  # assembled windows
 
     def __post_init__(self) -> None:
         self.flow = choose_flow(self.flow, self.model.config.flow, self.device.type)
@@ -311,6 +312,19 @@ class Restorer:
         view.copy_(host)
         return view
 
+    def assemble(self, frames: list[torch.Tensor]) -> torch.Tensor:
+        """B * 5 frames (H, W, 3) on the device, window after window -> (B, 5, 3, H, W) windows, laid out as
+        `windows_to_tensor` lays them out. Copied into a buffer kept from call to call: a fresh one each
+        time cost more in page faults than the copy (CPU, 1080p) and fragments a GPU's memory."""
+        shape = (len(frames) // NUM_FRAMES, NUM_FRAMES, *frames[0].shape)
+        size = int(np.prod(shape))
+        buffer = self._windows
+        if buffer is None or buffer.numel() < size or buffer.device != frames[0].device:
+            buffer = self._windows = torch.empty(size, dtype=frames[0].dtype, device=frames[0].device)
+        out = buffer[:size].view(len(frames), *frames[0].shape)
+        torch.stack(frames, out=out)
+        return out.view(shape).permute(0, 1, 4, 2, 3)
+
     def restore_windows(self, windows: torch.Tensor) -> np.ndarray:
         """(B, 5, 3, H, W) float in [0, 1] on the device -> (B, H, W, 3) uint8 on the host: the fused output
         rounded to uint8 on the device, then downloaded (4 times fewer bytes than floats; the DNA-only
@@ -427,8 +441,7 @@ def _restore_pending(
         order = sorted(new)
         uploaded = restorer.upload(np.stack([new[i] for i in order]))
         on_device.update(zip(order, uploaded.unbind(0), strict=True))
-    windows = torch.stack([on_device[i] for w in pending for i in w])  # (B * 5, H, W, 3)
-    windows = windows.view(len(pending), NUM_FRAMES, *windows.shape[1:]).permute(0, 1, 4, 2, 3)
+    windows = restorer.assemble([on_device[i] for w in pending for i in w])
     restorer._lap("upload")
     return restorer.restore_windows(windows)
 
