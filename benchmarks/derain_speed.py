@@ -598,6 +598,10 @@ def main() -> None:
                 f"note: load {busy:.1f} on {cores} cores; CPU numbers are slower and noisier than on an idle "
                 "machine (--threads 1 keeps torch from waiting on a thread that shares its core)"
             )
+        if has_pyav():  # what a GPU encode could use; tmics derain uses one only when --codec names it
+            from tmics_cli.video.encoders import hardware_encoders
+
+            print("hardware encoders (probed):", "; ".join(str(e) for e in hardware_encoders(probe=True)))
         devices = args.devices or devices_present()
         modes = ["model"] if args.model_only else ["e2e", *(["model"] if args.also_model else [])]
         if "e2e" in modes and not has_pyav():

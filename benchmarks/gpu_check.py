@@ -13,13 +13,15 @@ a case is skipped (and listed in "skipped") when it would not end within its par
 part's last case took:
 
     stages    35%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
-    variants   8%  light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
+    variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
+                   light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
     memory    25%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
     e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light, light-full, fp16, b8
 
-Model-only cases feed the Restorer synthetic uint8 windows (derain_speed.synthetic_windows), one warm-up
+Model-only cases feed derain_stream the frames of synthetic uint8 windows (derain_speed.synthetic_windows;
+each frame uploaded once, pinned, as uint8; "feed": "windows" gives them to the Restorer whole), one warm-up
 call then at least two batches and 1.5 s (at most 5 s); memory cases one warm-up and one timed call.
 """
 
@@ -56,7 +58,10 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         for p in (half, "fp32")
         for b in (1, 4, 8)
     ]
-    variants = [
+    # the per-window upload (each frame converted and uploaded 5 times, as floats) against the default
+    # feed, derain_stream's (each frame uploaded once as uint8, windows gathered on the GPU): stages, b8
+    variants = [{"weights": "light", "size": hd, "precision": half, "batch": 8, "feed": "windows", **quick}]
+    variants += [
         {"weights": w, "size": hd, "precision": half, "batch": 8, "profile": False, **quick} for w in both
     ]
     variants += [
@@ -118,6 +123,10 @@ def info(device: str) -> dict[str, Any]:
             out["nvidia_smi"] = subprocess.run(smi, capture_output=True, text=True, timeout=10).stdout.strip()
         except (OSError, subprocess.SubprocessError):
             pass
+    if out["pyav"]:  # which hardware encoders this PyAV build has, and whether one frame encodes here
+        from tmics_cli.video.encoders import hardware_encoders
+
+        out["hardware_encoders"] = [str(e) for e in hardware_encoders(probe=True)]
     return out
 
 
