@@ -13,6 +13,7 @@ weight comes from the whole stitched frame, so tiles differ from one pass only n
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -23,6 +24,7 @@ import numpy as np
 import torch
 
 from .model.align import CENTRE, NUM_FRAMES, estimate_flows
+from .model.fuse import for_inference
 from .model.network import TMICS
 from .video.windows import reflect_index, window_indices
 
@@ -116,9 +118,17 @@ class Restorer:
     tile_overlap: int = 32
     retries: int = 0  # out-of-memory retries so far (smaller batches or tiles)
     seconds: float = 0.0  # time spent in the model (and flow), for the decode / model / encode split
+    # Run a copy of the model rewritten for inference (BatchNorm folded, heads fused: the same outputs up to
+    # float rounding, tmics_cli.model.fuse), in channels_last on the CPU. False: the model as given
+    # (benchmarks/cpu_speedups.py compares the two).
+    optimize: bool = True
 
     def __post_init__(self) -> None:
+        if self.optimize:
+            self.model = for_inference(copy.deepcopy(self.model).eval())
         self.model.eval().to(self.device)
+        if self.optimize and self.device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         if self.dtype == torch.float32:
