@@ -150,3 +150,19 @@ def test_flow_threads_only_on_many_cores_for_large_frames_outside_loader_workers
     assert align.flow_threads(32, 320 * 240) == 1
     loader = torch.utils.data.DataLoader(_ThreadsInWorker(), num_workers=1, batch_size=None)
     assert list(loader) == [1]
+
+
+def test_ofm_input_is_the_aligned_frames_then_their_masks() -> None:
+    ofm = OpticalFlowAlign(6).eval()
+    frames = textured_frames(2, 5, 20, 24)
+    flows = torch.randn(2, 4, 2, 20, 24) * 2
+    aligned, valid = align_frames(frames, flows)  # (B, 5, 3, H, W), (B, 5, 1, H, W)
+    expected = ofm.fuse(torch.cat([aligned.flatten(1, 2), valid.flatten(1, 2)], 1))
+    torch.testing.assert_close(ofm(frames, flows), expected, rtol=0, atol=0)
+
+
+def test_dis_flows_are_the_same_under_bf16_autocast() -> None:
+    frames = textured_frames(1, 5, 48, 64)
+    flows = estimate_flows(DISFlow(), frames)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(estimate_flows(DISFlow(), frames), flows, rtol=0, atol=0)

@@ -148,11 +148,12 @@ def test_restorer_runs_the_flow_asked_for_and_weights_keep_naming_theirs() -> No
     model = build_model("light", "tiny")
     windows = (textured_frames(1, 5, 32, 40) * 255).round().to(torch.uint8).permute(0, 1, 3, 4, 2).numpy()
     auto = Restorer(model, torch.device("cpu"))
-    assert auto.flow == "dis" and isinstance(model.flow_estimator, DISFlow)
+    assert auto.flow == "dis" and isinstance(auto.model.flow_estimator, DISFlow)
     with_dis = auto(windows)
     device = Restorer(model, torch.device("cpu"), flow="device")
-    assert device.flow == "device" and isinstance(model.flow_estimator, PatchInverseSearchFlow)
-    assert model.config.flow == "dis"  # a file saved from it still names the flow it was trained with
+    assert device.flow == "device" and isinstance(device.model.flow_estimator, PatchInverseSearchFlow)
+    assert isinstance(model.flow_estimator, DISFlow)  # the Restorer runs a copy: the caller keeps theirs
+    assert device.model.config.flow == "dis"  # a file saved from it still names the flow it was trained with
     with_device = device(windows)
     assert with_device.shape == with_dis.shape == (1, 32, 40, 3)
     assert isinstance(Restorer(model, torch.device("cpu"), flow="dis").model.flow_estimator, DISFlow)

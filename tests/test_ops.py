@@ -2,6 +2,7 @@ import pytest
 import torch
 
 from tmics_cli.model import OPERATION_NAMES, OPERATIONS, Cell, MixedLayer, build_operation
+from tmics_cli.model.ops import channel_max, expand_channels
 
 
 @pytest.mark.parametrize("name", OPERATION_NAMES)
@@ -58,3 +59,16 @@ def test_cell_runs_its_layers_in_order() -> None:
     with pytest.raises(ValueError, match="softmax"):
         searchable(x)
     assert searchable(x, torch.softmax(torch.zeros(2, 8), -1)).shape == x.shape
+
+
+@pytest.mark.parametrize("channels", [1, 5, 16])
+def test_channels_last_channel_max_and_gate_give_the_same_values(channels: int) -> None:
+    y = torch.randn(2, channels, 7, 9)
+    gate = torch.rand(2, 1, 7, 9)
+    y_cl = y.to(memory_format=torch.channels_last)
+    assert torch.equal(channel_max(y_cl), y.amax(1, keepdim=True))
+    assert torch.equal(y_cl * expand_channels(gate, y_cl), y * gate)
+    assert expand_channels(gate, y) is gate  # contiguous: broadcast as it is
+    op = build_operation("spatial_attention", 6).eval()
+    x = torch.randn(1, 6, 10, 12)
+    torch.testing.assert_close(op(x.to(memory_format=torch.channels_last)), op(x), atol=1e-6, rtol=1e-6)

@@ -642,6 +642,9 @@ class Derainer:
             "rain": level,
             "device": self.job_device.type,
             "precision": self.precision,
+            # the network rewritten for inference (tmics_cli.model.fuse): the same up to float rounding, but
+            # not bit for bit, so a job begun before the rewrite is not resumed with it
+            "network": "fused" if restorer.optimize else "as loaded",
             "batch": self.batch,
             "tile": self.tile or 0,
             "tile_overlap": self.tile_overlap,

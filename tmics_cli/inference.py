@@ -14,6 +14,7 @@ weight comes from the whole stitched frame, so tiles differ from one pass only n
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ import numpy as np
 import torch
 
 from .model.align import CENTRE, NUM_FRAMES, choose_flow, estimate_flows
+from .model.fuse import for_inference
 from .model.network import TMICS
 from .video.windows import reflect_index, window_indices
 
@@ -137,6 +139,10 @@ class Restorer:
     # device (model.align.choose_flow); after construction, the one that runs
     flow: str = "auto"
     profile: bool = False  # synchronize the device at the end of every stage (a true split, slower)
+    # Run a copy of the model rewritten for inference (BatchNorm folded, heads fused: the same outputs up to
+    # float rounding, tmics_cli.model.fuse), in channels_last on the CPU. False: the model as given
+    # (benchmarks/cpu_speedups.py compares the two).
+    optimize: bool = True
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)  # pinned, for uploads
@@ -144,10 +150,14 @@ class Restorer:
     _windows: torch.Tensor | None = field(default=None, init=False, repr=False)  # assembled windows
 
     def __post_init__(self) -> None:
+        if self.optimize:
+            self.model = for_inference(copy.deepcopy(self.model).eval())
         self.flow = choose_flow(self.flow, self.model.config.flow, self.device.type)
         if self.flow in ("dis", "device"):
             self.model.use_flow(self.flow)  # also back to DIS for a model an earlier Restorer changed
         self.model.eval().to(self.device)
+        if self.optimize and self.device.type == "cpu":
+            self.model.to(memory_format=torch.channels_last)
 
     @property
     def seconds(self) -> float:

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -292,28 +293,36 @@ def job_progress(dst: Path) -> tuple[int, int] | None:
 
 
 def remove_job(folder: Path) -> list[str]:
-    """Remove a job folder and what tmics wrote in it; returns the names of anything else (then kept)."""
-    left = []
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return []
-    for entry in entries:
-        name = entry.name
-        ours = (
-            name in ("manifest.json", AUDIT)
-            or _PIECE.match(name)
-            or (name.startswith(".") and ".tmics-partial" in name)
-        )
-        if not ours:
-            left.append(name)
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            shutil.rmtree(entry.path, ignore_errors=True)
-        else:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(entry.path)
-    if not left:
-        with contextlib.suppress(OSError):
+    """Remove a job folder and what tmics wrote in it; returns the names of anything else (then kept).
+    A helper worker may still be trying a claim in it as it goes: what appears meanwhile is removed too."""
+    for _ in range(20):
+        left = []
+        try:
+            entries = list(os.scandir(folder))
+        except FileNotFoundError:
+            return []
+        for entry in entries:
+            name = entry.name
+            ours = (
+                name in ("manifest.json", AUDIT)
+                or _PIECE.match(name)
+                or (name.startswith(".") and ".tmics-partial" in name)
+            )
+            if not ours:
+                left.append(name)
+                continue
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+        if left:
+            return left
+        try:
             os.rmdir(folder)
-    return left
+            return []
+        except FileNotFoundError:
+            return []
+        except OSError:
+            time.sleep(0.01)  # not empty: something arrived after the listing
+    return sorted(os.listdir(folder))

@@ -54,9 +54,12 @@ def backward_warp(image: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor
 
 
 def _to_gray_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) RGB in [0, 1] -> (N, H, W) uint8 luma (BT.601 weights)."""
+    """(N, 3, H, W) RGB in [0, 1] -> (N, H, W) uint8 luma (BT.601 weights), in float32 even under autocast
+    (which would run the einsum in bf16 or fp16, moving luma by a level here and there and the flows with
+    it: up to 32 levels apart in a bf16 output)."""
     weights = torch.tensor([0.299, 0.587, 0.114], dtype=torch.float32, device=frames.device)
-    gray = torch.einsum("nchw,c->nhw", frames.float(), weights)
+    with torch.autocast(frames.device.type, enabled=False):
+        gray = torch.einsum("nchw,c->nhw", frames.float(), weights)
     return (gray.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
@@ -250,9 +253,21 @@ class OpticalFlowAlign(nn.Module):
         # frames: (B, 5, 3, H, W) in [0, 1]; flows: optional (B, 4, 2, H, W) -> (B, C, H, W)
         if flows is None:
             flows = estimate_flows(self.flow, frames)
-        aligned, valid = align_frames(frames, flows)
-        b, _, _, h, w = frames.shape
-        return self.fuse(torch.cat([aligned.reshape(b, -1, h, w), valid.reshape(b, -1, h, w)], 1))
+        b, t, c, h, w = frames.shape
+        # what align_frames gives, [aligned frames (B, 15, H, W), validity (B, 5, H, W)], in one concatenation
+        warped, masks = backward_warp(
+            split_neighbours(frames).reshape(-1, c, h, w), flows.reshape(-1, 2, h, w)
+        )
+        warped, masks = warped.reshape(b, t - 1, c, h, w), masks.reshape(b, t - 1, 1, h, w)
+        centre = frames[:, CENTRE]
+        before, after = range(CENTRE), range(CENTRE, t - 1)
+        parts = [*(warped[:, i] for i in before), centre, *(warped[:, i] for i in after)]
+        parts += [
+            *(masks[:, i] for i in before),
+            torch.ones_like(centre[:, :1]),
+            *(masks[:, i] for i in after),
+        ]
+        return self.fuse(torch.cat(parts, 1))
 
 
 class TemporalGroupingAlign(nn.Module):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from ..outputs import PendingOutput
+from .fuse import is_rewritten
 from .network import TMICS, ModelConfig
 
 WEIGHTS_FORMAT = "tmics-weights/1"
@@ -40,6 +41,8 @@ def save_model(
     `metadata` adds free-form string entries."""
     from safetensors.torch import save_file
 
+    if is_rewritten(model):
+        raise ValueError("this network was rewritten for inference (tmics_cli.model.fuse); save the original")
     names = {v: k for k, v in STORAGE_DTYPES.items()}
     if dtype not in names:
         raise ValueError(f"storage dtype must be float32 or float16, got {dtype}")

@@ -124,13 +124,20 @@ class RestorationNetwork(nn.Module):
         with torch.no_grad():  # start close to identity (small residual), yet let gradients through
             self.tail.weight.mul_(0.1)
             self.tail.bias.zero_()
+        # For inference, the same map as head(pixel_unshuffle(cat)) without either (tmics_cli.model.fuse)
+        self.fused_head: nn.Module | None = None
+
+    def embed(self, features: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+        """The head: (B, C, H, W) features and (B, 3, H, W) centre -> (B, C, H/s, W/s)."""
+        if self.fused_head is not None:
+            return self.fused_head(features, centre)
+        return self.head(F.pixel_unshuffle(torch.cat([features, centre], 1), self.scale))
 
     def forward(
         self, features: torch.Tensor, centre: torch.Tensor, layer_weights: torch.Tensor | None = None
     ) -> torch.Tensor:
         # features: (B, C, H, W); centre: (B, 3, H, W); layer_weights: (L, 8) or None -> (B, 3, H, W)
-        x = F.pixel_unshuffle(torch.cat([features, centre], 1), self.scale)
-        h = self.head(x)
+        h = self.embed(features, centre)
         y = h
         for cell in self.cells:
             y = cell(y, layer_weights)

@@ -38,6 +38,27 @@ def conv_bn(c_in: int, c_out: int, kernel: int, dilation: int = 1, act: bool = T
     return nn.Sequential(*layers)
 
 
+def channel_max(y: torch.Tensor) -> torch.Tensor:
+    """y.amax(1, keepdim=True): (B, C, H, W) -> (B, 1, H, W). On a channels_last tensor (inference on the
+    CPU) as maxima of channel halves, the same values: amax over the innermost channels was 2x slower."""
+    if not y.is_contiguous(memory_format=torch.channels_last) or y.ndim != 4:
+        return y.amax(1, keepdim=True)
+    while y.shape[1] > 1:
+        half = y.shape[1] // 2
+        top = torch.maximum(y[:, :half], y[:, half : 2 * half])
+        y = top if y.shape[1] % 2 == 0 else torch.cat([top, y[:, 2 * half :]], 1)
+    return y
+
+
+def expand_channels(gate: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-pixel gate (B, 1, H, W) to multiply `like` (B, C, H, W) by: as it is, or, for a channels_last
+    `like`, expanded to its shape and layout (the product then ran 4x faster than broadcasting the gate
+    over the innermost channels; the same values)."""
+    if not like.is_contiguous(memory_format=torch.channels_last) or like.shape[1] == 1:
+        return gate
+    return gate.expand_as(like).contiguous(memory_format=torch.channels_last)
+
+
 class ResidualBlock(nn.Module):
     """x + [conv kxk -> conv 3x3 dilation 2 -> conv 1x1](x), as in the authors' residual op."""
 
@@ -79,8 +100,8 @@ class SpatialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W)
         y = self.trunk(x)
-        pooled = torch.cat([y.amax(1, keepdim=True), y.mean(1, keepdim=True)], 1)  # (B, 2, H, W)
-        return x + y * torch.sigmoid(self.gate(pooled))
+        pooled = torch.cat([channel_max(y), y.mean(1, keepdim=True)], 1)  # (B, 2, H, W)
+        return x + y * expand_channels(torch.sigmoid(self.gate(pooled)), y)
 
 
 class ChannelAttention(nn.Module):
