@@ -445,7 +445,7 @@ def derain(
     precision: Precision = typer.Option(
         "auto",
         metavar=_choices(Precision),
-        help="auto: fp16 on GPUs, fp32 on the CPU.",
+        help="auto: fp16 on GPUs; on the CPU bf16 where it is native (AVX-512 BF16, AMX), else fp32.",
         rich_help_panel=DEVICE,
     ),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP, rich_help_panel=DEVICE),
@@ -742,7 +742,7 @@ def benchmark(
     precision: Precision = typer.Option(
         "auto",
         metavar=_choices(Precision),
-        help="auto: fp16 on GPUs, fp32 on the CPU.",
+        help="auto: fp16 on GPUs; on the CPU bf16 where it is native (AVX-512 BF16, AMX), else fp32.",
         rich_help_panel=DEVICE,
     ),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP, rich_help_panel=DEVICE),

@@ -18,8 +18,9 @@ paths travel through Ray. tmics (with the same weights) must be installed on eve
 
 Devices: with `--device auto` the segments run on GPUs when the cluster reports any
 (`ray.cluster_resources()["GPU"] > 0`), else on CPUs; `--device cpu` or `cuda` asks for one. The jobs'
-device, precision (auto: fp16 on GPUs, fp32 on CPUs) and default batch are those of the workers, not of
-this machine, which needs no GPU: it only prepares and joins (`Derainer(job_device=...)`).
+device, precision (auto: fp16 on GPUs; on CPUs bf16 where this machine's CPU has it natively, else fp32:
+give --precision for CPU workers of another kind) and default batch are those of the workers, not of this
+machine, which needs no GPU: it only prepares and joins (`Derainer(job_device=...)`).
 
 Workers are Ray actors, each holding one model: one per GPU (`num_gpus=1`), or per `cpus_per_task` CPU cores
 on CPU clusters, at most as many as the cluster holds, started as the work needs them. Actors rather than

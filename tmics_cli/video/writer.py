@@ -42,6 +42,7 @@ class EncodeOptions:
     preset: str = "medium"
     pix_fmt: str | None = None  # default: yuv420p, or yuv444p when a side is odd
     audio: bool = True
+    threads: int | None = None  # encoder threads; None: FFmpeg's choice (all cores)
 
 
 def is_folder_output(path: Path) -> bool:
@@ -182,6 +183,8 @@ class VideoSink:
         stream.time_base = self.time_base
         stream.codec_context.time_base = self.time_base
         ctx = stream.codec_context
+        if opts.threads:
+            ctx.thread_count = opts.threads
         tags = info.colour
         if tags.colorspace not in (0, 2):
             ctx.colorspace = tags.colorspace
