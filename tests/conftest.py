@@ -1,3 +1,5 @@
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,18 @@ def tiny_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("w") / "tiny.safetensors"
     save_model(build_model("light", "tiny"), path)
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _own_tmics_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The suite's runs (subprocesses too) keep their caches in a folder of their own, not the user's."""
+    before = os.environ.get("TMICS_HOME")
+    os.environ["TMICS_HOME"] = str(tmp_path_factory.mktemp("tmics-home"))
+    yield
+    if before is None:
+        os.environ.pop("TMICS_HOME", None)
+    else:
+        os.environ["TMICS_HOME"] = before
 
 
 @pytest.fixture(autouse=True)

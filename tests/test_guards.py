@@ -2,6 +2,7 @@
 before any work where it can be known, and leaves no output behind. All through the command line."""
 
 import errno
+import json
 import re
 import socket
 import time
@@ -103,6 +104,32 @@ def test_memory_estimate_follows_crop_batch_and_width(monkeypatch: pytest.Monkey
     assert guards.check_training_memory(wide, 64, 2, cpu) > 1.3 * small
     with pytest.raises(guards.SizeError, match="up to --batch"):
         guards.check_training_memory(tiny, 128, 64, cpu)
+
+
+def test_the_probe_is_measured_once_per_network_and_kept_in_the_users_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TMICS_HOME", str(tmp_path / "home"))
+    tiny, wide = build_model("light", "tiny"), build_model("light", "tiny", width=16)
+    measured = guards.bytes_per_pixel(tiny, train=False, cached=False)
+    assert measured is not None and measured > 0
+    assert guards.bytes_per_pixel(tiny, train=False) == measured  # measured and kept
+    cache = tmp_path / "home" / guards.ESTIMATES
+    assert list(json.loads(cache.read_text()).values()) == [measured]
+    probes = []
+    monkeypatch.setattr(guards, "peak_bytes", lambda fn: probes.append(fn) or 1.0)
+    assert guards.bytes_per_pixel(tiny, train=False) == measured and not probes  # read back, no probe
+    guards.bytes_per_pixel(tiny, train=True)  # another mode, another network: measured anew
+    guards.bytes_per_pixel(wide, train=False)
+    assert len(probes) == 2 and len(json.loads(cache.read_text())) == 3
+    assert (
+        guards.estimate_key(tiny, False) != guards.estimate_key(tiny, True) != guards.estimate_key(wide, True)
+    )
+    cache.write_text("{not json")  # a damaged cache is only a slower start
+    assert guards.bytes_per_pixel(tiny, train=False) == 1.0 / guards.PROBE**2
+    assert json.loads(cache.read_text()) == {guards.estimate_key(tiny, False): 1.0 / guards.PROBE**2}
+    monkeypatch.setenv("TMICS_HOME", str(cache))  # a cache that cannot be written: measured each time
+    assert guards.bytes_per_pixel(wide, train=False) == 1.0 / guards.PROBE**2
 
 
 def test_failed_train_before_any_checkpoint_leaves_no_run_folder(

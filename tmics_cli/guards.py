@@ -14,7 +14,10 @@ peak, per pixel, is scaled to the crop or frame and the batch (it is nearly cons
 3591 B/px at 64 and 32 pixels for `small` in training). The process's peak RSS was 1.35 to 1.5 times that
 peak (allocator slack; measured on the CPU for tiny, small, small-full and paper, training and
 inference), so MARGIN is 1.5. The probe runs on a copy of the model and draws no random numbers, so it
-changes neither the weights, the batch-norm statistics nor the seeded data stream.
+changes neither the weights, the batch-norm statistics nor the seeded data stream. Its first run in a
+process costs about a second (torch imports its compiler stack for the dispatch mode), a visible part of
+derain's start-up on a short clip, so each result is kept in the user's tmics cache (ESTIMATES, keyed by
+the network's description, its flow, the mode, tmics' and torch's versions) and measured once.
 
 TMICS_NO_MEMORY_CHECK=1 skips the memory checks (for a machine whose swap the estimate does not count).
 """
@@ -22,6 +25,8 @@ TMICS_NO_MEMORY_CHECK=1 skips the memory checks (for a machine whose swap the es
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import weakref
 from collections.abc import Callable, Sequence
@@ -34,6 +39,7 @@ PROBE = 32  # probe side in pixels (a multiple of every named size's scale)
 SAMPLE_BYTES_PER_PIXEL = (5 * 3 + 3 + 4 * 2) * 4  # a training sample: 5 frames, target, 4 flows, float32
 WINDOW_BYTES_PER_PIXEL = 5 * 3 * (1 + 4) + 3 * (4 + 1)  # a window as uint8 and float, its output likewise
 SKIP_ENV = "TMICS_NO_MEMORY_CHECK"
+ESTIMATES = "memory-estimates.json"  # in weights.cache_root(): bytes_per_pixel by estimate_key
 
 
 class SizeError(ValueError):
@@ -125,9 +131,59 @@ def peak_bytes(fn: Callable[[], Any]) -> int | None:
         return None
 
 
-def bytes_per_pixel(model: torch.nn.Module, train: bool) -> float | None:
+def estimate_key(model: torch.nn.Module, train: bool) -> str | None:
+    """What bytes_per_pixel's probe depends on, as a short hash; None for a network without a description."""
+    from .version import __version__
+
+    to_dict = getattr(getattr(model, "config", None), "to_dict", None)
+    if to_dict is None:
+        return None
+    what = {
+        "network": to_dict(), "flow": getattr(model, "flow_name", None), "train": train, "probe": PROBE,
+        "tmics": __version__, "torch": torch.__version__,
+    }  # fmt: skip
+    return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def _estimates_file() -> Any:
+    from .weights import cache_root
+
+    return cache_root() / ESTIMATES
+
+
+def _read_estimates() -> dict[str, float]:
+    try:
+        found = json.loads(_estimates_file().read_text())
+    except (OSError, ValueError):
+        return {}
+    return (
+        {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
+        if isinstance(found, dict)
+        else {}
+    )
+
+
+def _keep_estimate(key: str, value: float) -> None:
+    """Add one estimate to the cache file (a temporary file renamed over it; a cache that cannot be
+    written is only a slower start next time)."""
+    path = _estimates_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({**_read_estimates(), key: value}, indent=1, sort_keys=True))
+        os.replace(tmp, path)  # tmics' own cache file: replaced, never anything else
+    except OSError:
+        pass
+
+
+def bytes_per_pixel(model: torch.nn.Module, train: bool, cached: bool = True) -> float | None:
     """Peak bytes of one window's forward pass (and backward when `train`) per pixel of the window, on a
-    copy of `model` on the CPU (the original's weights and statistics stay untouched)."""
+    copy of `model` on the CPU (the original's weights and statistics stay untouched). With `cached`, a
+    value measured before for the same network (estimate_key) is read from the user's tmics cache, and a
+    new one is kept there."""
+    key = estimate_key(model, train) if cached else None
+    if key is not None and (known := _read_estimates().get(key)) is not None:
+        return known
     probe = copy.deepcopy(model).cpu().float().train(train)
     frames = torch.full((1, 5, 3, PROBE, PROBE), 0.5)
     flows = torch.zeros(1, 4, 2, PROBE, PROBE) if train else None  # training passes its flows in
@@ -141,7 +197,11 @@ def bytes_per_pixel(model: torch.nn.Module, train: bool) -> float | None:
                 probe(frames)
 
     peak = peak_bytes(step)
-    return None if peak is None else peak / PROBE**2
+    if peak is None:
+        return None
+    if key is not None:
+        _keep_estimate(key, peak / PROBE**2)
+    return peak / PROBE**2
 
 
 def parameter_count(build: Callable[[], torch.nn.Module]) -> int | None:

@@ -75,16 +75,21 @@ class FetchError(Exception):
 _PACKAGE = Path(__file__).resolve().parent
 
 
-def cache_dir() -> Path:
-    """The user's weights cache: $TMICS_HOME/weights, else the platform's user cache dir."""
+def cache_root() -> Path:
+    """tmics' own folder in the user's cache: $TMICS_HOME, else the platform's user cache dir for tmics."""
     home = os.environ.get("TMICS_HOME")
     if home:
-        return Path(home).expanduser() / "weights"
+        return Path(home).expanduser()
     try:
         from platformdirs import user_cache_dir
     except ImportError:  # a bare environment (the lent GPU machines have no platformdirs)
-        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tmics" / "weights"
-    return Path(user_cache_dir("tmics")) / "weights"
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "tmics"
+    return Path(user_cache_dir("tmics"))
+
+
+def cache_dir() -> Path:
+    """The user's weights cache: $TMICS_HOME/weights, else weights/ in the platform's user cache dir."""
+    return cache_root() / "weights"
 
 
 def bundled_dirs() -> list[Path]:
