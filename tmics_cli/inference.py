@@ -75,8 +75,9 @@ def pick_precision(name: str, device: torch.device) -> torch.dtype:
     """auto: fp16 on CUDA and MPS GPUs; on the CPU bf16 where the CPU has native bf16 (cpu_has_bf16), else
     fp32. On an H200, fp16 output was closer to fp32 than bf16 (Y-PSNR against fp32 88 dB against 68 dB)
     and 10% faster at 1080p (benchmarks/gpu_speed.py). On the 2-core AVX-512 BF16 CPU, bf16 autocast took
-    30% less time than fp32 in the network (17% less per window with the flows) and scored within 0.01 dB
-    of fp32 on each of the model card's six held-out sets (benchmarks/cpu_speedups.py)."""
+    about 35% less time than fp32 in the network (benchmarks/cpu_speedups.py) and scored within 0.05 dB of
+    fp32 on each of the model card's six held-out sets (light within 0.011, light-full 0.039, heavy 0.014:
+    benchmarks/results/card_precision.json)."""
     if name not in PRECISIONS:
         raise ValueError(f"unknown precision {name!r}; known: {', '.join(PRECISIONS)}")
     if name == "auto":

@@ -16,8 +16,8 @@ Conv2d immediately followed by a BatchNorm2d of as many channels rewrites the co
 
 A RestorationNetwork's head reads pixel_unshuffle(cat([features, centre])): with s = 2, a 76-channel
 tensor built by two full-resolution copies before a 3x3 conv. The same map is a (3s)x(3s) conv of stride s
-on features and centre separately, summed (StridedHead): on the 2-core CPU the head took a third of the
-time of its unfused form (benchmarks/cpu_speedups.py).
+on features and centre separately, summed (StridedHead), with no 76-channel copy at full resolution. The
+whole rewrite against the network as loaded: benchmarks/cpu_speedups.py ("rewritten" / "as loaded").
 
 A rewritten network is for inference only: its batch statistics are gone and its heads are copies, so it
 cannot be trained as the original would be (`.train()` raises) and its state_dict is no longer a weights
