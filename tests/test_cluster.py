@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from tests.videos import decode, make_video
@@ -206,3 +207,23 @@ def test_an_interrupt_keeps_finished_segments_and_names_its_target(
     [result] = derain_on_ray(derainer, [Target(src, dst)], "local", report=report)
     assert result.status == "done" and len(decode(dst)[0]) == 12
     assert 0 < len([e for e in report.events if e[0] == "segment"]) < 6
+
+
+def test_light_rain_runs_tmics_light_full_on_gpus_and_tmics_light_on_the_cpu(tmp_path: Path) -> None:
+    from tmics_cli.derain import level_weights, weights_sha256
+
+    cpu, cuda, mps = (torch.device(d) for d in ("cpu", "cuda", "mps"))
+    assert (level_weights("light", cpu), level_weights("heavy", cuda)) == ("light", "heavy")
+    assert level_weights("light", cuda) == level_weights("light", mps) == "light-full"
+    assert Derainer(device="cpu").weights_file().name == "tmics-light.safetensors"
+    for_gpus = Derainer(device="cpu", job_device="cuda", segment_frames=4)
+    assert for_gpus.weights_file().name == "tmics-light-full.safetensors"
+    assert {p.name for p in Derainer(device="cpu", job_device="cuda", rain="auto").reads()} == {
+        "tmics-light-full.safetensors",
+        "tmics-heavy.safetensors",
+    }
+    # the job a CPU driver prepares for GPU workers names the weights those workers run
+    src, dst = make_video(tmp_path / "in.mp4", frames=6), tmp_path / "out.mp4"
+    for_gpus.prepare(src, dst)
+    settings = read_manifest(job_folder(dst))["settings"]
+    assert settings["weights_sha256"] == weights_sha256(for_gpus.weights_file())

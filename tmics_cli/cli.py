@@ -430,7 +430,8 @@ def derain(
     rain: RainLevel | None = typer.Option(
         None,
         metavar=_choices(RainLevel),
-        help="Shipped weights for light or heavy rain, or auto (measured per input); default light.",
+        help="Shipped weights for light or heavy rain, or auto (measured per input); default light "
+        "(tmics-light-full on GPUs, tmics-light on the CPU).",
         rich_help_panel=MODEL,
     ),
     weights: Path | None = typer.Option(

@@ -197,6 +197,14 @@ class _Writer:
         self.thread.join()
 
 
+def level_weights(rain: str, device: torch.device) -> str:
+    """The shipped weights that derain a rain level (light, heavy) on a kind of device: tmics-light-full for
+    light rain on GPUs (CUDA, MPS), where its cells at full resolution cost little beside the rest (on
+    every held-out set above tmics-light: +0.19 dB on the model card's six, about half a dB on real rain),
+    tmics-light on the CPU, where it is 2.2x faster; heavy is heavy everywhere."""
+    return "light-full" if rain == "light" and device.type in ("cuda", "mps") else rain
+
+
 def load_weights(rain: str = "light", weights: str | Path | None = None, device: str | torch.device = "cpu"):
     """The model for a rain level or a weights file; errors as one line (FileNotFoundError, WeightsError)."""
     path = resolve_weights(weights if weights is not None else rain)
@@ -298,7 +306,7 @@ def _setup(
             f" (heavy from {HEAVY_RAIN_COVERAGE:.0%})"
         )
         rain = level
-    model, path = load_weights(rain, weights, "cpu")
+    model, path = load_weights(level_weights(rain, torch_device), weights, "cpu")
     batch = batch or default_batch(torch_device)
     if size is not None:
         check_derain_memory(model, *size, batch, torch_device, tile=tile, compare=compare, min_tile=MIN_TILE)
@@ -352,9 +360,11 @@ def _open(
     return source, setup
 
 
-def _weights_read(rain: str, weights: str | Path | None) -> list[Path]:
-    """The weights files a run may read (both for --rain auto), so that no output lands on them."""
-    names = [weights] if weights is not None else (["light", "heavy"] if rain == "auto" else [rain])
+def _weights_read(rain: str, weights: str | Path | None, device: torch.device) -> list[Path]:
+    """The weights files a run on `device` may read (both levels' for --rain auto), so that no output lands
+    on them."""
+    levels = ["light", "heavy"] if rain == "auto" else [rain]
+    names = [weights] if weights is not None else [level_weights(level, device) for level in levels]
     found = []
     for name in names:
         try:
@@ -572,11 +582,10 @@ class Derainer:
         self.flow = flow
         self.device = pick_device(device)
         self.job_device = self.device if job_device is None else _device_kind(job_device)
-        # Derained on the CPU, the network is the bottleneck many times over and the encoder's own threads
-        # only took cores from it: one encoder thread ran 5% faster end to end, with 10% less CPU time
-        # (2-core CPU, 640x480, benchmarks/cpu_speedups.py); on a GPU, FFmpeg's choice
-        threads = 1 if self.job_device.type == "cpu" else None
-        self.options = EncodeOptions(codec, crf, preset, pix_fmt, audio, threads)
+        # The encoder's threads are FFmpeg's choice: on the 2-core CPU at 640x480 (bf16 network) one x264
+        # thread ran 8% slower end to end than FFmpeg's choice, with more CPU time (benchmarks/cpu_speedups.py
+        # --encoder, results/cpu_speedups.json)
+        self.options = EncodeOptions(codec, crf, preset, pix_fmt, audio)
         self.dtype = pick_precision(precision, self.job_device)
         self.batch = batch or default_batch(self.job_device)
         self._models: dict[Path, tuple[Restorer, str]] = {}
@@ -597,21 +606,22 @@ class Derainer:
 
     def weights_file(self) -> Path:
         """The weights that run (for --rain auto, light's: each input's level is said as it starts)."""
-        return Path(
-            resolve_weights(
-                self.weights if self.weights is not None else ("light" if self.rain == "auto" else self.rain)
-            )
-        )
+        level = "light" if self.rain == "auto" else self.rain
+        return Path(resolve_weights(self.weights if self.weights is not None else self._level_weights(level)))
 
     def reads(self) -> list[Path]:
         """The weights files a run may read, so that no output lands on them."""
-        return _weights_read(self.rain, self.weights)
+        return _weights_read(self.rain, self.weights, self.job_device)
+
+    def _level_weights(self, rain: str) -> str:
+        """The shipped weights of a rain level for this Derainer's jobs (level_weights)."""
+        return level_weights(rain, self.job_device)
 
     def model(self, rain: str) -> tuple[Restorer, Path, str]:
         """The restorer for a rain level (or the --weights file), its path and sha256; loaded once."""
-        path = Path(resolve_weights(self.weights if self.weights is not None else rain))
+        path = Path(resolve_weights(self.weights if self.weights is not None else self._level_weights(rain)))
         if path not in self._models:
-            model, _ = load_weights(rain, self.weights, "cpu")
+            model, _ = load_weights(self._level_weights(rain), self.weights, "cpu")
             dtype = self.dtype if self._runs_here() else torch.float32
             restorer = Restorer(
                 model, self.device, dtype, tile=self.tile, tile_overlap=self.tile_overlap, flow=self.flow

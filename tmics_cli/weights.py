@@ -44,7 +44,7 @@ REGISTRY: dict[str, RegisteredWeights] = {
         441_916,
         HUB_REPO,
         "main",
-        "paper's light cell + OFM, width 16, cells at half resolution; the default (fast on CPUs)",
+        "paper's light cell + OFM, width 16, cells at half resolution; the default on the CPU",
     ),
     "heavy": RegisteredWeights(
         "heavy",
@@ -62,7 +62,7 @@ REGISTRY: dict[str, RegisteredWeights] = {
         403_864,
         HUB_REPO,
         "main",
-        "light with cells at full resolution: better on all held-out rain, 3.3x the CPU time (for GPUs)",
+        "light with cells at full resolution: better on all held-out rain, 2.2x the CPU time; default on GPUs",
     ),
 }
 NAMED_WEIGHTS: dict[str, str] = {name: entry.filename for name, entry in REGISTRY.items()}
