@@ -62,7 +62,7 @@ REGISTRY: dict[str, RegisteredWeights] = {
         403_864,
         HUB_REPO,
         "main",
-        "light with cells at full resolution: better on all held-out rain, 2.2x the CPU time; default on GPUs",
+        "light with cells at full resolution: better on all held-out rain; the GPU default (2.2x CPU time)",
     ),
 }
 NAMED_WEIGHTS: dict[str, str] = {name: entry.filename for name, entry in REGISTRY.items()}
