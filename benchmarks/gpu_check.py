@@ -16,7 +16,10 @@ part's last case took:
     variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
                    light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
-    memory    25%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
+    colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (what the decode thread does now,
+                   PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
+                   upload of the RGB frame alone: whether to move the conversion onto the GPU
+    memory    23%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
     e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light, light-full, fp16, b8
 
@@ -43,7 +46,7 @@ import derain_speed as ds  # noqa: E402
 
 MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
 BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
-SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "memory": 0.25, "e2e": 0.25}
+SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "colour": 0.02, "memory": 0.23, "e2e": 0.25}
 
 
 def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
@@ -95,7 +98,71 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         for size, n in ((sd, 160), (hd, 80))
         for w in both
     ]
-    return {"stages": stages, "variants": variants, "small": small, "memory": memory, "e2e": e2e}
+    colour = [{"mode": "colour", "size": hd}]
+    parts = {"stages": stages, "variants": variants, "small": small, "colour": colour, "memory": memory}
+    return {**parts, "e2e": e2e}
+
+
+def _ms_per_call(fn: Any, device: str, seconds: float) -> float:
+    """Mean ms of fn() over at least 3 calls and `seconds` (after one warm-up), the device synchronized."""
+    import torch
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    fn()
+    sync()
+    calls, start = 0, time.perf_counter()
+    while calls < 3 or time.perf_counter() - start < seconds:
+        fn()
+        calls += 1
+    sync()
+    return round((time.perf_counter() - start) * 1000 / calls, 3)
+
+
+def colour_case(device: str, size: str, seconds: float) -> dict[str, Any]:
+    """ms per frame of YUV 4:2:0 (BT.709, limited range) -> RGB uint8: swscale on the host (PyAV, if any),
+    colour_torch on `device` including the planes' upload, and uploading the host's RGB frame alone."""
+    import numpy as np
+    import torch
+
+    from tmics_cli.video.colour_torch import yuv_to_rgb_uint8
+
+    width, height = ds.parse_size(size)
+    rng = np.random.default_rng(0)
+    y = rng.integers(16, 236, (height, width), dtype=np.uint8)
+    u, v = rng.integers(16, 241, (2, height // 2, width // 2), dtype=np.uint8)
+    rgb = np.ascontiguousarray(np.stack([y, y, y], -1))
+    dev = torch.device(device)
+    pinned = dev.type == "cuda"
+    host = [torch.from_numpy(p) for p in (y, u, v)]
+    host = [t.pin_memory() for t in host] if pinned else host
+    rgb_host = torch.from_numpy(rgb).pin_memory() if pinned else torch.from_numpy(rgb)
+
+    def on_device() -> None:
+        planes = [t.to(dev, non_blocking=pinned) for t in host]
+        yuv_to_rgb_uint8(*planes, "ITU709", "MPEG")
+
+    row: dict[str, Any] = {
+        "mode": "colour", "size": size, "device": device,
+        "device_ms": _ms_per_call(on_device, device, seconds),
+        "rgb_upload_ms": _ms_per_call(lambda: rgb_host.to(dev, non_blocking=pinned), device, seconds),
+        "swscale_ms": None,
+    }  # fmt: skip
+    if ds.has_pyav():
+        import av
+
+        from tmics_cli.video.colour import ColourTags, frame_to_rgb
+
+        frame = av.VideoFrame(width, height, "yuv420p")
+        for plane, data in zip(frame.planes, (y, u, v), strict=True):
+            rows, cols = data.shape
+            np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:, :cols] = data
+        tags = ColourTags(1, 1)  # BT.709, limited range
+        frame.colorspace, frame.color_range = tags.colorspace, tags.color_range
+        row["swscale_ms"] = _ms_per_call(lambda: frame_to_rgb(frame, tags), "cpu", seconds)
+    return row
 
 
 def info(device: str) -> dict[str, Any]:
@@ -221,6 +288,13 @@ def main() -> None:
                 if now + last > part_end:
                     report.data["skipped"].append(f"{name} (time: {part_end - now:.0f} s left of the part)")
                     print(f"skipped {name}: the part's time is spent", flush=True)
+                    continue
+                if case.get("mode") == "colour":
+                    row = colour_case(device, case["size"], 0.05 if args.dry_run else 1.0)
+                    report.data.setdefault("colour", []).append(row)
+                    report.write()
+                    print(f"[{time.perf_counter() - begin:5.0f} s] colour {row}", flush=True)
+                    last = time.perf_counter() - now
                     continue
                 try:
                     row = run_case(case, device, Path(tmp))
