@@ -47,7 +47,7 @@ from .inference import (
     rain_level,
 )
 from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_manifest
-from .model.align import FLOW_CHOICES, choose_flow
+from .model.align import FLOW_CHOICES, GPU_DEVICE_TYPES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
 from .video.join import join_frames, join_video
@@ -202,7 +202,7 @@ def level_weights(rain: str, device: torch.device) -> str:
     light rain on GPUs (CUDA, MPS), where its cells at full resolution cost little beside the rest (on
     every held-out set above tmics-light: +0.19 dB on the model card's six, about half a dB on real rain),
     tmics-light on the CPU, where it is 2.2x faster; heavy is heavy everywhere."""
-    return "light-full" if rain == "light" and device.type in ("cuda", "mps") else rain
+    return "light-full" if rain == "light" and device.type in GPU_DEVICE_TYPES else rain
 
 
 def load_weights(rain: str = "light", weights: str | Path | None = None, device: str | torch.device = "cpu"):
@@ -607,21 +607,22 @@ class Derainer:
     def weights_file(self) -> Path:
         """The weights that run (for --rain auto, light's: each input's level is said as it starts)."""
         level = "light" if self.rain == "auto" else self.rain
-        return Path(resolve_weights(self.weights if self.weights is not None else self._level_weights(level)))
+        return Path(
+            resolve_weights(
+                self.weights if self.weights is not None else level_weights(level, self.job_device)
+            )
+        )
 
     def reads(self) -> list[Path]:
         """The weights files a run may read, so that no output lands on them."""
         return _weights_read(self.rain, self.weights, self.job_device)
 
-    def _level_weights(self, rain: str) -> str:
-        """The shipped weights of a rain level for this Derainer's jobs (level_weights)."""
-        return level_weights(rain, self.job_device)
-
     def model(self, rain: str) -> tuple[Restorer, Path, str]:
         """The restorer for a rain level (or the --weights file), its path and sha256; loaded once."""
-        path = Path(resolve_weights(self.weights if self.weights is not None else self._level_weights(rain)))
+        name = self.weights if self.weights is not None else level_weights(rain, self.job_device)
+        path = Path(resolve_weights(name))
         if path not in self._models:
-            model, _ = load_weights(self._level_weights(rain), self.weights, "cpu")
+            model = load_model(path, "cpu")
             dtype = self.dtype if self._runs_here() else torch.float32
             restorer = Restorer(
                 model, self.device, dtype, tile=self.tile, tile_overlap=self.tile_overlap, flow=self.flow

@@ -156,23 +156,23 @@ def _read_estimates() -> dict[str, float]:
         found = json.loads(_estimates_file().read_text())
     except (OSError, ValueError):
         return {}
-    return (
-        {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
-        if isinstance(found, dict)
-        else {}
-    )
+    if not isinstance(found, dict):
+        return {}
+    return {k: float(v) for k, v in found.items() if isinstance(v, (int, float))}
 
 
 def _keep_estimate(key: str, value: float) -> None:
-    """Add one estimate to the cache file (a temporary file renamed over it; a cache that cannot be
-    written is only a slower start next time)."""
+    """Add one estimate to the cache file (written atomically by tmics_cli.outputs, replacing tmics' own
+    file; a cache that cannot be written is only a slower start next time)."""
+    from .outputs import write_text
+
     path = _estimates_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({**_read_estimates(), key: value}, indent=1, sort_keys=True))
-        os.replace(tmp, path)  # tmics' own cache file: replaced, never anything else
-    except OSError:
+        write_text(
+            path, json.dumps({**_read_estimates(), key: value}, indent=1, sort_keys=True), overwrite=True
+        )
+    except (OSError, ValueError):  # ValueError: outputs.OutputError, e.g. the name is a folder
         pass
 
 
