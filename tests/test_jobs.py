@@ -286,6 +286,79 @@ def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(
     assert job.claim(0) and not job.claim(0)  # held by this process already
 
 
+def test_a_claim_of_another_machine_is_taken_over_only_once_it_stops_changing(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tmics_cli.jobs as jobs
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
+    claim = job.folder / "piece-000001.claim"
+    claim.write_text("other-host 1234 0123456789abcdef\n")
+    os.utime(claim, ns=(1, 1))  # its clock says 1970: never compared, only whether it changes
+    monkeypatch.setattr(jobs, "STALE_SECONDS", 0.3)
+    assert not job.claim(1)  # first seen now: alive until it stays unchanged for STALE_SECONDS
+    time.sleep(0.15)
+    os.utime(claim, ns=(2, 2))  # its holder's heartbeat
+    time.sleep(0.2)
+    assert not job.claim(1)  # changed since last seen: alive, seen anew
+    time.sleep(0.15)
+    assert not job.claim(1)  # unchanged for 0.15 s only
+    other = Job(job.folder, job.manifest)  # a second worker judging the same claim
+    assert not other.claim(1)
+    time.sleep(0.35)
+    marker = job.folder / "piece-000001.takeover-0123456789abcdef"
+    marker.write_text("")  # the second worker is taking it over: this one must not
+    assert not job.claim(1) and claim.read_text().startswith("other-host")
+    marker.unlink()
+    assert job.claim(1)
+    host, pid, token = claim.read_text().split()
+    assert (pid, len(token)) == (str(os.getpid()), 16) and not marker.exists()
+    assert not other.claim(1)  # the new holder is this process, alive
+    job.release(1)
+    assert not claim.exists()
+
+
+def test_held_claims_are_touched_by_a_heartbeat_and_dropped_when_released(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    from tmics_cli.jobs import HEARTBEAT
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
+    assert job.claim(0)
+    claim = job.folder / "piece-000000.claim"
+    assert claim in HEARTBEAT.held()
+    os.utime(claim, ns=(1, 1))
+    HEARTBEAT.beat()
+    deadline = time.monotonic() + 5
+    while claim.stat().st_mtime_ns == 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert claim.stat().st_mtime_ns > 1, "the heartbeat did not touch the held claim"
+    job.release(0)
+    assert claim not in HEARTBEAT.held() and not claim.exists()
+
+
+def test_a_run_waits_out_a_silent_claim_of_another_machine_then_finishes_the_job(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tmics_cli.jobs as jobs
+
+    src = gop_video(tmp_path / "in.mp4", frames=12)
+    dst = tmp_path / "out.mkv"
+    derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4, crf=0)
+    prepared = derainer.prepare(src, dst)
+    (prepared.job.folder / "piece-000001.claim").write_text("a-host-that-died 99 feedfacefeedface\n")
+    monkeypatch.setattr(jobs, "STALE_SECONDS", 0.5)
+    began = time.monotonic()
+    derainer.work(prepared)
+    derainer.finish(prepared)
+    assert time.monotonic() - began >= 0.5  # segment 1 was left to its holder until its claim went silent
+    derain_video(src, tmp_path / "whole.mkv", weights=tiny_weights, device="cpu", crf=0)
+    _same(tmp_path / "whole.mkv", dst)
+    assert not job_folder(dst).exists()
+
+
 # --- many inputs through the command ---------------------------------------------------------------------
 
 

@@ -4,7 +4,7 @@
         manifest.json          the input's identity, every setting that changes the pixels, the segments
         piece-000003.mp4       segment 3, encoded on its own (a folder of PNG frames for a frames output)
         piece-000003.json      written after the piece is in place: segment 3 is done
-        piece-000003.claim     a worker holds segment 3 (its host and process id)
+        piece-000003.claim     a worker holds segment 3 (its host, process id and a token; kept fresh)
         segments.log           a line per segment done, with the host and process that did it
 
 A segment is a run of frames derained with (up to) two frames of context on each side, so that it comes
@@ -12,8 +12,12 @@ out exactly as it would within the whole video. Finished segments survive a cras
 or Ctrl-C; a rerun of the same command finds the job folder, checks that its manifest matches (same input,
 weights and settings) and goes on at the first unfinished segment. A manifest that does not match is never
 mixed in: `JobMismatch` says what differs, and only `--overwrite` discards it. Workers share a job through
-claim files created exclusively, so no segment is done twice; the claim of a worker that died (on this
-machine) is taken over.
+claim files created exclusively, so no segment is done twice. A holder touches its claims every
+HEARTBEAT_SECONDS (a thread), so a claim can be judged without trusting any clock but the judge's own: the
+claim of a process of this machine that is gone is taken over at once; a claim of another machine (shared
+storage) once it has not changed for STALE_SECONDS as seen from here (its host died or lost the storage).
+Of several workers that find one claim stale, only the one that creates its takeover file (exclusive, named
+by the claim's token) replaces it.
 """
 
 from __future__ import annotations
@@ -23,8 +27,10 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import socket
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,6 +46,10 @@ CONTEXT = 2  # frames of context each side of a segment: the 5-frame window's ra
 _PIECE = re.compile(r"^piece-(\d{6})(\..*)?$")
 _HOST = socket.gethostname()
 AUDIT = "segments.log"  # one line per segment done: which host and process did it
+HEARTBEAT_SECONDS = 15.0  # a holder touches its claims this often
+# A claim of another machine unchanged this long (by this machine's clock) is stale: many missed heartbeats,
+# beyond the minute a network file system may cache a file's times
+STALE_SECONDS = 180.0
 
 
 class JobMismatch(OutputError):
@@ -131,6 +141,64 @@ def _short(value: Any) -> str:
     return text[:12] if re.fullmatch(r"[0-9a-f]{40,}", text) else text
 
 
+class _Heartbeat:
+    """The claims this process holds, touched every HEARTBEAT_SECONDS by one daemon thread while any is
+    held, so that other machines see them alive."""
+
+    def __init__(self) -> None:
+        self._held: set[Path] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+
+    def hold(self, path: Path) -> None:
+        with self._lock:
+            self._held.add(path)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="tmics-claims", daemon=True)
+                self._thread.start()
+
+    def drop(self, path: Path) -> None:
+        with self._lock:
+            self._held.discard(path)
+
+    def held(self) -> set[Path]:
+        with self._lock:
+            return set(self._held)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(HEARTBEAT_SECONDS)
+            self._wake.clear()
+            with self._lock:
+                if not self._held:
+                    self._thread = None
+                    return
+                paths = list(self._held)
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+
+    def beat(self) -> None:
+        """Touch the held claims now (tests; the thread does it on its own)."""
+        self._wake.set()
+
+
+HEARTBEAT = _Heartbeat()
+
+
+def _claim_holder(path: Path) -> tuple[str, str, str] | None:
+    """(host, pid, token) written in a claim file (token "" in claims of tmics before tokens), or None
+    while it is being written or unreadable."""
+    try:
+        fields = path.read_text().split()
+    except OSError:
+        return None
+    if len(fields) not in (2, 3):
+        return None
+    return fields[0], fields[1], fields[2] if len(fields) == 3 else ""
+
+
 class Job:
     """One output's job folder (see the module)."""
 
@@ -138,6 +206,8 @@ class Job:
         self.folder, self.manifest = folder, manifest
         self.segments = [Segment(i, *row) for i, row in enumerate(manifest["segments"])]
         self.suffix: str = manifest["piece_suffix"]  # "" for a frames output
+        # claims of other machines as last seen: path -> (what was seen, when first seen so, monotonic)
+        self._seen: dict[Path, tuple[tuple[Any, ...], float]] = {}
 
     @classmethod
     def start(
@@ -221,30 +291,72 @@ class Job:
             try:
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if not self._stale(path):
+                if not self._take_over(path):
                     return False
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
                 continue
             with os.fdopen(fd, "w") as f:
-                f.write(f"{_HOST} {os.getpid()}\n")
+                f.write(f"{_HOST} {os.getpid()} {secrets.token_hex(8)}\n")
+            HEARTBEAT.hold(path)
             if self.is_done(index):
                 self.release(index)  # done meanwhile
                 return False
             return True
         return False
 
-    @staticmethod
-    def _stale(path: Path) -> bool:
+    def _take_over(self, path: Path) -> bool:
+        """Remove the claim at `path` when its holder is gone; True when it was removed here (then the
+        caller claims anew). Of several processes judging one stale claim, only the one that creates its
+        takeover file removes it."""
+        holder = self._stale(path)
+        if holder is None:
+            return False
+        marker = path.with_name(f"{path.name[: -len('.claim')]}.takeover-{holder[2] or holder[1]}")
         try:
-            host, pid = path.read_text().split()
-        except (OSError, ValueError):
-            return False  # being written right now, or not ours to judge
-        return host == _HOST and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid))
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            return False  # another process is taking it over
+        except OSError:
+            return False
+        try:
+            if _claim_holder(path) == holder:  # still the stale one, not a claim made meanwhile
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                self._seen.pop(path, None)
+                return True
+            return False
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
+
+    def _stale(self, path: Path) -> tuple[str, str, str] | None:
+        """The holder written in the claim at `path` when that claim is stale, else None: a process of this
+        machine that is gone, or a claim of another machine that has not changed for STALE_SECONDS since
+        this process first saw it so (no clock of another machine or of the storage is compared)."""
+        holder = _claim_holder(path)
+        if holder is None:
+            return None  # being written right now, or not ours to judge
+        host, pid, _ = holder
+        if host == _HOST:
+            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+                return holder
+            return None
+        try:
+            st = path.stat()
+        except OSError:
+            return None
+        seen = (holder, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+        now = time.monotonic()
+        last = self._seen.get(path)
+        if last is None or last[0] != seen:
+            self._seen[path] = (seen, now)
+            return None
+        return holder if now - last[1] >= STALE_SECONDS else None
 
     def release(self, index: int) -> None:
+        path = self._claim(index)
+        HEARTBEAT.drop(path)
         with contextlib.suppress(FileNotFoundError):
-            self._claim(index).unlink()
+            path.unlink()
 
     def pending_piece(self, index: int) -> None:
         """Clear what a worker that died may have left of segment `index` (a piece without its record)."""
