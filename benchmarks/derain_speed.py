@@ -327,16 +327,21 @@ def e2e_case(
     precision: str = "auto",
     batch: int | None = None,
     profile: bool = True,
+    colour: str = "auto",
 ) -> dict[str, Any]:
-    """`tmics derain` of `src` (PyAV) with `weights`, the model loaded beforehand and profiled."""
+    """`tmics derain` of `src` (PyAV) with `weights`, the model loaded beforehand and profiled; `colour`:
+    where YUV becomes RGB (Derainer's: auto, host, device; recorded as the row's "colour")."""
     from tmics_cli.derain import Derainer
     from tmics_cli.video.reader import open_source
 
     probe = open_source(src)
     size = f"{probe.info.width}x{probe.info.height}"
     probe.close()
-    derainer = Derainer(weights=weights, device=device, precision=precision, batch=batch, overwrite=True)
+    derainer = Derainer(
+        weights=weights, device=device, precision=precision, batch=batch, overwrite=True, colour=colour
+    )
     row = _row("e2e", weights, size, device, derainer.precision, derainer.batch)
+    row["colour"] = "device" if derainer.device_colour else "host"
     restorer, _, _ = derainer.model("custom")  # loaded once, kept by the Derainer for its derain
     restorer.profile = profile
     width, height = parse_size(size)
@@ -379,6 +384,7 @@ def run_case(params: dict[str, Any]) -> dict[str, Any]:
             params["device"],
             params["precision"],
             params.get("batch"),
+            colour=params.get("colour", "auto"),
         )
     return model_case(
         params["weights"],

@@ -16,12 +16,13 @@ part's last case took:
     variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
                    light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
-    colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (what the decode thread does now,
+    colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (the decode thread's way on the CPU,
                    PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
-                   upload of the RGB frame alone: whether to move the conversion onto the GPU
+                   upload of the RGB frame alone (the e2e part runs the whole path both ways)
     memory    23%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
-    e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light, light-full, fp16, b8
+    e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
+                   b8, YUV -> RGB on the device (the GPU default); light-full 1080p also on the host
 
 Model-only cases feed derain_stream the frames of synthetic uint8 windows (derain_speed.synthetic_windows;
 each frame uploaded once, pinned, as uint8; "feed": "windows" gives them to the Restorer whole), one warm-up
@@ -86,6 +87,8 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         for p in (half, "fp32")
         for b in (1, 8)
     ]
+    # light-full first (the GPU's default for light rain); at 1080p also with YUV -> RGB on the host (the
+    # CPU's way) against the default on a GPU, the device (colour_on_device)
     e2e = [
         {
             "mode": "e2e",
@@ -94,9 +97,15 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
             "frames": (8 if dry else n),
             "precision": half,
             "batch": 8,
+            **({"colour": where} if where else {}),
         }
-        for size, n in ((sd, 160), (hd, 80))
-        for w in both
+        for w, size, n, where in (
+            ("light-full", sd, 160, None),
+            ("light-full", hd, 80, None),
+            ("light-full", hd, 80, "host"),
+            ("light", sd, 160, None),
+            ("light", hd, 80, None),
+        )
     ]
     colour = [{"mode": "colour", "size": hd}]
     parts = {"stages": stages, "variants": variants, "small": small, "colour": colour, "memory": memory}
@@ -219,6 +228,8 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
     mode = case.pop("mode", "model")
     cudnn = case.pop("cudnn_benchmark", False)
     variant = "cudnn.benchmark" if cudnn else ("profile off" if case.get("profile") is False else "")
+    if case.get("colour"):
+        variant = f"colour {case['colour']}"
     torch.backends.cudnn.benchmark = cudnn
     try:
         if mode == "e2e":
@@ -226,7 +237,8 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
             src = tmp / f"{case['size']}-{case['frames']}.mp4"
             if not src.exists():
                 ds.make_input(src, case["frames"], width, height)
-            row = ds.e2e_case(src, case["weights"], device, case["precision"], case["batch"])
+            colour = case.get("colour", "auto")
+            row = ds.e2e_case(src, case["weights"], device, case["precision"], case["batch"], colour=colour)
         else:
             weights, size = case.pop("weights"), case.pop("size")
             precision, batch = case.pop("precision"), case.pop("batch")

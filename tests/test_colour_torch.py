@@ -68,3 +68,49 @@ def test_yuv_to_rgb_runs_where_its_planes_are_and_checks_its_names() -> None:
         yuv_to_rgb(y, u, v, "BT999", "MPEG")
     with pytest.raises(ValueError, match="range"):
         yuv_to_rgb(y, u, v, "ITU709", "TV")
+
+
+def _smooth_rgb(seed: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W]
+    phase = seed * 0.7
+    return np.stack(
+        [
+            128 + 100 * np.sin(xx / 5 + yy / 9 + phase),
+            128 + 90 * np.cos(xx / 7 - yy / 5 + phase),
+            128 + 80 * np.sin(xx / 4 + yy / 3 - phase),
+        ],
+        -1,
+    ).astype(np.uint8)
+
+
+@pytest.mark.parametrize("fmt", list(SUBSAMPLING))
+@pytest.mark.parametrize("matrix", ["ITU601", "ITU709", "BT2020"])
+@pytest.mark.parametrize("range_name", list(RANGE))
+@pytest.mark.parametrize("picture", ["smooth", "noise"])
+def test_rgb_to_yuv_matches_swscales_encoding(fmt: str, matrix: str, range_name: str, picture: str) -> None:
+    from tmics_cli.video.colour import rgb_to_frame
+    from tmics_cli.video.colour_torch import rgb_to_yuv_uint8
+
+    rng = np.random.default_rng(len(fmt))
+    rgb = _smooth_rgb(len(matrix)) if picture == "smooth" else rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    frame = rgb_to_frame(rgb, fmt, ColourTags(COLORSPACE[matrix], RANGE[range_name]))
+    expected = [np.frombuffer(p, np.uint8).reshape(p.height, p.line_size)[:, : p.width] for p in frame.planes]
+    got = rgb_to_yuv_uint8(torch.from_numpy(rgb), matrix, range_name, SUBSAMPLING[fmt])
+    for want, have in zip(expected, got, strict=True):
+        assert have.shape == want.shape and have.dtype == torch.uint8
+        diff = np.abs(have.numpy().astype(int) - want)
+        # measured: never more than a level, 96-99.7% of samples equal (full-range chroma too, with
+        # swscale's half-level offset)
+        assert diff.max() <= 1 and (diff == 0).mean() >= 0.95
+
+
+def test_rgb_to_yuv_works_on_batches_and_refuses_sizes_it_cannot_subsample() -> None:
+    from tmics_cli.video.colour_torch import rgb_to_yuv_uint8
+
+    frames = torch.from_numpy(np.stack([_smooth_rgb(i) for i in range(3)]))
+    y, u, v = rgb_to_yuv_uint8(frames, "ITU709", "MPEG", (2, 2))
+    assert y.shape == (3, H, W) and u.shape == v.shape == (3, H // 2, W // 2)
+    one = rgb_to_yuv_uint8(frames[1], "ITU709", "MPEG", (2, 2))
+    assert all(torch.equal(a[1], b) for a, b in zip((y, u, v), one, strict=True))
+    with pytest.raises(ValueError, match="cannot be subsampled"):
+        rgb_to_yuv_uint8(frames[:, 1:], "ITU709", "MPEG", (2, 2))

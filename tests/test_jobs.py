@@ -319,6 +319,27 @@ def test_a_claim_of_another_machine_is_taken_over_only_once_it_stops_changing(
     assert not claim.exists()
 
 
+def test_an_empty_claim_and_a_left_takeover_file_are_stale_once_they_settle(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tmics_cli.jobs as jobs
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
+    monkeypatch.setattr(jobs, "SETTLE_SECONDS", 0.2)
+    claim = job.folder / "piece-000000.claim"
+    claim.write_text("")  # its maker was killed between creating and writing it
+    assert not job.claim(0)  # might still be being written
+    time.sleep(0.25)
+    marker = job.folder / "piece-000000.takeover-empty"
+    marker.write_text("")  # a worker killed while taking it over left this
+    assert not job.claim(0) and not job.claim(0)
+    time.sleep(0.25)
+    assert not job.claim(0) and not marker.exists()  # the left takeover file settled: removed
+    assert job.claim(0) and claim.read_text().split()[1] == str(os.getpid())
+    job.release(0)
+
+
 def test_held_claims_are_touched_by_a_heartbeat_and_dropped_when_released(
     tmp_path: Path, tiny_weights: Path
 ) -> None:

@@ -50,6 +50,7 @@ from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_
 from .model.align import FLOW_CHOICES, GPU_DEVICE_TYPES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
+from .video.colour import YUVPlanes
 from .video.join import join_frames, join_video
 from .video.reader import (
     SourceFrame,
@@ -179,7 +180,7 @@ class _Writer:
             except BaseException as exc:  # noqa: BLE001 - handed to the producing thread
                 self.error = exc
 
-    def put(self, rgb: np.ndarray, pts: int) -> None:
+    def put(self, rgb: np.ndarray | YUVPlanes, pts: int) -> None:
         if self.error is not None:
             raise self.error
         self.queue.put((rgb, pts))
@@ -195,6 +196,22 @@ class _Writer:
         self.cancelled.set()
         self.queue.put(None)  # the thread drains the queue without writing, so this put cannot block long
         self.thread.join()
+
+
+COLOUR_CHOICES = ("auto", "host", "device")
+
+
+def colour_on_device(colour: str, device: torch.device) -> bool:
+    """Whether a video's YUV frames go to the device as planes and become RGB there, and the derained
+    frames are made into the encoder's planes there (`colour` device: colour_torch, within a level of
+    swscale), or both conversions are swscale's on the host (host). auto: on GPUs (CUDA, MPS), where the
+    conversions are a few small kernels and the copies halve (4:2:0 planes are 1.5 bytes a pixel, RGB 3),
+    while the host's swscale took 28 ms a 1080p frame on one core here, half the budget of 60 fps, each
+    way; on the CPU swscale stays (the torch conversion took 130 ms). Not yet measured on a GPU
+    (benchmarks/gpu_check.py's e2e part runs both)."""
+    if colour not in COLOUR_CHOICES:
+        raise ValueError(f"unknown colour conversion {colour!r}; known: {', '.join(COLOUR_CHOICES)}")
+    return colour == "device" or (colour == "auto" and device.type in GPU_DEVICE_TYPES)
 
 
 def level_weights(rain: str, device: torch.device) -> str:
@@ -387,11 +404,12 @@ def _not_in_frames(info: SourceInfo, dst: Path) -> str:
     )
 
 
-def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterator[np.ndarray]:
-    """The frames' pixels for the model; each frame waits in `pending` until its output comes back."""
+def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterator[np.ndarray | YUVPlanes]:
+    """The frames' pixels for the model (RGB, or planes to convert on the device); each frame waits in
+    `pending` until its output comes back."""
     for item in frames:
         pending.append(item)
-        yield item.rgb
+        yield item.pixels
 
 
 def iter_derained(
@@ -529,7 +547,9 @@ class Derainer:
     `help` and `segment` are refused.
 
     `flow` is the OFM's flow: auto (the device flow, PatchInverseSearchFlow, on CUDA and MPS; DIS on the
-    CPU; a trained flow is kept), dis or device (model.align.choose_flow)."""
+    CPU; a trained flow is kept), dis or device (model.align.choose_flow). `colour`: where a video's YUV
+    frames become RGB: auto (on the device on CUDA and MPS, on the host on the CPU), host or device
+    (colour_on_device)."""
 
     def __init__(
         self,
@@ -555,6 +575,7 @@ class Derainer:
         segment_frames: int | None = None,
         job_device: str | None = None,
         flow: str = "auto",
+        colour: str = "auto",
     ) -> None:
         if rain not in RAIN_LEVELS:
             raise ValueError(f"unknown rain level {rain!r}; known: {', '.join(RAIN_LEVELS)}")
@@ -572,6 +593,7 @@ class Derainer:
             "tile": tile, "tile_overlap": tile_overlap, "codec": codec, "crf": crf, "preset": preset,
             "pix_fmt": pix_fmt, "compare": compare, "start": start, "end": end, "fps": fps, "audio": audio,
             "overwrite": overwrite, "strict": strict, "segment_frames": segment_frames, "flow": flow,
+            "colour": colour,
         }  # fmt: skip
         self.rain, self.weights, self.tile, self.compare = rain, weights, tile, compare
         self.tile_overlap = tile_overlap_for(tile, tile_overlap)
@@ -582,6 +604,7 @@ class Derainer:
         self.flow = flow
         self.device = pick_device(device)
         self.job_device = self.device if job_device is None else _device_kind(job_device)
+        self.device_colour = colour_on_device(colour, self.job_device)
         # The encoder's threads are FFmpeg's choice: on the 2-core CPU at 640x480 (bf16 network) one x264
         # thread ran 8% slower end to end than FFmpeg's choice, with more CPU time (benchmarks/cpu_speedups.py
         # --encoder, results/cpu_speedups.json)
@@ -672,6 +695,9 @@ class Derainer:
             "end": self.end,
             "fps": self.fps if info.kind == "frames" else None,
             **({"flow": flow} if flow != trained else {}),
+            # YUV -> RGB on the device (within a level of swscale's): named only then, as jobs made
+            # before it converted on the host
+            **({"colour": "device"} if self.device_colour else {}),
         }
 
     def segment_length(self, info: SourceInfo) -> int:
@@ -949,7 +975,10 @@ class _Run:
         try:
             job.pending_piece(index)
             span = None if segment.lo is None else (segment.lo, segment.hi)
-            source = open_source(self.src, fps=d.fps, start=d.start, end=d.end, strict=d.strict, span=span)
+            planes = d.device_colour
+            source = open_source(
+                self.src, fps=d.fps, start=d.start, end=d.end, strict=d.strict, span=span, planes=planes
+            )
             info = source.info
             try:
                 out_w = info.width * (2 if d.compare else 1)
@@ -972,8 +1001,15 @@ class _Run:
             pending: list[SourceFrame] = []
             count = 0
             try:
+                # with the conversion on the device, frames also leave it as the encoder's planes
+                made = sink.plane_format() if d.device_colour and not d.compare else None
                 outputs = derain_stream(
-                    _pixels(reader, pending), self.restorer, d.batch, first=segment.lead, count=segment.count
+                    _pixels(reader, pending),
+                    self.restorer,
+                    d.batch,
+                    first=segment.lead,
+                    count=segment.count,
+                    planes=made,
                 )
                 for out in outputs:
                     item = pending.pop(segment.lead)

@@ -27,6 +27,8 @@ import torch
 from .model.align import CENTRE, NUM_FRAMES, choose_flow, estimate_flows
 from .model.fuse import for_inference
 from .model.network import TMICS
+from .video.colour import PlaneFormat, YUVPlanes
+from .video.colour_torch import rgb_to_yuv_uint8, yuv_to_rgb_uint8
 from .video.windows import reflect_index, window_indices
 
 T = TypeVar("T")
@@ -133,13 +135,14 @@ class Restorer:
     """A loaded model on a device, with its precision and tiling: windows in, derained frames out.
 
     Its time is charged to `timings` (seconds, summed over calls) stage by stage as it passes: upload (the
-    uint8 windows to floats on the device), flow (the OFM's flow estimator: DIS on the host's CPU, or a
-    flow network), network (the rest of the model, out-of-memory retries included) and download (back to
-    the host and to uint8); `seconds` is their sum. On a GPU the model's work is queued and runs behind
-    the host, so a stage's time is where the host waited, not where the GPU worked: the sum is true, the
-    split is not (the GPU's time lands mostly in flow, whose DIS reads the frames back, and download).
-    With `profile` every stage ends in a device synchronize, so the split is true too, at the price of
-    the overlap (for benchmarks). Bookkeeping without `profile` is a clock read per stage."""
+    uint8 frames to float windows on the device, YUV planes converted to RGB there), flow (the OFM's flow
+    estimator: DIS on the host's CPU, or a flow network), network (the rest of the model, out-of-memory
+    retries included) and download (back to the host and to uint8); `seconds` is their sum. On a GPU the
+    model's work is queued and runs behind the host, so a stage's time is where the host waited, not where
+    the GPU worked: the sum is true, the split is not (the GPU's time lands mostly in flow, whose DIS reads
+    the frames back, and download). With `profile` every stage ends in a device synchronize, so the split
+    is true too, at the price of the overlap (for benchmarks). Bookkeeping without `profile` is a clock
+    read per stage."""
 
     model: TMICS
     device: torch.device
@@ -321,6 +324,32 @@ class Restorer:
         self._staged.record(torch.cuda.current_stream(self.device))  # the staging buffer is free after it
         return on_device
 
+    def upload_pixels(self, frames: list[np.ndarray | YUVPlanes]) -> list[torch.Tensor]:
+        """Frames, each (H, W, 3) uint8 RGB or a YUV frame's planes -> each (H, W, 3) uint8 RGB on the device.
+        RGB frames go up stacked in one copy (`upload`); planes go up as they are, all in one copy (1.5
+        bytes a pixel for 4:2:0 against RGB's 3) and are converted there with their stream's matrix and
+        range (colour_torch.yuv_to_rgb_uint8: within one level of the host's swscale)."""
+        out: list[torch.Tensor | None] = [None] * len(frames)
+        rgb = [i for i, f in enumerate(frames) if isinstance(f, np.ndarray)]
+        if rgb:
+            uploaded = self.upload(np.stack([frames[i] for i in rgb]))
+            for i, frame in zip(rgb, uploaded.unbind(0), strict=True):
+                out[i] = frame
+        yuv = [(i, f) for i, f in enumerate(frames) if isinstance(f, YUVPlanes)]
+        if yuv:
+            flat = np.concatenate([plane.ravel() for _, f in yuv for plane in (f.y, f.u, f.v)])
+            on_device = self.upload(flat)
+            at = 0
+            for i, f in yuv:
+                planes = []
+                for plane in (f.y, f.u, f.v):
+                    planes.append(on_device[at : at + plane.size].view(plane.shape))
+                    at += plane.size
+                y, u, v = planes
+                out[i] = yuv_to_rgb_uint8(y, u, v, f.matrix, f.range_name)
+        assert all(frame is not None for frame in out), "frames are RGB arrays or YUVPlanes"
+        return out  # type: ignore[return-value]
+
     def _stage(self, host: torch.Tensor) -> torch.Tensor:
         """`host` copied into a page-locked buffer, reused (and grown) call to call: the buffer's last
         non-blocking copy is waited for before it is written again."""
@@ -351,12 +380,32 @@ class Restorer:
         out.div_(255)
         return out.view(shape).permute(0, 1, 4, 2, 3)
 
-    def restore_windows(self, windows: torch.Tensor) -> np.ndarray:
+    def restore_windows(
+        self, windows: torch.Tensor, planes: PlaneFormat | None = None
+    ) -> np.ndarray | list[YUVPlanes]:
         """(B, 5, 3, H, W) float in [0, 1] on the device -> (B, H, W, 3) uint8 on the host: the fused output
         rounded to uint8 on the device, then downloaded (4 times fewer bytes than floats; the DNA-only
-        output never leaves the device)."""
+        output never leaves the device). With `planes`, each frame made into that encoder's YUV planes on
+        the device (colour_torch.rgb_to_yuv_uint8, within a level of the host's swscale) and downloaded as
+        them, in one copy (1.5 bytes a pixel for 4:2:0): B YUVPlanes."""
         fused, _ = self._restore(windows, dna=False, to_host=False)
         result = _to_uint8(fused)
+        if planes is not None:
+            y, u, v = rgb_to_yuv_uint8(result, planes.matrix, planes.range_name, planes.subsampling)
+            flat = torch.cat([y.flatten(1), u.flatten(1), v.flatten(1)], 1).cpu().numpy()  # (B, bytes)
+            cut = [0, y[0].numel(), y[0].numel() + u[0].numel(), flat.shape[1]]
+            shapes = (y.shape[1:], u.shape[1:], v.shape[1:])
+            made = [
+                YUVPlanes(
+                    *(row[cut[k] : cut[k + 1]].reshape(shapes[k]) for k in range(3)),
+                    planes.pix_fmt,
+                    planes.matrix,
+                    planes.range_name,
+                )
+                for row in flat
+            ]
+            self._lap("download")
+            return made
         if self.device.type != "cpu":
             result = result.contiguous().cpu()
         out = result.numpy()
@@ -430,9 +479,17 @@ _END: Any = object()
 
 
 def derain_stream(
-    frames: Iterable[np.ndarray], restorer: Restorer, batch: int = 4, first: int = 0, count: int | None = None
-) -> Iterator[np.ndarray]:
+    frames: Iterable[np.ndarray | YUVPlanes],
+    restorer: Restorer,
+    batch: int = 4,
+    first: int = 0,
+    count: int | None = None,
+    planes: PlaneFormat | None = None,
+) -> Iterator[np.ndarray | YUVPlanes]:
     """Derain frames (H, W, 3) uint8 arriving one at a time; yields derained frames in the same order.
+    A frame may come as a YUV frame's planes instead (video.colour.YUVPlanes), converted to RGB on the
+    device (`Restorer.upload_pixels`); with `planes` the derained frames come as YUVPlanes in that format,
+    made on the device (`Restorer.restore_windows`).
     With `first` / `count` only frames first .. first + count - 1 are derained, the others being context: a
     part of a video with (up to) two frames on each side derains as it would within the whole video.
 
@@ -440,7 +497,7 @@ def derain_stream(
     it; a batch's windows are gathered there. Batches hold the windows they held when windows were stacked
     on the host, and the output is bit for bit the same (tests/test_gpu_pipeline.py)."""
     on_device: dict[int, torch.Tensor] = {}  # stream position -> (H, W, 3) uint8 frame on the device
-    new: dict[int, np.ndarray] = {}  # positions a pending window needs, not uploaded yet
+    new: dict[int, np.ndarray | YUVPlanes] = {}  # positions a pending window needs, not uploaded yet
     pending: list[list[int]] = []
     for position, indices, held in _indexed_windows(frames):
         if position < first or (count is not None and position >= first + count):
@@ -448,29 +505,30 @@ def derain_stream(
         new.update((i, held[i]) for i in indices if i not in on_device and i not in new)
         pending.append(indices)
         if len(pending) == batch:
-            yield from _restore_pending(restorer, pending, new, on_device)
+            yield from _restore_pending(restorer, pending, new, on_device, planes)
             pending, new = [], {}
             for stale in [i for i in on_device if i < position - 1]:  # later windows start at >= t - 1
                 del on_device[stale]
     if pending:
-        yield from _restore_pending(restorer, pending, new, on_device)
+        yield from _restore_pending(restorer, pending, new, on_device, planes)
 
 
 def _restore_pending(
     restorer: Restorer,
     pending: list[list[int]],
-    new: dict[int, np.ndarray],
+    new: dict[int, np.ndarray | YUVPlanes],
     on_device: dict[int, torch.Tensor],
-) -> np.ndarray:
-    """Upload the frames of `new` in one copy, then derain the `pending` windows (stream positions)."""
+    planes: PlaneFormat | None = None,
+) -> np.ndarray | list[YUVPlanes]:
+    """Upload the frames of `new` (one copy for RGB frames, one for planes), then derain the `pending`
+    windows (stream positions), as RGB or as `planes`."""
     restorer._lap(None)
     if new:
         order = sorted(new)
-        uploaded = restorer.upload(np.stack([new[i] for i in order]))
-        on_device.update(zip(order, uploaded.unbind(0), strict=True))
+        on_device.update(zip(order, restorer.upload_pixels([new[i] for i in order]), strict=True))
     windows = restorer.assemble([on_device[i] for w in pending for i in w])
     restorer._lap("upload")
-    return restorer.restore_windows(windows)
+    return restorer.restore_windows(windows, planes)
 
 
 @torch.no_grad()

@@ -17,7 +17,8 @@ HEARTBEAT_SECONDS (a thread), so a claim can be judged without trusting any cloc
 claim of a process of this machine that is gone is taken over at once; a claim of another machine (shared
 storage) once it has not changed for STALE_SECONDS as seen from here (its host died or lost the storage).
 Of several workers that find one claim stale, only the one that creates its takeover file (exclusive, named
-by the claim's token) replaces it.
+by the claim's token) replaces it. An empty claim (its maker was killed between making and writing it) and
+a takeover file left by a worker killed while taking over are stale after SETTLE_SECONDS unchanged.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ HEARTBEAT_SECONDS = 15.0  # a holder touches its claims this often
 # A claim of another machine unchanged this long (by this machine's clock) is stale: many missed heartbeats,
 # beyond the minute a network file system may cache a file's times
 STALE_SECONDS = 180.0
+# An empty claim (its maker died before writing it) or a takeover file (its maker died taking over) left
+# unchanged this long is stale: both are written or removed at once by a live process
+SETTLE_SECONDS = 10.0
 
 
 class JobMismatch(OutputError):
@@ -127,8 +131,9 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
             if old.get("input", {}).get("path") == new["input"]["path"]
             else "another input"
         )
-    for key, value in new.get("settings", {}).items():
-        before = old.get("settings", {}).get(key)
+    before_all, after_all = old.get("settings", {}), new.get("settings", {})
+    for key in [*after_all, *(k for k in before_all if k not in after_all)]:  # also settings now left out
+        before, value = before_all.get(key), after_all.get(key)
         if before != value:
             said.append(f"{key} {_short(before)} -> {_short(value)}")
     if not said and old.get("segments") != new.get("segments"):
@@ -188,12 +193,14 @@ HEARTBEAT = _Heartbeat()
 
 
 def _claim_holder(path: Path) -> tuple[str, str, str] | None:
-    """(host, pid, token) written in a claim file (token "" in claims of tmics before tokens), or None
-    while it is being written or unreadable."""
+    """(host, pid, token) written in a claim file (token "" in claims of tmics before tokens; all "" in an
+    empty one), or None when it cannot be read or holds something else."""
     try:
         fields = path.read_text().split()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
+    if not fields:
+        return "", "", ""
     if len(fields) not in (2, 3):
         return None
     return fields[0], fields[1], fields[2] if len(fields) == 3 else ""
@@ -306,15 +313,20 @@ class Job:
     def _take_over(self, path: Path) -> bool:
         """Remove the claim at `path` when its holder is gone; True when it was removed here (then the
         caller claims anew). Of several processes judging one stale claim, only the one that creates its
-        takeover file removes it."""
+        takeover file removes it; a takeover file left by a process that died taking over is removed once
+        it has stood unchanged for SETTLE_SECONDS."""
         holder = self._stale(path)
         if holder is None:
             return False
-        marker = path.with_name(f"{path.name[: -len('.claim')]}.takeover-{holder[2] or holder[1]}")
+        stem = path.name[: -len(".claim")]
+        marker = path.with_name(f"{stem}.takeover-{holder[2] or holder[1] or 'empty'}")
         try:
             os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
-        except FileExistsError:
-            return False  # another process is taking it over
+        except FileExistsError:  # another process is taking it over (or died doing so)
+            if self._unchanged_for(marker, SETTLE_SECONDS):
+                with contextlib.suppress(FileNotFoundError):
+                    marker.unlink()
+            return False
         except OSError:
             return False
         try:
@@ -330,27 +342,36 @@ class Job:
 
     def _stale(self, path: Path) -> tuple[str, str, str] | None:
         """The holder written in the claim at `path` when that claim is stale, else None: a process of this
-        machine that is gone, or a claim of another machine that has not changed for STALE_SECONDS since
-        this process first saw it so (no clock of another machine or of the storage is compared)."""
+        machine that is gone; a claim of another machine that has not changed for STALE_SECONDS since
+        this process first saw it so (no clock of another machine or of the storage is compared); an empty
+        claim (its maker died between making and writing it) unchanged for SETTLE_SECONDS ("", "", "")."""
         holder = _claim_holder(path)
         if holder is None:
-            return None  # being written right now, or not ours to judge
+            return None  # unreadable: not ours to judge
         host, pid, _ = holder
+        if not host:
+            return holder if self._unchanged_for(path, SETTLE_SECONDS) else None
         if host == _HOST:
             if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
                 return holder
             return None
+        return holder if self._unchanged_for(path, STALE_SECONDS) else None
+
+    def _unchanged_for(self, path: Path, seconds: float) -> bool:
+        """Whether the file at `path` (its contents, times and inode) has stayed as it is for `seconds` of
+        this process's clock since it first saw it so; the first look starts the count."""
         try:
             st = path.stat()
+            seen: tuple[Any, ...] = (path.read_bytes(), st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
         except OSError:
-            return None
-        seen = (holder, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+            self._seen.pop(path, None)
+            return False
         now = time.monotonic()
         last = self._seen.get(path)
         if last is None or last[0] != seen:
             self._seen[path] = (seen, now)
-            return None
-        return holder if now - last[1] >= STALE_SECONDS else None
+            return False
+        return now - last[1] >= seconds
 
     def release(self, index: int) -> None:
         path = self._claim(index)

@@ -9,12 +9,14 @@ full chroma interpolation/input is, measured, unbiased and nearly exact: decode 
 the same 4:2:0 planes to within 0.005 levels.
 
 colour_torch.yuv_to_rgb is the decode direction in torch, for a GPU pipeline (within one level of this
-module's swscale output; not used by the CPU path, whose pixels stay these).
+module's swscale output): a reader asked for planes hands a frame's YUVPlanes, unconverted, and the
+Restorer converts them on its device (`tmics derain` on a GPU); the CPU path's pixels stay swscale's.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -56,6 +58,101 @@ class ColourTags:
         if self.color_range in _RANGE:
             return _RANGE[self.color_range]
         return "JPEG" if pix_fmt.startswith("yuvj") else "MPEG"
+
+
+# 8-bit planar YUV that colour_torch converts: pix_fmt -> (vertical, horizontal) chroma subsampling
+PLANAR_YUV = {
+    "yuv420p": (2, 2),
+    "yuvj420p": (2, 2),
+    "yuv422p": (1, 2),
+    "yuvj422p": (1, 2),
+    "yuv444p": (1, 1),
+    "yuvj444p": (1, 1),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class YUVPlanes:
+    """A decoded frame left in YUV: Y (H, W), U and V (H / sy, W / sx) uint8, with the matrix and range
+    (colour_torch's names) its RGB is to be made with, on a device or here (`rgb`: swscale, as
+    frame_to_rgb gives it)."""
+
+    y: np.ndarray
+    u: np.ndarray
+    v: np.ndarray
+    pix_fmt: str
+    matrix: str
+    range_name: str
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(H, W, 3): the shape of the RGB frame these planes make."""
+        return (*self.y.shape, 3)
+
+    @property
+    def nbytes(self) -> int:
+        return self.y.nbytes + self.u.nbytes + self.v.nbytes
+
+    @cached_property
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8, converted on the host exactly as frame_to_rgb converts the decoded frame."""
+        converted = self.frame().reformat(
+            format="rgb24",
+            src_colorspace=self.matrix,
+            src_color_range=self.range_name,
+            dst_color_range="JPEG",
+            interpolation=_flags(to_yuv=False),
+        )
+        return converted.to_ndarray()
+
+    def frame(self) -> Any:
+        """A new av.VideoFrame in `pix_fmt` holding these planes (no chroma siting: see
+        _without_chroma_siting)."""
+        import av
+
+        frame = av.VideoFrame(self.y.shape[1], self.y.shape[0], self.pix_fmt)
+        for plane, data in zip(frame.planes, (self.y, self.u, self.v), strict=True):
+            rows, cols = data.shape
+            np.frombuffer(plane, np.uint8).reshape(rows, plane.line_size)[:, :cols] = data
+        return frame
+
+
+@dataclass(frozen=True)
+class PlaneFormat:
+    """What an encoder takes, for frames made into planes elsewhere (on a device): an 8-bit planar YUV
+    pix_fmt of PLANAR_YUV with the matrix and range of colour_torch's names."""
+
+    pix_fmt: str
+    matrix: str
+    range_name: str
+
+    @property
+    def subsampling(self) -> tuple[int, int]:
+        return PLANAR_YUV[self.pix_fmt]
+
+    @classmethod
+    def for_encoder(cls, pix_fmt: str, tags: ColourTags, width: int, height: int) -> PlaneFormat | None:
+        """The planes rgb_to_frame would make for this encoder, or None when it takes something else (RGB,
+        more bits, semi-planar) or the size does not subsample evenly."""
+        sub = PLANAR_YUV.get(pix_fmt)
+        if sub is None or height % sub[0] or width % sub[1]:
+            return None
+        return cls(pix_fmt, tags.matrix(height), tags.range_name(pix_fmt))
+
+
+def frame_planes(frame: Any, tags: ColourTags) -> YUVPlanes | None:
+    """The planes of a decoded 8-bit planar YUV frame (copied out of the decoder's buffers), or None for any
+    other layout (RGB, palettes, grey, semi-planar, more than 8 bits) and for subsampled frames of odd
+    size, whose chroma sites colour_torch does not place as swscale does: those are converted here."""
+    name = frame.format.name
+    sub = PLANAR_YUV.get(name)
+    if sub is None or frame.height % sub[0] or frame.width % sub[1]:
+        return None
+    planes = []
+    for plane in frame.planes:
+        rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
+        planes.append(np.ascontiguousarray(rows[:, : plane.width]))
+    return YUVPlanes(*planes, name, tags.matrix(frame.height), tags.range_name(name))
 
 
 def frame_to_rgb(frame: Any, tags: ColourTags) -> np.ndarray:

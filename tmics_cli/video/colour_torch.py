@@ -1,23 +1,25 @@
-"""YUV -> RGB in torch, on whatever device the planes are on: colour.py's conversion (the stream's own
+"""YUV <-> RGB in torch, on whatever device the frames are on: colour.py's conversions (the stream's own
 matrix and range) for a GPU pipeline.
 
-    yuv_to_rgb(y, u, v, matrix, range_name)     uint8 planes (H, W), (Hc, Wc) x 2 -> (H, W, 3) float levels
+    yuv_to_rgb(y, u, v, matrix, range_name)     uint8 planes (..., H, W), (..., Hc, Wc) x 2 -> (..., H, W, 3)
+                                                float levels
     yuv_to_rgb_uint8(...)                       the same, rounded and clamped to uint8 (colour.py's output)
+    rgb_to_yuv_uint8(rgb, matrix, range_name, subsampling)
+                                                uint8 (..., H, W, 3) -> uint8 planes for an encoder
 
 Matrices are colour.py's names (ITU601, ITU709, BT2020, FCC, SMPTE240M), ranges MPEG (limited: Y 16-235,
-chroma 16-240) and JPEG (full). Chroma planes may be 4:2:0, 4:2:2 or 4:4:4; subsampled chroma is brought
-to full size as swscale does for colour.py: Lanczos-3 between centre-sited samples, edges held.
+chroma 16-240) and JPEG (full). Chroma planes may be 4:2:0, 4:2:2 or 4:4:4; subsampled chroma is resampled
+as swscale does for colour.py: Lanczos-3 between centre-sited samples, edges held (stretched by the factor
+when subsampling), each axis one matrix product (`resampling_matrix`).
 
-Measured against colour.frame_to_rgb on the CPU (tests/test_colour_torch.py): with 4:4:4 planes, and with
-subsampled planes of flat chroma, every pixel within one level of swscale, the float result within 0.5 +
-swscale's own fixed-point error of it; swscale's integer coefficients round differently from the exact
-matrix, so equality is not exact and this is not wired into the CPU path, whose pixels stay swscale's.
-
-How the GPU path will use it: the decode thread hands the frame's Y, U and V planes (frame.to_ndarray()
-of a planar frame, no swscale) instead of RGB, 1.5 bytes a pixel for 4:2:0 instead of 3; the Restorer
-uploads the planes (pinned, non-blocking) and converts them on the device with the stream's ColourTags
-(`tags.matrix(height)`, `tags.range_name(pix_fmt)`), rounding to uint8 levels first where the output must
-match the CPU path's frames.
+Measured against colour.py's swscale on the CPU (tests/test_colour_torch.py): decoding, every pixel within
+one level (the float result within 0.5 + swscale's own fixed-point error with 4:4:4 or flat chroma; on
+the sample clips 99.5% of pixels equal); encoding, every sample within one level, 95-99.7% equal. swscale's
+integer coefficients round differently from the exact matrix, so equality is not exact, and the CPU path's
+pixels stay swscale's. With `colour` device (the default on GPUs: derain.colour_on_device) the reader hands
+a frame's planes (colour.YUVPlanes, 1.5 bytes a pixel for 4:2:0 instead of 3), the Restorer uploads and
+converts them on the device (`upload_pixels`), and makes the derained frames into the encoder's planes
+there (`restore_windows(planes=)`), which the video sink encodes as they are.
 """
 
 from __future__ import annotations
@@ -53,40 +55,49 @@ def rgb_from_yuv_matrix(matrix: str) -> torch.Tensor:
 
 
 def _lanczos_taps(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices (out, 2a) into a line of `size` centre-sited samples and their Lanczos-`a` weights
-    (normalised to sum 1; indices past the ends held at the end sample), for `out` output samples."""
+    """Indices (out, 2a * stretch) into a line of `size` centre-sited samples and their Lanczos-`a` weights
+    (normalised to sum 1; indices past the ends held at the end sample), for `out` output samples. To
+    fewer samples (chroma subsampled for encoding) the kernel is stretched by size / out, as swscale's."""
+    stretch = max(1, -(-size // out))  # a whole number: the subsampling factor (1 when upsampling)
+    scale = max(1.0, size / out)
     pos = (torch.arange(out, dtype=torch.float64) + 0.5) * (size / out) - 0.5
     base = pos.floor()
-    taps = base[:, None] + torch.arange(-a + 1, a + 1, dtype=torch.float64)[None]
-    d = pos[:, None] - taps
+    taps = base[:, None] + torch.arange(-a * stretch + 1, a * stretch + 1, dtype=torch.float64)[None]
+    d = (pos[:, None] - taps) / scale
     weights = torch.sinc(d) * torch.sinc(d / a)
     weights = weights / weights.sum(1, keepdim=True)
     return taps.clamp(0, size - 1).long(), weights
 
 
+def resampling_matrix(size: int, out: int, device: torch.device | str = "cpu") -> torch.Tensor:
+    """(out, size) float32: row i holds the Lanczos-3 weights (`_lanczos_taps`) of output sample i over the
+    `size` input samples, the weights of taps past the ends added to the end samples (edges held). A line
+    resampled is `line @ matrix.T`: one matrix product per axis, no (lines, out, taps) gather."""
+    index, weights = _lanczos_taps(size, out)
+    matrix = torch.zeros(out, size, dtype=torch.float64)
+    matrix.scatter_add_(1, index, weights)
+    return matrix.to(device, torch.float32)
+
+
 def _upsample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(Hc, Wc) float -> (H, W): separable Lanczos-3 between centre-sited samples, edges held (swscale's
-    LANCZOS with full chroma interpolation, as colour.py asks for; its 14-bit filter coefficients differ
-    from these by well under a level)."""
-    for axis, size in ((1, width), (0, height)):
-        if plane.shape[axis] == size:
-            continue
-        index, weights = _lanczos_taps(plane.shape[axis], size)
-        index, weights = index.to(plane.device), weights.to(plane.device, plane.dtype)
-        line = plane if axis == 1 else plane.T
-        line = (line[:, index] * weights).sum(-1)  # (lines, size, taps) -> (lines, size)
-        plane = line if axis == 1 else line.T
+    """(..., Hc, Wc) float -> (..., H, W): separable Lanczos-3 between centre-sited samples, edges held
+    (swscale's LANCZOS with full chroma interpolation, as colour.py asks for; its 14-bit filter
+    coefficients differ from these by well under a level)."""
+    if plane.shape[-1] != width:
+        plane = plane @ resampling_matrix(plane.shape[-1], width, plane.device).T
+    if plane.shape[-2] != height:
+        plane = resampling_matrix(plane.shape[-2], height, plane.device) @ plane
     return plane
 
 
 def yuv_to_rgb(
     y: torch.Tensor, u: torch.Tensor, v: torch.Tensor, matrix: str, range_name: str
 ) -> torch.Tensor:
-    """uint8 planes Y (H, W), U and V (Hc, Wc) -> (H, W, 3) RGB float32 in levels (0-255, unrounded,
-    unclamped), on the planes' device."""
+    """uint8 planes Y (..., H, W), U and V (..., Hc, Wc) -> (..., H, W, 3) RGB float32 in levels (0-255,
+    unrounded, unclamped), on the planes' device."""
     if range_name not in RANGES:
         raise ValueError(f"unknown range {range_name!r}; known: {', '.join(RANGES)}")
-    height, width = y.shape
+    height, width = y.shape[-2:]
     yf = y.float()
     uf = _upsample(u.float(), height, width)
     vf = _upsample(v.float(), height, width)
@@ -95,8 +106,47 @@ def yuv_to_rgb(
     else:
         yf, uf, vf = yf / 255, (uf - 128) / 255, (vf - 128) / 255
     m = rgb_from_yuv_matrix(matrix).to(torch.float32).to(y.device) * 255
-    ycc = torch.stack([yf, uf, vf], -1)  # (H, W, 3)
+    ycc = torch.stack([yf, uf, vf], -1)  # (..., H, W, 3)
     return ycc @ m.T
+
+
+def yuv_from_rgb_matrix(matrix: str) -> torch.Tensor:
+    """(3, 3): (Y, Cb, Cr) = M @ (R, G, B), the inverse of rgb_from_yuv_matrix."""
+    return torch.linalg.inv(rgb_from_yuv_matrix(matrix))
+
+
+def rgb_to_yuv_uint8(
+    rgb: torch.Tensor, matrix: str, range_name: str, subsampling: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 RGB (..., H, W, 3) -> uint8 planes Y (..., H, W), U and V (..., H / sy, W / sx) for
+    `subsampling` (sy, sx) = (2, 2) 4:2:0, (1, 2) 4:2:2, (1, 1) 4:4:4, on the frames' device: colour.py's
+    encoding (swscale with full chroma input and Lanczos chroma subsampling) in torch, within a level of it
+    on video (tests/test_colour_torch.py). H and W must be multiples of the subsampling."""
+    if range_name not in RANGES:
+        raise ValueError(f"unknown range {range_name!r}; known: {', '.join(RANGES)}")
+    height, width = rgb.shape[-3:-1]
+    sy, sx = subsampling
+    if height % sy or width % sx:
+        raise ValueError(f"{width}x{height} cannot be subsampled {sx}x{sy}")
+    m = yuv_from_rgb_matrix(matrix).to(torch.float32).to(rgb.device) / 255
+    ycc = rgb.float() @ m.T  # (..., H, W, 3): Y in [0, 1], chroma in [-0.5, 0.5]
+    y, u, v = ycc.unbind(-1)
+    u = _downsample(u, height // sy, width // sx)
+    v = _downsample(v, height // sy, width // sx)
+    if range_name == "MPEG":
+        y, u, v = y * 219 + 16, u * 224 + 128, v * 224 + 128
+    else:  # swscale's full-range chroma sits half a level below 128 + 255 C (measured: 99% equal so)
+        y, u, v = y * 255, u * 255 + 127.5, v * 255 + 127.5
+    return tuple(p.add_(0.5).clamp_(0, 255).to(torch.uint8) for p in (y, u, v))  # type: ignore[return-value]
+
+
+def _downsample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., H, W) float -> (..., H / sy, W / sx): the stretched Lanczos-3 of `resampling_matrix`."""
+    if plane.shape[-1] != width:
+        plane = plane @ resampling_matrix(plane.shape[-1], width, plane.device).T
+    if plane.shape[-2] != height:
+        plane = resampling_matrix(plane.shape[-2], height, plane.device) @ plane
+    return plane
 
 
 def yuv_to_rgb_uint8(

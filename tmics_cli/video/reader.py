@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .colour import ColourTags, frame_to_rgb
+from .colour import ColourTags, YUVPlanes, frame_planes, frame_to_rgb
 from .files import IMAGE_SUFFIXES, list_images
 from .images import read_rgb
 
@@ -79,8 +79,14 @@ class Damage:
 @dataclass(frozen=True)
 class SourceFrame:
     index: int  # 0-based position in the output
-    rgb: np.ndarray  # (H, W, 3) uint8
+    # (H, W, 3) uint8 RGB; or, from a source opened with planes=True, a YUV frame's planes unconverted
+    pixels: np.ndarray | YUVPlanes
     pts: int  # presentation timestamp in the source's time base (shifted so that --start is 0)
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """(H, W, 3) uint8 (planes converted here, as the reader converts frames)."""
+        return self.pixels if isinstance(self.pixels, np.ndarray) else self.pixels.rgb
 
 
 @dataclass
@@ -140,10 +146,12 @@ class VideoFileSource:
         end: float | None = None,
         strict: bool = False,
         span: tuple[int, int | None] | None = None,
+        planes: bool = False,
     ) -> None:
         import av
 
         self.path, self.start, self.end = path, start or 0.0, end
+        self.planes = planes  # hand 8-bit planar YUV frames on as YUVPlanes (converted elsewhere)
         # a part of the stream (a segment with its context): raw timestamps from span[0] up to span[1]
         # (exclusive; None: to the end), found by seeking; --start and --end still shift the timestamps
         self.span = span
@@ -437,7 +445,8 @@ class VideoFileSource:
             if last is not None and pts <= last:  # never hand the encoder a non-increasing timestamp
                 pts = last + 1
             last = pts
-            yield SourceFrame(index, frame_to_rgb(frame, info.colour), int(pts))
+            pixels = frame_planes(frame, info.colour) if self.planes else None
+            yield SourceFrame(index, frame_to_rgb(frame, info.colour) if pixels is None else pixels, int(pts))
             index += 1
 
     def close(self) -> None:
@@ -584,10 +593,12 @@ def open_source(
     end: float | None = None,
     strict: bool = False,
     span: tuple[int, int | None] | None = None,
+    planes: bool = False,
 ) -> VideoFileSource | FrameFolderSource:
     """Probe `path` (a video file or a folder of frames) and return a source to iterate once. Damage found
     while iterating is a `VideoWarning`, or with `strict` a `VideoError`. `span`: only the frames from raw
-    timestamp span[0] up to span[1] (exclusive, None: the end), as `frame_index` lists them."""
+    timestamp span[0] up to span[1] (exclusive, None: the end), as `frame_index` lists them. `planes`: a
+    video's 8-bit planar YUV frames come as YUVPlanes, for conversion on a device (others as RGB)."""
     path = check_input(path)
     if end is not None and start is not None and end <= start:
         raise VideoError(f"--end ({end:g} s) must come after --start ({start:g} s)")
@@ -595,7 +606,7 @@ def open_source(
         raise VideoError(f"{path} does not exist")
     if path.is_dir():
         return FrameFolderSource(path, fps, start, end, strict, span)
-    return VideoFileSource(path, start, end, strict, span)
+    return VideoFileSource(path, start, end, strict, span, planes)
 
 
 def _tolerance(frames: float) -> float:

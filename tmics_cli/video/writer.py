@@ -26,7 +26,7 @@ import numpy as np
 
 from ..outputs import PendingOutput, check_name
 from ..outputs import check_output as check_output_path
-from .colour import rgb_to_frame
+from .colour import PlaneFormat, YUVPlanes, rgb_to_frame
 from .files import CONTAINER_SUFFIXES
 from .reader import SourceInfo, VideoError, VideoWarning, _reason
 from .streams import StreamCopy
@@ -82,7 +82,13 @@ class FolderSink:
         self.tmp = self.pending.path
         self.count = 0
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
+    def plane_format(self) -> PlaneFormat | None:
+        """PNG frames are RGB: no planes are taken as they are."""
+        return None
+
+    def write(self, rgb: np.ndarray | YUVPlanes, pts: int) -> None:
+        if isinstance(rgb, YUVPlanes):
+            rgb = rgb.rgb
         self.count += 1
         number = self.first + self.count
         try:
@@ -206,10 +212,25 @@ class VideoSink:
             stream.set_display_rotation(info.rotation)
         return stream
 
-    def write(self, rgb: np.ndarray, pts: int) -> None:
+    def plane_format(self) -> PlaneFormat | None:
+        """The planes `write` takes as they are (made on a device), or None when it needs RGB frames."""
+        return PlaneFormat.for_encoder(self.pix_fmt, self.tags, self.stream.width, self.stream.height)
+
+    def write(self, rgb: np.ndarray | YUVPlanes, pts: int) -> None:
+        """Encode a frame: (H, W, 3) uint8 RGB, converted here, or planes in this sink's plane_format()
+        (others are converted through RGB)."""
         import av
 
-        frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
+        if isinstance(rgb, YUVPlanes):
+            wanted = self.plane_format()
+            ready = wanted is not None and (rgb.pix_fmt, rgb.matrix, rgb.range_name) == (
+                wanted.pix_fmt,
+                wanted.matrix,
+                wanted.range_name,
+            )
+            frame = rgb.frame() if ready else rgb_to_frame(rgb.rgb, self.pix_fmt, self.tags)
+        else:
+            frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
         seconds = float(pts * self.info.time_base)
         if self.avi:
             pts = round(pts * self.info.time_base / self.time_base)
