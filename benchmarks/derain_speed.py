@@ -260,12 +260,15 @@ def model_case(
     profile: bool = True,
     windows: np.ndarray | None = None,
     feed: str = "stream",
+    compile: str | None = None,  # noqa: A002 - torch.compile's name
 ) -> dict[str, Any]:
     """Synthetic windows straight into a Restorer (no PyAV): one warm-up call, then calls until at least
     `min_frames` (default 2 batches) and `min_seconds`, or `max_seconds` (which one call may overrun).
     feed "stream": the windows' frames, over and over, through derain_stream (as `tmics derain`: each frame
     uploaded once, as uint8, the windows gathered on the device); "windows": the (B, 5, H, W, 3) windows
-    themselves into `Restorer.__call__` (each frame converted and uploaded 5 times, as before 0.6)."""
+    themselves into `Restorer.__call__` (each frame converted and uploaded 5 times, as before 0.6).
+    `compile`: the DNA and CNA networks through torch.compile in that mode ("default", "reduce-overhead":
+    with CUDA graphs, "max-autotune-no-cudagraphs"); the warm-up call, which compiles, is `warmup_s`."""
     from tmics_cli.inference import STAGES as RESTORER_STAGES
     from tmics_cli.inference import Restorer, default_batch, derain_stream
     from tmics_cli.weights import load_model
@@ -280,6 +283,12 @@ def model_case(
     if windows is None or windows.shape[0] != batch or windows.shape[2:4] != (height, width):
         windows = synthetic_windows(width, height, batch)
     restorer = Restorer(model, torch_device, dtype, profile=profile)
+    if compile is not None:
+        import torch
+
+        for name in ("dna", "cna"):
+            setattr(restorer.model, name, torch.compile(getattr(restorer.model, name), mode=compile))
+        row["variant"] = f"compiled {compile}"
     if feed not in ("stream", "windows"):
         raise ValueError(f"unknown feed {feed!r}: stream or windows")
     row["feed"] = feed

@@ -12,17 +12,19 @@ Parts, in this order, each with a share of --budget (220 s), time a part leaves 
 a case is skipped (and listed in "skipped") when it would not end within its part's time, as long as the
 part's last case took:
 
-    stages    35%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
+    stages    33%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
     variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
                    light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
     colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (the decode thread's way on the CPU,
                    PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
                    upload of the RGB frame alone (the e2e part runs the whole path both ways)
-    memory    23%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
+    memory    20%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
-    e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
+    e2e       22%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
                    b8, YUV -> RGB on the device (the GPU default); light-full 1080p also on the host
+    compile    8%  light-full 1080p fp16 b8 with the DNA and CNA through torch.compile, modes reduce-overhead
+                   (CUDA graphs) and default: ms per frame against the stages' row, compile time (warmup_s)
 
 Model-only cases feed derain_stream the frames of synthetic uint8 windows (derain_speed.synthetic_windows;
 each frame uploaded once, pinned, as uint8; "feed": "windows" gives them to the Restorer whole), one warm-up
@@ -47,7 +49,15 @@ import derain_speed as ds  # noqa: E402
 
 MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
 BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
-SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "colour": 0.02, "memory": 0.23, "e2e": 0.25}
+SHARES = {
+    "stages": 0.33,
+    "variants": 0.08,
+    "small": 0.07,
+    "colour": 0.02,
+    "memory": 0.20,
+    "e2e": 0.22,
+    "compile": 0.08,
+}
 
 
 def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
@@ -108,8 +118,14 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         )
     ]
     colour = [{"mode": "colour", "size": hd}]
+    # torch.compile of the DNA and CNA (fused kernels, CUDA graphs): does it pay back, and how long does it
+    # take (warmup_s)? Last, as a compile may overrun its share; its row is written when it ends
+    compiled = [
+        {"weights": "light-full", "size": hd, "precision": half, "batch": 8, "compile": mode, **quick}
+        for mode in ("reduce-overhead", "default")
+    ]
     parts = {"stages": stages, "variants": variants, "small": small, "colour": colour, "memory": memory}
-    return {**parts, "e2e": e2e}
+    return {**parts, "e2e": e2e, "compile": compiled}
 
 
 def _ms_per_call(fn: Any, device: str, seconds: float) -> float:
