@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from tests.videos import audio_packets, audio_seconds, decode, make_video, moving_texture
 from tmics_cli.cli import app
-from tmics_cli.derain import SAMPLE_CLIP, TIMINGS, derain_video
+from tmics_cli.derain import SAMPLE_CLIP, derain_video
 from tmics_cli.inference import (
     STAGES,
     Restorer,
@@ -23,6 +23,7 @@ from tmics_cli.inference import (
 from tmics_cli.metrics import psnr_y
 from tmics_cli.model import load_model
 from tmics_cli.outputs import OutputError
+from tmics_cli.segments import TIMINGS
 from tmics_cli.video.reader import VideoError, open_source
 from tmics_cli.video.windows import window_indices
 from tmics_cli.video.writer import EncodeOptions, VideoSink

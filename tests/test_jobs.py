@@ -174,9 +174,9 @@ def _half_done(src: Path, dst: Path, weights: Path, **kw: object) -> Job:
     prepared = derainer.prepare(src, dst)
     job = prepared.job
     assert job.claim(0)
-    from tmics_cli.derain import _Run
+    from tmics_cli.segments import SegmentRunner
 
-    _Run(derainer, job, src, prepared.info, prepared.restorer, False, None, 0).one(job.segments[0])
+    SegmentRunner(derainer, job, src, prepared.info, prepared.restorer, False, None, 0).one(job.segments[0])
     return job
 
 
@@ -219,11 +219,11 @@ def test_matching_job_resumes_and_says_so(tmp_path: Path, tiny_weights: Path) ->
 def test_interrupt_keeps_finished_segments_and_says_how_to_resume(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tmics_cli import derain as derain_module
+    from tmics_cli.segments import SegmentRunner
 
     src = gop_video(tmp_path / "in.mp4", frames=12)
     dst = tmp_path / "out.mp4"
-    original = derain_module._Run.one
+    original = SegmentRunner.one
     calls = []
 
     def one(self, segment):  # noqa: ANN001
@@ -232,7 +232,7 @@ def test_interrupt_keeps_finished_segments_and_says_how_to_resume(
             raise KeyboardInterrupt
         return original(self, segment)
 
-    monkeypatch.setattr(derain_module._Run, "one", one)
+    monkeypatch.setattr(SegmentRunner, "one", one)
     result, lines = _cli(
         "derain", src, "-o", dst, "--weights", tiny_weights, "--device", "cpu", "--segment-frames", "4"
     )

@@ -49,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from .batch import Target, expected_errors, one_line, warnings_to
-from .derain import TIMINGS, Derainer, DerainSummary, Prepared
+from .derain import Derainer, DerainSummary, Prepared
 from .report import InputResult, JobReport
+from .segments import TIMINGS
 from .video.reader import VideoError, VideoWarning
 
 MIN_RAY = (2, 9)

@@ -20,13 +20,10 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import queue
 import shutil
-import socket
-import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +35,6 @@ from .guards import check_derain_memory
 from .inference import (
     HEAVY_RAIN_COVERAGE,
     MIN_TILE,
-    STAGES,
     Restorer,
     default_batch,
     derain_stream,
@@ -46,11 +42,11 @@ from .inference import (
     pick_precision,
     rain_level,
 )
-from .jobs import Job, Segment, input_identity, job_folder, plan_segments, read_manifest
+from .jobs import Job, input_identity, job_folder, plan_segments, read_manifest
 from .model.align import FLOW_CHOICES, GPU_DEVICE_TYPES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
-from .video.colour import YUVPlanes
+from .segments import BackgroundReader, SegmentRunner, model_pixels
 from .video.join import join_frames, join_video
 from .video.reader import (
     SourceFrame,
@@ -61,16 +57,13 @@ from .video.reader import (
     open_source,
     parse_time,
 )
-from .video.writer import EncodeOptions, check_encoder, check_output, is_folder_output, open_sink
+from .video.writer import EncodeOptions, check_encoder, check_output, is_folder_output
 from .weights import resolve_weights
 
 RAIN_LEVELS = ("light", "heavy", "auto")
 DEFAULT_TILE_OVERLAP = 32
 MIN_FPS = 0.01  # a folder's frame rate becomes a fraction with a denominator of at most 1001
 SAMPLE_CLIP = Path(__file__).resolve().parent / "assets" / "sample-rain.mp4"
-# seconds per stage in DerainSummary.timings: decode and encode are their threads' busy time, model (this
-# thread's) is the sum of upload, flow, network and download (see Restorer)
-TIMINGS = ("decode", *STAGES, "encode", "model")
 
 
 @dataclass
@@ -83,7 +76,7 @@ class DerainSummary:
     rain: str  # the rain level whose weights ran ("custom" for --weights)
     output: Path
     rain_note: str = ""  # why --rain auto chose what it chose
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, keys TIMINGS
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, keys segments.TIMINGS
     status: str = "done"  # "skipped": the output was already whole; "helped": a helper worker's share
     resumed: tuple[int, int] | None = None  # (segments done before this run, all segments)
     segments: int = 1
@@ -98,104 +91,6 @@ class DerainSummary:
             f"{self.frames} frames in {self.seconds:.1f} s ({self.fps:.2f} fps) on {self.device}, "
             f"{self.precision}, weights {self.weights} -> {self.output}"
         )
-
-
-class _Background:
-    """Run `iterable` in a thread; iterate the items here (bounded queue; errors re-raised here)."""
-
-    def __init__(self, iterable: Iterable[Any], size: int) -> None:
-        self.queue: queue.Queue = queue.Queue(size)
-        self.stop = threading.Event()
-        self.busy = 0.0
-        self.thread = threading.Thread(target=self._run, args=(iterable,), daemon=True)
-        self.thread.start()
-
-    def _run(self, iterable: Iterable[Any]) -> None:
-        try:
-            iterator = iter(iterable)
-            while not self.stop.is_set():
-                start = time.perf_counter()
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    break
-                self.busy += time.perf_counter() - start
-                self._put(("item", item))
-        except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread
-            self._put(("error", exc))
-            return
-        self._put(("end", None))
-
-    def _put(self, message: tuple[str, Any]) -> None:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(message, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def __iter__(self) -> Iterator[Any]:
-        while True:
-            kind, item = self.queue.get()
-            if kind == "end":
-                return
-            if kind == "error":
-                raise item
-            yield item
-
-    def close(self) -> None:
-        """Stop the thread and wait for it, so the source can be closed under it safely."""
-        self.stop.set()
-        while self.thread.is_alive():
-            try:  # make room in case it waits to put
-                self.queue.get_nowait()
-            except queue.Empty:
-                pass
-            self.thread.join(timeout=0.05)
-
-
-class _Writer:
-    """Consume (rgb, pts) items in a thread and hand them to a sink; errors surface on put/finish."""
-
-    def __init__(self, sink: Any, size: int) -> None:
-        self.sink = sink
-        self.queue: queue.Queue = queue.Queue(size)
-        self.error: BaseException | None = None
-        self.cancelled = threading.Event()
-        self.busy = 0.0
-        self.thread = threading.Thread(target=self._run, daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self.queue.get()
-            if item is None:
-                return
-            if self.error is not None or self.cancelled.is_set():
-                continue  # drain: after an error or a cancel nothing more reaches the sink
-            try:
-                start = time.perf_counter()
-                self.sink.write(*item)
-                self.busy += time.perf_counter() - start
-            except BaseException as exc:  # noqa: BLE001 - handed to the producing thread
-                self.error = exc
-
-    def put(self, rgb: np.ndarray | YUVPlanes, pts: int) -> None:
-        if self.error is not None:
-            raise self.error
-        self.queue.put((rgb, pts))
-
-    def finish(self) -> None:
-        self.queue.put(None)
-        self.thread.join()
-        if self.error is not None:
-            raise self.error
-
-    def cancel(self) -> None:
-        """Stop writing; returns once the thread no longer touches the sink (so it may be closed)."""
-        self.cancelled.set()
-        self.queue.put(None)  # the thread drains the queue without writing, so this put cannot block long
-        self.thread.join()
 
 
 COLOUR_CHOICES = ("auto", "host", "device")
@@ -404,14 +299,6 @@ def _not_in_frames(info: SourceInfo, dst: Path) -> str:
     )
 
 
-def _pixels(frames: Iterable[SourceFrame], pending: list[SourceFrame]) -> Iterator[np.ndarray | YUVPlanes]:
-    """The frames' pixels for the model (RGB, or planes to convert on the device); each frame waits in
-    `pending` until its output comes back."""
-    for item in frames:
-        pending.append(item)
-        yield item.pixels
-
-
 def iter_derained(
     src: str | Path,
     *,
@@ -435,10 +322,10 @@ def iter_derained(
     source, setup = _open(
         src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict, flow=flow
     )
-    reader = _Background(source, size=2 * setup.batch + 6)
+    reader = BackgroundReader(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
     try:
-        for out in derain_stream(_pixels(reader, pending), setup.restorer, setup.batch):
+        for out in derain_stream(model_pixels(reader, pending), setup.restorer, setup.batch):
             yield pending.pop(0), out
     finally:
         reader.close()
@@ -777,11 +664,11 @@ class Derainer:
         on_segment: Callable[[int, int, int, float], None] | None = None,
     ) -> dict[str, float]:
         """Derain the unfinished segments of a prepared job here (waiting for those other workers hold,
-        with `wait`); returns the seconds spent per stage (TIMINGS). `on_segment(index, segments,
+        with `wait`); returns the seconds spent per stage (segments.TIMINGS). `on_segment(index, segments,
         frames, seconds)` after each segment derained here."""
         self._check_runs_here()
         counted = sum(record.get("frames", 0) for record in job.done.values())
-        run = _Run(self, job.job, job.src, job.info, job.restorer, job.folder_out, on_frame, counted)
+        run = SegmentRunner(self, job.job, job.src, job.info, job.restorer, job.folder_out, on_frame, counted)
         run.on_segment = on_segment
         run.all(wait=wait)
         return run.timings
@@ -859,7 +746,9 @@ class Derainer:
             return 0
         job = Job(folder, manifest)
         restorer, info = self._for_job(Path(src), manifest)
-        run = _Run(self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0)
+        run = SegmentRunner(
+            self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0
+        )
         run.all(wait=False)
         return run.frames
 
@@ -873,7 +762,9 @@ class Derainer:
             raise VideoError(f"{dst}: its job folder {folder} is missing or unreadable")
         job = Job(folder, manifest)
         restorer, info = self._for_job(Path(src), manifest)
-        run = _Run(self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0)
+        run = SegmentRunner(
+            self, job, check_input(src), info, restorer, not manifest["piece_suffix"], None, 0
+        )
         run.one(job.segments[index])
         return job.done()[index]
 
@@ -918,134 +809,6 @@ class Derainer:
                 f"not enough disk space for {dst}: about {_size(need)} needed (segments and the joined "
                 f"output), {_size(free)} free; free some space or write the output to another disk"
             )
-
-
-class _Run:
-    """Derain the unfinished segments of one job in this process."""
-
-    def __init__(
-        self,
-        derainer: Derainer,
-        job: Job,
-        src: Path,
-        info: SourceInfo,
-        restorer: Restorer,
-        folder_out: bool,
-        on_frame: Callable[[int], None] | None,
-        counted: int,
-    ) -> None:
-        self.d, self.job, self.src, self.info, self.restorer = derainer, job, src, info, restorer
-        self.folder_out, self.on_frame, self.counted = folder_out, on_frame, counted
-        self.frames = 0  # derained by this run
-        self.on_segment: Callable[[int, int, int, float], None] | None = None
-        self.timings = dict.fromkeys(TIMINGS, 0.0)
-
-    def all(self, wait: bool = True) -> None:
-        """Every segment not done: those claimed here are derained, those another live process holds are
-        waited for (with `wait`), a dead holder's taken over."""
-        while True:
-            done = self.job.done()
-            todo = [s for s in self.job.segments if s.index not in done]
-            if not todo:
-                return
-            took = False
-            for segment in todo:
-                if self.job.is_done(segment.index):  # by another worker meanwhile
-                    continue
-                if self.job.claim(segment.index):
-                    took = True
-                    self.one(segment)
-            if not took:
-                if not wait:
-                    return
-                time.sleep(0.25)
-                self._report()
-
-    def _report(self) -> None:
-        if self.on_frame is not None:
-            frames = sum(record.get("frames", 0) for record in self.job.done().values())
-            self.on_frame(max(frames, self.counted + self.frames))
-
-    def one(self, segment: Segment) -> None:
-        """Derain one claimed segment into its piece and record it."""
-        job, d = self.job, self.d
-        index = segment.index
-        began = time.perf_counter()
-        model_before = dict(self.restorer.timings)
-        try:
-            job.pending_piece(index)
-            span = None if segment.lo is None else (segment.lo, segment.hi)
-            planes = d.device_colour
-            source = open_source(
-                self.src, fps=d.fps, start=d.start, end=d.end, strict=d.strict, span=span, planes=planes
-            )
-            info = source.info
-            try:
-                out_w = info.width * (2 if d.compare else 1)
-                sink = open_sink(
-                    job.piece(index),
-                    info,
-                    d.options,
-                    out_w,
-                    info.height,
-                    folder=self.folder_out,
-                    others=False,
-                    first=segment.first,
-                    shown=job.folder.parent / job.manifest["output"],
-                )
-            except BaseException:
-                source.close()
-                raise
-            reader = _Background(source, size=2 * d.batch + 6)
-            writer = _Writer(sink, size=2 * d.batch + 2)
-            pending: list[SourceFrame] = []
-            count = 0
-            try:
-                # with the conversion on the device, frames also leave it as the encoder's planes
-                made = sink.plane_format() if d.device_colour and not d.compare else None
-                outputs = derain_stream(
-                    _pixels(reader, pending),
-                    self.restorer,
-                    d.batch,
-                    first=segment.lead,
-                    count=segment.count,
-                    planes=made,
-                )
-                for out in outputs:
-                    item = pending.pop(segment.lead)
-                    writer.put(np.concatenate([item.rgb, out], 1) if d.compare else out, item.pts)
-                    count += 1
-                    if self.on_frame is not None:
-                        self.on_frame(self.counted + self.frames + count)
-                writer.finish()
-                sink.commit()
-            except BaseException:
-                writer.cancel()
-                reader.close()
-                sink.abort()
-                raise
-            finally:
-                reader.close()
-                source.close()
-            spent = {stage: self.restorer.timings[stage] - model_before[stage] for stage in STAGES}
-            spent.update(decode=reader.busy, encode=writer.busy, model=sum(spent.values()))
-            for key, value in spent.items():
-                self.timings[key] += value
-            job.finish(
-                index,
-                {
-                    "frames": count,
-                    "seconds": round(time.perf_counter() - began, 3),
-                    **{key: round(spent[key], 3) for key in TIMINGS},
-                    "host": socket.gethostname(),
-                    "pid": os.getpid(),
-                },
-            )
-            self.frames += count
-            if self.on_segment is not None:
-                self.on_segment(index, len(job.segments), count, time.perf_counter() - began)
-        finally:
-            job.release(index)
 
 
 def derain_video(
