@@ -337,9 +337,11 @@ def e2e_case(
     batch: int | None = None,
     profile: bool = True,
     colour: str = "auto",
+    preset: str = "medium",
 ) -> dict[str, Any]:
     """`tmics derain` of `src` (PyAV) with `weights`, the model loaded beforehand and profiled; `colour`:
-    where YUV becomes RGB (Derainer's: auto, host, device; recorded as the row's "colour")."""
+    where YUV becomes RGB (Derainer's: auto, host, device; recorded as the row's "colour"); `preset`: the
+    x264 preset (tmics' default medium)."""
     from tmics_cli.derain import Derainer
     from tmics_cli.video.reader import open_source
 
@@ -347,10 +349,17 @@ def e2e_case(
     size = f"{probe.info.width}x{probe.info.height}"
     probe.close()
     derainer = Derainer(
-        weights=weights, device=device, precision=precision, batch=batch, overwrite=True, colour=colour
+        weights=weights,
+        device=device,
+        precision=precision,
+        batch=batch,
+        overwrite=True,
+        colour=colour,
+        preset=preset,
     )
     row = _row("e2e", weights, size, device, derainer.precision, derainer.batch)
     row["colour"] = "device" if derainer.device_colour else "host"
+    row["preset"] = preset
     restorer, _, _ = derainer.model("custom")  # loaded once, kept by the Derainer for its derain
     restorer.profile = profile
     width, height = parse_size(size)
@@ -394,6 +403,7 @@ def run_case(params: dict[str, Any]) -> dict[str, Any]:
             params["precision"],
             params.get("batch"),
             colour=params.get("colour", "auto"),
+            preset=params.get("preset", "medium"),
         )
     return model_case(
         params["weights"],

@@ -22,7 +22,8 @@ part's last case took:
     memory    20%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
     e2e       22%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
-                   b8, YUV -> RGB on the device (the GPU default); light-full 1080p also on the host
+                   b8, YUV -> RGB on the device (the GPU default); light-full 1080p also with it on the
+                   host, and with x264 veryfast (medium is the default)
     compile    8%  light-full 1080p fp16 b8 with the DNA and CNA through torch.compile, modes reduce-overhead
                    (CUDA graphs) and default: ms per frame against the stages' row, compile time (warmup_s)
 
@@ -98,7 +99,8 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         for b in (1, 8)
     ]
     # light-full first (the GPU's default for light rain); at 1080p also with YUV -> RGB on the host (the
-    # CPU's way) against the default on a GPU, the device (colour_on_device)
+    # CPU's way) against the default on a GPU, the device (colour_on_device), and with x264 veryfast against
+    # medium (can the encoder keep up with the model?)
     e2e = [
         {
             "mode": "e2e",
@@ -107,14 +109,15 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
             "frames": (8 if dry else n),
             "precision": half,
             "batch": 8,
-            **({"colour": where} if where else {}),
+            **extra,
         }
-        for w, size, n, where in (
-            ("light-full", sd, 160, None),
-            ("light-full", hd, 80, None),
-            ("light-full", hd, 80, "host"),
-            ("light", sd, 160, None),
-            ("light", hd, 80, None),
+        for w, size, n, extra in (
+            ("light-full", sd, 160, {}),
+            ("light-full", hd, 80, {}),
+            ("light-full", hd, 80, {"colour": "host"}),
+            ("light-full", hd, 80, {"preset": "veryfast"}),
+            ("light", sd, 160, {}),
+            ("light", hd, 80, {}),
         )
     ]
     colour = [{"mode": "colour", "size": hd}]
@@ -246,6 +249,8 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
     variant = "cudnn.benchmark" if cudnn else ("profile off" if case.get("profile") is False else "")
     if case.get("colour"):
         variant = f"colour {case['colour']}"
+    if case.get("preset"):
+        variant = f"x264 {case['preset']}"
     torch.backends.cudnn.benchmark = cudnn
     try:
         if mode == "e2e":
@@ -253,8 +258,15 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
             src = tmp / f"{case['size']}-{case['frames']}.mp4"
             if not src.exists():
                 ds.make_input(src, case["frames"], width, height)
-            colour = case.get("colour", "auto")
-            row = ds.e2e_case(src, case["weights"], device, case["precision"], case["batch"], colour=colour)
+            row = ds.e2e_case(
+                src,
+                case["weights"],
+                device,
+                case["precision"],
+                case["batch"],
+                colour=case.get("colour", "auto"),
+                preset=case.get("preset", "medium"),
+            )
         else:
             weights, size = case.pop("weights"), case.pop("size")
             precision, batch = case.pop("precision"), case.pop("batch")

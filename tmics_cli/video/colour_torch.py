@@ -24,6 +24,8 @@ there (`restore_windows(planes=)`), which the video sink encodes as they are.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 # (Kr, Kb) of each matrix: R'G'B' -> Y' = Kr R' + (1 - Kr - Kb) G' + Kb B'
@@ -72,11 +74,24 @@ def _lanczos_taps(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor
 def resampling_matrix(size: int, out: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(out, size) float32: row i holds the Lanczos-3 weights (`_lanczos_taps`) of output sample i over the
     `size` input samples, the weights of taps past the ends added to the end samples (edges held). A line
-    resampled is `line @ matrix.T`: one matrix product per axis, no (lines, out, taps) gather."""
+    resampled is `line @ matrix.T`: one matrix product per axis, no (lines, out, taps) gather. Kept per
+    size and device (made once: a 1080p frame's would otherwise cross to a GPU every frame)."""
+    return _resampling_matrix(size, out, str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=64)
+def _resampling_matrix(size: int, out: int, device: str) -> torch.Tensor:
     index, weights = _lanczos_taps(size, out)
     matrix = torch.zeros(out, size, dtype=torch.float64)
     matrix.scatter_add_(1, index, weights)
     return matrix.to(device, torch.float32)
+
+
+@functools.lru_cache(maxsize=64)
+def _colour_matrix(matrix: str, to_rgb: bool, device: str) -> torch.Tensor:
+    """rgb_from_yuv_matrix (to_rgb) or yuv_from_rgb_matrix, float32 on `device`, made once."""
+    m = rgb_from_yuv_matrix(matrix) if to_rgb else yuv_from_rgb_matrix(matrix)
+    return m.to(torch.float32).to(device)
 
 
 def _upsample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -105,7 +120,7 @@ def yuv_to_rgb(
         yf, uf, vf = (yf - 16) / 219, (uf - 128) / 224, (vf - 128) / 224
     else:
         yf, uf, vf = yf / 255, (uf - 128) / 255, (vf - 128) / 255
-    m = rgb_from_yuv_matrix(matrix).to(torch.float32).to(y.device) * 255
+    m = _colour_matrix(matrix, True, str(y.device)) * 255
     ycc = torch.stack([yf, uf, vf], -1)  # (..., H, W, 3)
     return ycc @ m.T
 
@@ -128,7 +143,7 @@ def rgb_to_yuv_uint8(
     sy, sx = subsampling
     if height % sy or width % sx:
         raise ValueError(f"{width}x{height} cannot be subsampled {sx}x{sy}")
-    m = yuv_from_rgb_matrix(matrix).to(torch.float32).to(rgb.device) / 255
+    m = _colour_matrix(matrix, False, str(rgb.device)) / 255
     ycc = rgb.float() @ m.T  # (..., H, W, 3): Y in [0, 1], chroma in [-0.5, 0.5]
     y, u, v = ycc.unbind(-1)
     u = _downsample(u, height // sy, width // sx)
