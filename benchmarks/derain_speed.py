@@ -577,7 +577,7 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="WIDTHxHEIGHT ...")
     parser.add_argument("--weights", nargs="+", default=list(WEIGHTS), help="registered weights or files")
     parser.add_argument("--devices", nargs="+", default=None, help="default: every device present")
-    parser.add_argument("--precision", default="auto", help="auto: fp32 on the CPU, fp16 on a GPU")
+    parser.add_argument("--precision", default="auto", help="auto: bf16 on CPUs with native BF16 (else fp32), fp16 on a GPU")
     parser.add_argument("--batch", type=int, default=None, help="default: tmics' own per device")
     parser.add_argument(
         "--frames", type=int, default=None, help="end-to-end frames (default: by device, size)"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import sys
 import time
 import warnings
@@ -440,15 +441,43 @@ def score_video(
     on_frame: Callable[[], None] | None = None,
     extra: tuple[str, ...] = (),
 ) -> dict[str, VideoScore]:
-    """Run one method over one video (streaming, `batch` windows at a time) and score its output rows."""
+    """Run one method over one video (streaming, `batch` windows at a time) and score its output rows.
+    With `save_frames`, each row's frames go to save_frames/ROW/VIDEO, written in a hidden folder beside it
+    and moved into place when the video is done: an interrupted or failed video leaves none of its frames."""
     scored = set(video.scored)
     scores = {row: VideoScore(extra) for row in method.rows}
+    folders: dict[str, tuple[Path, Path]] = {}  # row -> (frames being written, where they go when done)
+    if save_frames is not None:
+        for row in method.rows:
+            final = save_frames / _safe(row) / _safe(video.name)
+            folders[row] = (final.with_name(f".{final.name}.tmics-partial"), final)
+    try:
+        _score(video, method, batch, scored, scores, folders, on_frame)
+    except BaseException:
+        for partial, _ in folders.values():
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    for partial, final in folders.values():
+        if partial.exists():
+            partial.rename(final)
+    return scores
+
+
+def _score(
+    video: BenchVideo,
+    method: Method,
+    batch: int,
+    scored: set[int],
+    scores: dict[str, VideoScore],
+    folders: dict[str, tuple[Path, Path]],
+    on_frame: Callable[[], None] | None,
+) -> None:
     index = 0
     windows = (np.stack(window) for _, window in stream_windows(_one_size(video)))
     while True:
         chunk = list(islice(windows, batch))
         if not chunk:
-            return scores
+            return
         start = time.perf_counter()
         outputs = method.run(np.stack(chunk))
         share = (time.perf_counter() - start) / len(chunk)
@@ -462,8 +491,8 @@ def score_video(
                 scores[row].frames += 1
                 if target is not None:
                     scores[row].add(i, frames[k], target)
-                if save_frames is not None:
-                    _save(save_frames / _safe(row) / _safe(video.name) / f"{i + 1:05d}.png", frames[k])
+                if row in folders:
+                    _save(folders[row][0] / f"{i + 1:05d}.png", frames[k])
             if on_frame is not None:
                 on_frame()
         index += len(chunk)
