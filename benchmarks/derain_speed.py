@@ -261,6 +261,7 @@ def model_case(
     windows: np.ndarray | None = None,
     feed: str = "stream",
     compile: str | None = None,  # noqa: A002 - torch.compile's name
+    pipeline: bool | None = None,
 ) -> dict[str, Any]:
     """Synthetic windows straight into a Restorer (no PyAV): one warm-up call, then calls until at least
     `min_frames` (default 2 batches) and `min_seconds`, or `max_seconds` (which one call may overrun).
@@ -268,7 +269,9 @@ def model_case(
     uploaded once, as uint8, the windows gathered on the device); "windows": the (B, 5, H, W, 3) windows
     themselves into `Restorer.__call__` (each frame converted and uploaded 5 times, as before 0.6).
     `compile`: the DNA and CNA networks through torch.compile in that mode ("default", "reduce-overhead":
-    with CUDA graphs, "max-autotune-no-cudagraphs"); the warm-up call, which compiles, is `warmup_s`."""
+    with CUDA graphs, "max-autotune-no-cudagraphs"); the warm-up call, which compiles, is `warmup_s`.
+    `pipeline`: Restorer's (None: one batch in flight on CUDA; False: each batch downloaded before the next
+    is queued)."""
     from tmics_cli.inference import STAGES as RESTORER_STAGES
     from tmics_cli.inference import Restorer, default_batch, derain_stream
     from tmics_cli.weights import load_model
@@ -282,7 +285,7 @@ def model_case(
     row["estimate_mb"] = _estimate_mb(model, width, height, batch)
     if windows is None or windows.shape[0] != batch or windows.shape[2:4] != (height, width):
         windows = synthetic_windows(width, height, batch)
-    restorer = Restorer(model, torch_device, dtype, profile=profile)
+    restorer = Restorer(model, torch_device, dtype, profile=profile, pipeline=pipeline)
     if compile is not None:
         import torch
 
@@ -577,7 +580,9 @@ def main() -> None:
     parser.add_argument("--sizes", nargs="+", default=list(SIZES), help="WIDTHxHEIGHT ...")
     parser.add_argument("--weights", nargs="+", default=list(WEIGHTS), help="registered weights or files")
     parser.add_argument("--devices", nargs="+", default=None, help="default: every device present")
-    parser.add_argument("--precision", default="auto", help="auto: bf16 on CPUs with native BF16 (else fp32), fp16 on a GPU")
+    parser.add_argument(
+        "--precision", default="auto", help="auto: bf16 on CPUs with native BF16 (else fp32), fp16 on a GPU"
+    )
     parser.add_argument("--batch", type=int, default=None, help="default: tmics' own per device")
     parser.add_argument(
         "--frames", type=int, default=None, help="end-to-end frames (default: by device, size)"

@@ -14,7 +14,8 @@ part's last case took:
 
     stages    33%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
     variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
-                   light, light-full 1080p fp16 batch 8: profile off (what the syncs cost); cudnn.benchmark
+                   light, light-full 1080p fp16 batch 8: profile off (what the syncs cost), profile and
+                   pipeline off (one batch in flight, the default, against none); cudnn.benchmark
     small      7%  model only at 640x480: light, light-full, fp16, batch 8
     colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (the decode thread's way on the CPU,
                    PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
@@ -78,6 +79,11 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
     variants = [{"weights": "light", "size": hd, "precision": half, "batch": 8, "feed": "windows", **quick}]
     variants += [
         {"weights": w, "size": hd, "precision": half, "batch": 8, "profile": False, **quick} for w in both
+    ]
+    # one batch in flight (the CUDA default) against each batch downloaded before the next is queued
+    variants += [
+        {"weights": w, "size": hd, "precision": half, "batch": 8, "profile": False, "pipeline": False} | quick
+        for w in both
     ]
     variants += [
         {"weights": w, "size": hd, "precision": half, "batch": 8, "cudnn_benchmark": True, **quick}
@@ -247,6 +253,8 @@ def run_case(case: dict[str, Any], device: str, tmp: Path) -> dict[str, Any]:
     mode = case.pop("mode", "model")
     cudnn = case.pop("cudnn_benchmark", False)
     variant = "cudnn.benchmark" if cudnn else ("profile off" if case.get("profile") is False else "")
+    if case.get("pipeline") is False:
+        variant = "profile off, pipeline off"
     if case.get("colour"):
         variant = f"colour {case['colour']}"
     if case.get("preset"):

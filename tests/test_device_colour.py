@@ -163,3 +163,33 @@ def test_a_video_sink_encodes_planes_as_they_are(tmp_path: Path) -> None:
     assert not np.array_equal(out[2].u, decoded[2].u)
     error = np.abs(out[2].rgb.astype(int) - other.rgb)  # a round trip through 4:2:0 chroma
     assert error.mean() < 0.6 and error.max() <= 4
+
+
+def test_derain_stream_keeps_one_batch_in_flight_and_hands_frames_on_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """On CUDA a batch's download is waited for only once the next batch is queued; here the same order of
+    calls is checked with a Restorer whose results are made late, and the frames are those of a plain run."""
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(11)]
+    torch.manual_seed(0)
+    restorer = Restorer(build_model("light", "tiny"), torch.device("cpu"))
+    expected = list(derain_stream(frames, restorer, batch=4))
+    events: list[str] = []
+    launch = Restorer.launch_windows
+
+    def late(self: Restorer, windows: torch.Tensor, planes=None, pipeline=None):  # noqa: ANN001, ANN202
+        n = sum(e.startswith("launch") for e in events)
+        events.append(f"launch {n}")
+        copy = windows.clone()  # the windows' buffer is reused by the next batch, as on a GPU stream
+
+        def result():  # noqa: ANN202
+            events.append(f"result {n}")
+            return launch(self, copy, planes, pipeline=False)()
+
+        return result
+
+    monkeypatch.setattr(Restorer, "launch_windows", late)
+    got = list(derain_stream(frames, restorer, batch=4))
+    assert len(got) == 11 and all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert events == ["launch 0", "launch 1", "result 0", "launch 2", "result 1", "result 2"]

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -158,11 +159,17 @@ class Restorer:
     # float rounding, tmics_cli.model.fuse), in channels_last on the CPU. False: the model as given
     # (benchmarks/cpu_speedups.py compares the two).
     optimize: bool = True
+    # One batch in flight (`launch_windows`): its result is downloaded into pinned memory without blocking
+    # while the host prepares the next batch. None: on CUDA (elsewhere the work is done when it is asked for)
+    pipeline: bool | None = None
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
     _staging: torch.Tensor | None = field(default=None, init=False, repr=False)  # pinned, for uploads
     _staged: Any = field(default=None, init=False, repr=False)  # CUDA event: the staging buffer is free
     _windows: torch.Tensor | None = field(default=None, init=False, repr=False)  # assembled windows
+    # pinned download buffers, used in turn (one batch in flight: two suffice)
+    _downloads: list[torch.Tensor] = field(default_factory=list, init=False, repr=False)
+    _turn: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.optimize:
@@ -388,29 +395,55 @@ class Restorer:
         output never leaves the device). With `planes`, each frame made into that encoder's YUV planes on
         the device (colour_torch.rgb_to_yuv_uint8, within a level of the host's swscale) and downloaded as
         them, in one copy (1.5 bytes a pixel for 4:2:0): B YUVPlanes."""
+        return self.launch_windows(windows, planes, pipeline=False)()
+
+    def launch_windows(
+        self, windows: torch.Tensor, planes: PlaneFormat | None = None, pipeline: bool | None = None
+    ) -> Callable[[], np.ndarray | list[YUVPlanes]]:
+        """`restore_windows` in two steps: the work is queued now, its result comes from the callable
+        returned. Pipelined (`pipeline`, default `self.pipeline`: on CUDA) the download is queued too, into
+        a pinned buffer, and the callable waits for it: the host prepares the next batch while the GPU
+        works on this one. Otherwise the work is done here and the callable hands it over."""
         fused, _ = self._restore(windows, dna=False, to_host=False)
-        result = _to_uint8(fused)
+        result = _to_uint8(fused)  # (B, H, W, 3) uint8 on the device
         if planes is not None:
             y, u, v = rgb_to_yuv_uint8(result, planes.matrix, planes.range_name, planes.subsampling)
-            flat = torch.cat([y.flatten(1), u.flatten(1), v.flatten(1)], 1).cpu().numpy()  # (B, bytes)
-            cut = [0, y[0].numel(), y[0].numel() + u[0].numel(), flat.shape[1]]
-            shapes = (y.shape[1:], u.shape[1:], v.shape[1:])
-            made = [
-                YUVPlanes(
-                    *(row[cut[k] : cut[k + 1]].reshape(shapes[k]) for k in range(3)),
-                    planes.pix_fmt,
-                    planes.matrix,
-                    planes.range_name,
-                )
-                for row in flat
-            ]
+            flat = torch.cat([y.flatten(1), u.flatten(1), v.flatten(1)], 1)  # (B, bytes)
+            shapes = [tuple(y.shape[1:]), tuple(u.shape[1:]), tuple(v.shape[1:])]
+        else:
+            flat = result.contiguous().flatten(1)
+            shapes = [tuple(result.shape[1:])]
+        unpack = functools.partial(_unpack, shapes=shapes, planes=planes)
+        if pipeline is None:
+            pipeline = self.pipeline if self.pipeline is not None else self.device.type == "cuda"
+        if not pipeline or self.device.type != "cuda":
+            host = flat.cpu().numpy() if self.device.type != "cpu" else flat.numpy()
+            out = unpack(host)
             self._lap("download")
-            return made
-        if self.device.type != "cpu":
-            result = result.contiguous().cpu()
-        out = result.numpy()
+            return lambda: out
+        buffer = self._download_buffer(flat.numel()).view(flat.shape)
+        buffer.copy_(flat, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record(torch.cuda.current_stream(self.device))
         self._lap("download")
-        return out
+
+        def result() -> np.ndarray | list[YUVPlanes]:
+            self._lap(None)
+            copied.synchronize()
+            out = unpack(buffer.numpy().copy())  # the buffer is reused two batches on
+            self._lap("download")
+            return out
+
+        return result
+
+    def _download_buffer(self, size: int) -> torch.Tensor:
+        """The next of two page-locked download buffers, grown to `size` bytes when needed."""
+        self._turn = (self._turn + 1) % 2
+        while len(self._downloads) < 2:
+            self._downloads.append(torch.empty(0, dtype=torch.uint8))
+        if self._downloads[self._turn].numel() < size:
+            self._downloads[self._turn] = torch.empty(size, dtype=torch.uint8).pin_memory()
+        return self._downloads[self._turn][:size]
 
     def restore_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
         """(F, H, W, 3) uint8 distinct frames and (B, 5) indices into them -> (B, H, W, 3) uint8, the
@@ -436,6 +469,24 @@ def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
 def _to_uint8(frames: torch.Tensor) -> torch.Tensor:
     """(B, 3, H, W) float -> (B, H, W, 3) uint8 on the same device, rounded and clamped."""
     return frames.mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+
+
+def _unpack(
+    flat: np.ndarray, shapes: list[tuple[int, ...]], planes: PlaneFormat | None
+) -> np.ndarray | list[YUVPlanes]:
+    """(B, bytes) uint8 downloaded -> (B, H, W, 3) RGB frames, or B YUVPlanes of `planes` (shapes Y, U, V)."""
+    if planes is None:
+        return flat.reshape(len(flat), *shapes[0])
+    cut = np.cumsum([0, *(int(np.prod(shape)) for shape in shapes)])
+    return [
+        YUVPlanes(
+            *(row[cut[k] : cut[k + 1]].reshape(shapes[k]) for k in range(3)),
+            planes.pix_fmt,
+            planes.matrix,
+            planes.range_name,
+        )
+        for row in flat
+    ]
 
 
 def gather_windows(frames: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
@@ -495,40 +546,50 @@ def derain_stream(
 
     Each frame goes to the device once, as uint8 (`Restorer.upload`), and stays there while a window needs
     it; a batch's windows are gathered there. Batches hold the windows they held when windows were stacked
-    on the host, and the output is bit for bit the same (tests/test_gpu_pipeline.py)."""
+    on the host, and the output is bit for bit the same (tests/test_gpu_pipeline.py). On CUDA one batch is
+    in flight (`Restorer.launch_windows`): a batch's results are handed on once the next batch is queued."""
     on_device: dict[int, torch.Tensor] = {}  # stream position -> (H, W, 3) uint8 frame on the device
     new: dict[int, np.ndarray | YUVPlanes] = {}  # positions a pending window needs, not uploaded yet
     pending: list[list[int]] = []
+    in_flight: Callable[[], np.ndarray | list[YUVPlanes]] | None = None
     for position, indices, held in _indexed_windows(frames):
         if position < first or (count is not None and position >= first + count):
             continue
         new.update((i, held[i]) for i in indices if i not in on_device and i not in new)
         pending.append(indices)
         if len(pending) == batch:
-            yield from _restore_pending(restorer, pending, new, on_device, planes)
+            launched = _launch_pending(restorer, pending, new, on_device, planes)
+            if in_flight is not None:
+                yield from in_flight()
+            in_flight = launched
             pending, new = [], {}
             for stale in [i for i in on_device if i < position - 1]:  # later windows start at >= t - 1
-                del on_device[stale]
+                del on_device[stale]  # (work queued on the device before keeps its memory: stream order)
     if pending:
-        yield from _restore_pending(restorer, pending, new, on_device, planes)
+        launched = _launch_pending(restorer, pending, new, on_device, planes)
+        if in_flight is not None:
+            yield from in_flight()
+        in_flight = launched
+    if in_flight is not None:
+        yield from in_flight()
 
 
-def _restore_pending(
+def _launch_pending(
     restorer: Restorer,
     pending: list[list[int]],
     new: dict[int, np.ndarray | YUVPlanes],
     on_device: dict[int, torch.Tensor],
     planes: PlaneFormat | None = None,
-) -> np.ndarray | list[YUVPlanes]:
-    """Upload the frames of `new` (one copy for RGB frames, one for planes), then derain the `pending`
-    windows (stream positions), as RGB or as `planes`."""
+) -> Callable[[], np.ndarray | list[YUVPlanes]]:
+    """Upload the frames of `new` (one copy for RGB frames, one for planes), then queue the derain of the
+    `pending` windows (stream positions), as RGB or as `planes`; the callable returned gives the frames."""
     restorer._lap(None)
     if new:
         order = sorted(new)
         on_device.update(zip(order, restorer.upload_pixels([new[i] for i in order]), strict=True))
     windows = restorer.assemble([on_device[i] for w in pending for i in w])
     restorer._lap("upload")
-    return restorer.restore_windows(windows, planes)
+    return restorer.launch_windows(windows, planes)
 
 
 @torch.no_grad()
