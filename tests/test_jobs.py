@@ -340,6 +340,52 @@ def test_an_empty_claim_and_a_left_takeover_file_are_stale_once_they_settle(
     job.release(0)
 
 
+def test_claims_of_old_tmics_elsewhere_are_never_judged_and_reused_pids_here_are(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import tmics_cli.jobs as jobs
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
+    monkeypatch.setattr(jobs, "STALE_SECONDS", 0.1)
+    old = job.folder / "piece-000000.claim"
+    old.write_text("other-host 1234\n")  # a tmics before heartbeats: it never touches its claims
+    reused = job.folder / "piece-000001.claim"
+    reused.write_text(f"{socket.gethostname()} {os.getppid()} 0123456789abcdef\n")  # a live pid, silent
+    assert not job.claim(0) and not job.claim(1)
+    time.sleep(0.15)
+    assert not job.claim(0)  # never judged by another machine
+    assert job.claim(1)  # a live pid whose claim went silent: another process by now
+    assert sorted(p.name for p in job.folder.glob("piece-*.claim*")) == [old.name, reused.name]
+
+
+def test_a_claim_taken_over_is_neither_touched_nor_removed_and_its_segment_is_dropped(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    from tmics_cli.jobs import HEARTBEAT
+    from tmics_cli.segments import SegmentRunner
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4)
+    prepared = derainer.prepare(src, tmp_path / "o.mp4")
+    job = prepared.job
+    assert job.claim(0) and job.holds(0) and not job.lost(0)
+    claim = job.folder / "piece-000000.claim"
+    claim.write_text("taker 42 fedcba9876543210\n")  # judged stale elsewhere and taken over
+    os.utime(claim, ns=(1, 1))
+    assert job.lost(0) and not job.holds(0)
+    HEARTBEAT.beat()
+    time.sleep(0.2)
+    assert claim.stat().st_mtime_ns == 1  # the taker's claim is not kept alive by this process
+    runner = SegmentRunner(derainer, job, src, prepared.info, prepared.restorer, False, None, 0)
+    runner.one(job.segments[0])
+    assert not job.is_done(0) and not job.piece(0).exists()  # the taker's piece is the one to keep
+    assert claim.read_text().startswith("taker")  # and its claim is left alone
+    assert runner.frames == 0
+
+
 def test_held_claims_are_touched_by_a_heartbeat_and_dropped_when_released(
     tmp_path: Path, tiny_weights: Path
 ) -> None:

@@ -12,13 +12,17 @@ out exactly as it would within the whole video. Finished segments survive a cras
 or Ctrl-C; a rerun of the same command finds the job folder, checks that its manifest matches (same input,
 weights and settings) and goes on at the first unfinished segment. A manifest that does not match is never
 mixed in: `JobMismatch` says what differs, and only `--overwrite` discards it. Workers share a job through
-claim files created exclusively, so no segment is done twice. A holder touches its claims every
-HEARTBEAT_SECONDS (a thread), so a claim can be judged without trusting any clock but the judge's own: the
-claim of a process of this machine that is gone is taken over at once; a claim of another machine (shared
-storage) once it has not changed for STALE_SECONDS as seen from here (its host died or lost the storage).
+claim files, each made whole or not at all (written aside, hard-linked into place), so that two workers
+do not derain one segment. A holder touches its claims every HEARTBEAT_SECONDS (a thread), so a claim can
+be judged without trusting any clock but the judge's own: the claim of a process of this machine that is
+gone is taken over at once; a claim of another machine (shared storage), or of a pid of this machine that
+is alive (perhaps another process by now), once it has not changed for STALE_SECONDS as seen from here.
 Of several workers that find one claim stale, only the one that creates its takeover file (exclusive, named
-by the claim's token) replaces it. An empty claim (its maker was killed between making and writing it) and
-a takeover file left by a worker killed while taking over are stale after SETTLE_SECONDS unchanged.
+by the claim's token) replaces it. A claim wrongly judged stale (its machine suspended for minutes) is
+noticed by its holder, which then drops its segment unrecorded (`holds`); a claim of a tmics before
+heartbeats is never judged by another machine. An empty claim (made where there are no hard links, its
+maker killed before writing it) and a takeover file left by a worker killed while taking over are stale
+after SETTLE_SECONDS unchanged.
 """
 
 from __future__ import annotations
@@ -147,25 +151,30 @@ def _short(value: Any) -> str:
 
 
 class _Heartbeat:
-    """The claims this process holds, touched every HEARTBEAT_SECONDS by one daemon thread while any is
-    held, so that other machines see them alive."""
+    """The claims this process holds (path -> the token written in it), touched every HEARTBEAT_SECONDS by
+    one daemon thread while any is held, so that other machines see them alive; a claim that no longer
+    holds its token (taken over) is not touched."""
 
     def __init__(self) -> None:
-        self._held: set[Path] = set()
+        self._held: dict[Path, str] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._wake = threading.Event()
 
-    def hold(self, path: Path) -> None:
+    def hold(self, path: Path, token: str) -> None:
         with self._lock:
-            self._held.add(path)
+            self._held[path] = token
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="tmics-claims", daemon=True)
                 self._thread.start()
 
     def drop(self, path: Path) -> None:
         with self._lock:
-            self._held.discard(path)
+            self._held.pop(path, None)
+
+    def token(self, path: Path) -> str | None:
+        with self._lock:
+            return self._held.get(path)
 
     def held(self) -> set[Path]:
         with self._lock:
@@ -179,10 +188,12 @@ class _Heartbeat:
                 if not self._held:
                     self._thread = None
                     return
-                paths = list(self._held)
-            for path in paths:
-                with contextlib.suppress(OSError):
-                    os.utime(path)
+                held = list(self._held.items())
+            for path, token in held:
+                holder = _claim_holder(path)
+                if holder is not None and holder[2] == token:
+                    with contextlib.suppress(OSError):
+                        os.utime(path)
 
     def beat(self) -> None:
         """Touch the held claims now (tests; the thread does it on its own)."""
@@ -204,6 +215,32 @@ def _claim_holder(path: Path) -> tuple[str, str, str] | None:
     if len(fields) not in (2, 3):
         return None
     return fields[0], fields[1], fields[2] if len(fields) == 3 else ""
+
+
+def _create_claim(path: Path, text: str) -> bool:
+    """Make the claim file `path` holding `text`, whole, only if there is none; False when there is. The
+    text is written under another name and hard-linked into place (a link never replaces a file), so no
+    one reads a claim half written; where the file system has no hard links, created exclusively and
+    written (an empty claim, if its maker dies in between, is stale after SETTLE_SECONDS)."""
+    temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}")
+    temporary.write_text(text)
+    try:
+        os.link(temporary, path)
+        return True
+    except FileExistsError:
+        return False
+    except OSError:
+        pass  # no hard links here
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    return True
 
 
 class Job:
@@ -295,20 +332,30 @@ class Job:
         """Take segment `index` for this process; False when another live process holds it or it is done."""
         path = self._claim(index)
         for _ in range(2):
-            try:
-                fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-            except FileExistsError:
+            token = secrets.token_hex(8)
+            if not _create_claim(path, f"{_HOST} {os.getpid()} {token}\n"):
                 if not self._take_over(path):
                     return False
                 continue
-            with os.fdopen(fd, "w") as f:
-                f.write(f"{_HOST} {os.getpid()} {secrets.token_hex(8)}\n")
-            HEARTBEAT.hold(path)
+            HEARTBEAT.hold(path, token)
             if self.is_done(index):
                 self.release(index)  # done meanwhile
                 return False
             return True
         return False
+
+    def holds(self, index: int) -> bool:
+        """Whether this process holds segment `index`: it claimed it, and the claim was not taken over
+        meanwhile (as a claim wrongly judged stale would be: its machine suspended for minutes)."""
+        path = self._claim(index)
+        token = HEARTBEAT.token(path)
+        holder = _claim_holder(path)
+        return token is not None and holder is not None and holder[2] == token
+
+    def lost(self, index: int) -> bool:
+        """Whether this process claimed segment `index` and another has taken the claim over since (a
+        segment handed to this process without a claim, as a cluster's task, is never lost)."""
+        return HEARTBEAT.token(self._claim(index)) is not None and not self.holds(index)
 
     def _take_over(self, path: Path) -> bool:
         """Remove the claim at `path` when its holder is gone; True when it was removed here (then the
@@ -348,13 +395,16 @@ class Job:
         holder = _claim_holder(path)
         if holder is None:
             return None  # unreadable: not ours to judge
-        host, pid, _ = holder
+        host, pid, token = holder
         if not host:
             return holder if self._unchanged_for(path, SETTLE_SECONDS) else None
-        if host == _HOST:
-            if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-                return holder
-            return None
+        if host == _HOST and pid.isdigit() and int(pid) == os.getpid():
+            return None  # this process's own
+        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
+            return holder
+        if not token:
+            return None  # a tmics before heartbeats: no sign of life to miss, so it is never judged
+        # another machine's, or a live pid of this machine's that may be another process by now
         return holder if self._unchanged_for(path, STALE_SECONDS) else None
 
     def _unchanged_for(self, path: Path, seconds: float) -> bool:
@@ -374,10 +424,13 @@ class Job:
         return now - last[1] >= seconds
 
     def release(self, index: int) -> None:
+        """Give up segment `index`: its claim is removed if it is still this process's own."""
         path = self._claim(index)
+        mine = self.holds(index)
         HEARTBEAT.drop(path)
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        if mine:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
     def pending_piece(self, index: int) -> None:
         """Clear what a worker that died may have left of segment `index` (a piece without its record)."""

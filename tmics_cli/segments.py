@@ -197,7 +197,7 @@ class SegmentRunner:
         try:
             job.pending_piece(index)
             span = None if segment.lo is None else (segment.lo, segment.hi)
-            planes = d.device_colour
+            planes = d.device_colour and not d.compare  # compare mode shows the input's RGB
             source = open_source(
                 self.src, fps=d.fps, start=d.start, end=d.end, strict=d.strict, span=span, planes=planes
             )
@@ -240,6 +240,9 @@ class SegmentRunner:
                     if self.on_frame is not None:
                         self.on_frame(self.counted + self.frames + count)
                 writer.finish()
+                if job.lost(index):  # taken over meanwhile (this claim judged stale): the taker's
+                    sink.abort()  # piece is the one kept
+                    return
                 sink.commit()
             except BaseException:
                 writer.cancel()
