@@ -12,7 +12,7 @@ Parts, in this order, each with a share of --budget (220 s), time a part leaves 
 a case is skipped (and listed in "skipped") when it would not end within its part's time, as long as the
 part's last case took:
 
-    stages    33%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
+    stages    35%  model only at 1920x1080: light, light-full x fp16, fp32 x batch 1, 4, 8 (profiled split)
     variants   8%  light 1080p fp16 b8 with the per-window upload (feed windows: against the stages' rows);
                    light, light-full 1080p fp16 batch 8: profile off (what the syncs cost), profile and
                    pipeline off (one batch in flight, the default, against none); cudnn.benchmark
@@ -20,12 +20,16 @@ part's last case took:
     colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (the decode thread's way on the CPU,
                    PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
                    upload of the RGB frame alone (the e2e part runs the whole path both ways)
-    memory    20%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
+    memory    23%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
-    e2e       22%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
+    e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
                    b8, YUV -> RGB on the device (the GPU default); light-full 1080p also with it on the
                    host, and with x264 veryfast (medium is the default)
-    compile    8%  light-full 1080p fp16 b8 with the DNA and CNA through torch.compile, modes reduce-overhead
+
+Not in the default run, as a compile takes a minute or more before its first frame: `--parts compile` (a
+second call, e.g. `bash benchmarks/gpu_check.sh "$OUT" --parts compile --budget 150`, all its budget):
+
+    compile        light-full 1080p fp16 b8 with the DNA and CNA through torch.compile, modes reduce-overhead
                    (CUDA graphs) and default: ms per frame against the stages' row, compile time (warmup_s)
 
 Model-only cases feed derain_stream the frames of synthetic uint8 windows (derain_speed.synthetic_windows;
@@ -51,15 +55,10 @@ import derain_speed as ds  # noqa: E402
 
 MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
 BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
-SHARES = {
-    "stages": 0.33,
-    "variants": 0.08,
-    "small": 0.07,
-    "colour": 0.02,
-    "memory": 0.20,
-    "e2e": 0.22,
-    "compile": 0.08,
-}
+SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "colour": 0.02, "memory": 0.23, "e2e": 0.25}
+# torch.compile takes a minute or more before its first frame: its own run, `--parts compile` (all its budget)
+SHARES["compile"] = 1.0
+DEFAULT_PARTS = [part for part in SHARES if part != "compile"]
 
 
 def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
@@ -128,7 +127,7 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
     ]
     colour = [{"mode": "colour", "size": hd}]
     # torch.compile of the DNA and CNA (fused kernels, CUDA graphs): does it pay back, and how long does it
-    # take (warmup_s)? Last, as a compile may overrun its share; its row is written when it ends
+    # take (warmup_s)? Its own run (--parts compile); a row is written when its case ends
     compiled = [
         {"weights": "light-full", "size": hd, "precision": half, "batch": 8, "compile": mode, **quick}
         for mode in ("reduce-overhead", "default")
@@ -232,11 +231,13 @@ def info(device: str) -> dict[str, Any]:
 
 
 class Report:
-    """gpu_check.json, rewritten whole (atomically) after every case."""
+    """gpu_check.json (gpu_check-PARTS.json for other parts than the default run's), rewritten whole
+    (atomically) after every case."""
 
-    def __init__(self, folder: Path, header: dict[str, Any]) -> None:
+    def __init__(self, folder: Path, header: dict[str, Any], parts: list[str] = DEFAULT_PARTS) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.path = folder / "gpu_check.json"
+        name = "gpu_check" if parts == DEFAULT_PARTS else "gpu_check-" + "-".join(parts)
+        self.path = folder / f"{name}.json"
         self.data: dict[str, Any] = {"info": header, "cases": {}, "skipped": [], "errors": [], "parts": {}}
         self.write()
 
@@ -299,7 +300,7 @@ def main() -> None:
     parser.add_argument(
         "--dry-run", action="store_true", help="tiny sizes on the CPU: proves the script runs"
     )
-    parser.add_argument("--parts", nargs="+", default=list(SHARES), choices=list(SHARES))
+    parser.add_argument("--parts", nargs="+", default=DEFAULT_PARTS, choices=list(SHARES))
     args = parser.parse_args()
     begin = time.perf_counter()
     import torch
@@ -313,7 +314,7 @@ def main() -> None:
     deadline = begin + budget
     header = info(device)
     header.update(budget_s=budget, dry_run=args.dry_run)
-    report = Report(args.out, header)
+    report = Report(args.out, header, args.parts)
     print(
         f"gpu_check: {header['device_name']}, torch {header['torch']}, {header['cpu_count']} cores, "
         f"PyAV {'yes' if header['pyav'] else 'no'}; budget {budget:.0f} s -> {report.path}",

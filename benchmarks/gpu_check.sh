@@ -6,7 +6,8 @@
 # PyAV is optional: a wheel carried in .whl/ (e.g. av-*-abi3-manylinux*_x86_64.whl) is installed offline
 # into /tmp/site first; without one the end-to-end part is skipped. Extra arguments go to gpu_check.py
 # (e.g. --dry-run, --budget 120, --parts stages memory). On a lent machine: the command
-# `bash benchmarks/gpu_check.sh "$OUT"` with a 300 s limit (carry .whl for PyAV, 36 MB); then here
+# `bash benchmarks/gpu_check.sh "$OUT"` with a 300 s limit (carry .whl for PyAV, 36 MB); with time to spare, a
+# second call `bash benchmarks/gpu_check.sh "$OUT" --parts compile --budget 150` (gpu_check-compile.json); then here
 # `python benchmarks/derain_speed.py --merge FILES_AT/gpu_check.json` and `--markdown` for the README.
 set -u
 out="${1:-${OUT:-gpu_check_out}}"
@@ -19,7 +20,7 @@ if ls .whl/av-*.whl >/dev/null 2>&1 && ! python3 -c "import av" 2>/dev/null; the
     && export PYTHONPATH="/tmp/site:$PYTHONPATH"
 fi
 set -o pipefail
-timeout -k 5 235 python3 benchmarks/gpu_check.py --out "$out" "$@" 2>&1 | tee "$out/gpu_check.log"
+timeout -k 5 235 python3 benchmarks/gpu_check.py --out "$out" "$@" 2>&1 | tee -a "$out/gpu_check.log"
 rc=$?
 [ $rc -eq 124 ] && echo "gpu_check: stopped at 235 s; $out/gpu_check.json holds the cases finished"
 exit $rc

@@ -114,3 +114,17 @@ def test_rgb_to_yuv_works_on_batches_and_refuses_sizes_it_cannot_subsample() -> 
     assert all(torch.equal(a[1], b) for a, b in zip((y, u, v), one, strict=True))
     with pytest.raises(ValueError, match="cannot be subsampled"):
         rgb_to_yuv_uint8(frames[:, 1:], "ITU709", "MPEG", (2, 2))
+
+
+@pytest.mark.parametrize(("size", "out"), [(24, 48), (17, 34), (48, 24), (34, 17), (30, 90), (7, 5)])
+def test_banded_resampling_is_the_matrix_product(size: int, out: int) -> None:
+    """Chroma's whole-number ratios take shifted slices, other ratios the dense matrix: the same numbers."""
+    from tmics_cli.video import colour_torch
+
+    x = torch.rand(2, 5, size, dtype=torch.float32) * 255
+    reference = x @ colour_torch.resampling_matrix(size, out).T
+    got = colour_torch._resample_last(x, out)
+    assert got.shape == (2, 5, out)
+    assert torch.allclose(got, reference, atol=2e-4)
+    whole = out % size == 0 or size % out == 0
+    assert (colour_torch._bands(size, out) is not None) == whole

@@ -36,6 +36,7 @@ T = TypeVar("T")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MIN_TILE = 64
 STAGES = ("upload", "flow", "network", "download")  # a Restorer's time, stage by stage (Restorer.timings)
+UPLOAD_CONVERT_FRAMES = 4  # YUV frames converted to RGB on the device at once (and made into YUV again)
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -342,18 +343,24 @@ class Restorer:
             uploaded = self.upload(np.stack([frames[i] for i in rgb]))
             for i, frame in zip(rgb, uploaded.unbind(0), strict=True):
                 out[i] = frame
-        yuv = [(i, f) for i, f in enumerate(frames) if isinstance(f, YUVPlanes)]
-        if yuv:
-            flat = np.concatenate([plane.ravel() for _, f in yuv for plane in (f.y, f.u, f.v)])
+        groups: dict[tuple[Any, ...], list[int]] = {}  # frames converted together: same size and colours
+        for i, f in enumerate(frames):
+            if isinstance(f, YUVPlanes):
+                groups.setdefault((f.y.shape, f.u.shape, f.matrix, f.range_name), []).append(i)
+        for (y_shape, c_shape, matrix, range_name), members in groups.items():
+            # one copy: every Y plane, then every U, then every V, so that each is a (n, h, w) batch there
+            planes = [frames[i] for i in members]
+            flat = np.concatenate([getattr(f, name).ravel() for name in "yuv" for f in planes])
             on_device = self.upload(flat)
-            at = 0
-            for i, f in yuv:
-                planes = []
-                for plane in (f.y, f.u, f.v):
-                    planes.append(on_device[at : at + plane.size].view(plane.shape))
-                    at += plane.size
-                y, u, v = planes
-                out[i] = yuv_to_rgb_uint8(y, u, v, f.matrix, f.range_name)
+            n, luma, chroma = len(members), int(np.prod(y_shape)), int(np.prod(c_shape))
+            y = on_device[: n * luma].view(n, *y_shape)
+            u = on_device[n * luma : n * (luma + chroma)].view(n, *c_shape)
+            v = on_device[n * (luma + chroma) :].view(n, *c_shape)
+            for at in range(0, n, UPLOAD_CONVERT_FRAMES):  # a few frames at a time: float RGB is 12 B/pixel
+                part = slice(at, at + UPLOAD_CONVERT_FRAMES)
+                converted = yuv_to_rgb_uint8(y[part], u[part], v[part], matrix, range_name)
+                for i, frame in zip(members[part], converted.unbind(0), strict=True):
+                    out[i] = frame
         assert all(frame is not None for frame in out), "frames are RGB arrays or YUVPlanes"
         return out  # type: ignore[return-value]
 
@@ -407,9 +414,13 @@ class Restorer:
         fused, _ = self._restore(windows, dna=False, to_host=False)
         result = _to_uint8(fused)  # (B, H, W, 3) uint8 on the device
         if planes is not None:
-            y, u, v = rgb_to_yuv_uint8(result, planes.matrix, planes.range_name, planes.subsampling)
-            flat = torch.cat([y.flatten(1), u.flatten(1), v.flatten(1)], 1)  # (B, bytes)
-            shapes = [tuple(y.shape[1:]), tuple(u.shape[1:]), tuple(v.shape[1:])]
+            rows, shapes = [], []
+            for at in range(0, len(result), UPLOAD_CONVERT_FRAMES):  # a few at a time: floats are 12 B/pixel
+                part = result[at : at + UPLOAD_CONVERT_FRAMES]
+                y, u, v = rgb_to_yuv_uint8(part, planes.matrix, planes.range_name, planes.subsampling)
+                rows.append(torch.cat([y.flatten(1), u.flatten(1), v.flatten(1)], 1))
+                shapes = [tuple(y.shape[1:]), tuple(u.shape[1:]), tuple(v.shape[1:])]
+            flat = torch.cat(rows)  # (B, bytes)
         else:
             flat = result.contiguous().flatten(1)
             shapes = [tuple(result.shape[1:])]

@@ -141,9 +141,10 @@ class PlaneFormat:
 
 
 def frame_planes(frame: Any, tags: ColourTags) -> YUVPlanes | None:
-    """The planes of a decoded 8-bit planar YUV frame (copied out of the decoder's buffers), or None for any
-    other layout (RGB, palettes, grey, semi-planar, more than 8 bits) and for subsampled frames of odd
-    size, whose chroma sites colour_torch does not place as swscale does: those are converted here."""
+    """The planes of a decoded 8-bit planar YUV frame (copied out of the decoder's padded rows; a plane
+    without padding is a view that keeps the frame alive), or None for any other layout (RGB, palettes,
+    grey, semi-planar, more than 8 bits) and for subsampled frames of odd size, whose chroma sites
+    colour_torch does not place as swscale does: those are converted here."""
     name = frame.format.name
     sub = PLANAR_YUV.get(name)
     if sub is None or frame.height % sub[0] or frame.width % sub[1]:

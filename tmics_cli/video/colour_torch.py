@@ -71,15 +71,83 @@ def _lanczos_taps(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor
     return taps.clamp(0, size - 1).long(), weights
 
 
+def _unclamped_starts(size: int, out: int, a: int = LANCZOS_A) -> torch.Tensor:
+    """The first tap of each output sample in `_lanczos_taps`, before holding the edges: (out,) long."""
+    stretch = max(1, -(-size // out))
+    pos = (torch.arange(out, dtype=torch.float64) + 0.5) * (size / out) - 0.5
+    return (pos.floor() - a * stretch + 1).long()
+
+
+@functools.lru_cache(maxsize=32)
+def _bands(size: int, out: int) -> tuple[int, int, tuple[tuple[int, int, tuple[float, ...]], ...]] | None:
+    """For a whole-number ratio (chroma up or down by 2): (padding before, padding after, one (first tap,
+    step, weights) per output phase), the rows of `_lanczos_taps` being periodic so; None otherwise."""
+    if out > size and out % size == 0:
+        period, step = out // size, 1
+    elif size > out and size % out == 0:
+        period, step = 1, size // out
+    else:
+        return None
+    _, weights = _lanczos_taps(size, out)
+    starts = _unclamped_starts(size, out)
+    taps = weights.shape[1]
+    phases = []
+    for phase in range(period):
+        rows = torch.arange(phase, out, period)
+        expected = starts[phase] + torch.arange(len(rows)) * step
+        if not torch.equal(starts[rows], expected) or not torch.allclose(weights[rows], weights[phase]):
+            return None
+        phases.append((int(starts[phase]), step, tuple(weights[phase].tolist())))
+    before = max(0, -int(starts.min()))
+    after = max(0, int(starts.max()) + taps - 1 - (size - 1))
+    return before, after, tuple(phases)
+
+
+def _resample_last(x: torch.Tensor, out: int) -> torch.Tensor:
+    """(..., size) float -> (..., out) along the last axis with `_lanczos_taps`' weights, edges held: for
+    chroma's 2x a few scaled adds of shifted slices per output phase (exact float32 arithmetic, memory of
+    the output's size), else one product with `resampling_matrix`."""
+    size = x.shape[-1]
+    if size == out:
+        return x
+    bands = _bands(size, out)
+    if bands is None:
+        return x @ resampling_matrix(size, out, x.device).T
+    before, after, phases = bands
+    lead = x.shape[:-1]
+    padded = torch.cat([x[..., :1].expand(*lead, before), x, x[..., -1:].expand(*lead, after)], -1)
+    count = out // len(phases)
+    parts = []
+    for start, step, weights in phases:
+        acc = None
+        for t, w in enumerate(weights):
+            first = start + before + t
+            line = padded[..., first : first + step * (count - 1) + 1 : step]
+            acc = line * w if acc is None else acc.add_(line, alpha=w)
+        parts.append(acc)
+    if len(parts) == 1:
+        return parts[0]
+    return torch.stack(parts, -1).reshape(*lead, out)  # phases interleaved
+
+
+def _resample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(..., h, w) float -> (..., height, width), each axis resampled on its own (`_resample_last`)."""
+    if plane.shape[-1] != width:
+        plane = _resample_last(plane, width)
+    if plane.shape[-2] != height:
+        plane = _resample_last(plane.transpose(-1, -2).contiguous(), height).transpose(-1, -2)
+    return plane
+
+
 def resampling_matrix(size: int, out: int, device: torch.device | str = "cpu") -> torch.Tensor:
     """(out, size) float32: row i holds the Lanczos-3 weights (`_lanczos_taps`) of output sample i over the
     `size` input samples, the weights of taps past the ends added to the end samples (edges held). A line
-    resampled is `line @ matrix.T`: one matrix product per axis, no (lines, out, taps) gather. Kept per
-    size and device (made once: a 1080p frame's would otherwise cross to a GPU every frame)."""
+    resampled is `line @ matrix.T` (ratios other than chroma's whole numbers; the reference of the banded
+    resampling in tests). Kept per size and device, a few at a time."""
     return _resampling_matrix(size, out, str(torch.device(device)))
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=4)
 def _resampling_matrix(size: int, out: int, device: str) -> torch.Tensor:
     index, weights = _lanczos_taps(size, out)
     matrix = torch.zeros(out, size, dtype=torch.float64)
@@ -87,22 +155,11 @@ def _resampling_matrix(size: int, out: int, device: str) -> torch.Tensor:
     return matrix.to(device, torch.float32)
 
 
-@functools.lru_cache(maxsize=64)
+@functools.lru_cache(maxsize=32)
 def _colour_matrix(matrix: str, to_rgb: bool, device: str) -> torch.Tensor:
     """rgb_from_yuv_matrix (to_rgb) or yuv_from_rgb_matrix, float32 on `device`, made once."""
     m = rgb_from_yuv_matrix(matrix) if to_rgb else yuv_from_rgb_matrix(matrix)
     return m.to(torch.float32).to(device)
-
-
-def _upsample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(..., Hc, Wc) float -> (..., H, W): separable Lanczos-3 between centre-sited samples, edges held
-    (swscale's LANCZOS with full chroma interpolation, as colour.py asks for; its 14-bit filter
-    coefficients differ from these by well under a level)."""
-    if plane.shape[-1] != width:
-        plane = plane @ resampling_matrix(plane.shape[-1], width, plane.device).T
-    if plane.shape[-2] != height:
-        plane = resampling_matrix(plane.shape[-2], height, plane.device) @ plane
-    return plane
 
 
 def yuv_to_rgb(
@@ -114,8 +171,8 @@ def yuv_to_rgb(
         raise ValueError(f"unknown range {range_name!r}; known: {', '.join(RANGES)}")
     height, width = y.shape[-2:]
     yf = y.float()
-    uf = _upsample(u.float(), height, width)
-    vf = _upsample(v.float(), height, width)
+    uf = _resample(u.float(), height, width)
+    vf = _resample(v.float(), height, width)
     if range_name == "MPEG":
         yf, uf, vf = (yf - 16) / 219, (uf - 128) / 224, (vf - 128) / 224
     else:
@@ -146,22 +203,13 @@ def rgb_to_yuv_uint8(
     m = _colour_matrix(matrix, False, str(rgb.device)) / 255
     ycc = rgb.float() @ m.T  # (..., H, W, 3): Y in [0, 1], chroma in [-0.5, 0.5]
     y, u, v = ycc.unbind(-1)
-    u = _downsample(u, height // sy, width // sx)
-    v = _downsample(v, height // sy, width // sx)
+    u = _resample(u, height // sy, width // sx)
+    v = _resample(v, height // sy, width // sx)
     if range_name == "MPEG":
         y, u, v = y * 219 + 16, u * 224 + 128, v * 224 + 128
     else:  # swscale's full-range chroma sits half a level below 128 + 255 C (measured: 99% equal so)
         y, u, v = y * 255, u * 255 + 127.5, v * 255 + 127.5
     return tuple(p.add_(0.5).clamp_(0, 255).to(torch.uint8) for p in (y, u, v))  # type: ignore[return-value]
-
-
-def _downsample(plane: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """(..., H, W) float -> (..., H / sy, W / sx): the stretched Lanczos-3 of `resampling_matrix`."""
-    if plane.shape[-1] != width:
-        plane = plane @ resampling_matrix(plane.shape[-1], width, plane.device).T
-    if plane.shape[-2] != height:
-        plane = resampling_matrix(plane.shape[-2], height, plane.device) @ plane
-    return plane
 
 
 def yuv_to_rgb_uint8(
