@@ -193,3 +193,16 @@ def test_derain_stream_keeps_one_batch_in_flight_and_hands_frames_on_in_order(
     got = list(derain_stream(frames, restorer, batch=4))
     assert len(got) == 11 and all(np.array_equal(a, b) for a, b in zip(got, expected, strict=True))
     assert events == ["launch 0", "launch 1", "result 0", "launch 2", "result 1", "result 2"]
+
+
+def test_iter_derained_converts_on_the_device_when_asked(tmp_path: Path, tiny_weights: Path) -> None:
+    from tmics_cli.derain import iter_derained
+
+    src = make_video(tmp_path / "in.mp4", frames=6, w=48, h=32)
+    host = list(iter_derained(src, weights=tiny_weights, device="cpu"))
+    device = list(iter_derained(src, weights=tiny_weights, device="cpu", colour="device"))
+    assert len(host) == len(device) == 6
+    for (a, out_a), (b, out_b) in zip(host, device, strict=True):
+        assert isinstance(a.pixels, np.ndarray) and isinstance(b.pixels, YUVPlanes)
+        assert np.array_equal(a.rgb, b.rgb)  # the input as the reader converts it, either way
+        assert out_b.shape == (32, 48, 3) and np.abs(out_a.astype(int) - out_b).mean() < 1

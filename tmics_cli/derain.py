@@ -241,12 +241,13 @@ def _open(
     strict: bool,
     compare: bool = False,
     flow: str = "auto",
+    planes: bool = False,
 ) -> tuple[Any, _Setup]:
     """Check --fps and the times, open the source and set up the model for its frame size (the source is
     closed again if the set-up fails): the start that derain_video and iter_derained share."""
     check_fps(fps)
     start_s, end_s = parse_times(start, end)
-    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict)
+    source = open_source(src, fps=fps, start=start_s, end=end_s, strict=strict, planes=planes)
     try:
         size = (source.info.height, source.info.width)
         setup = _setup(
@@ -314,13 +315,29 @@ def iter_derained(
     fps: float = 25.0,
     strict: bool = False,
     flow: str = "auto",
+    colour: str = "auto",
 ) -> Iterator[tuple[SourceFrame, np.ndarray]]:
     """Derain a video or frame folder lazily: yields (input frame, with its index and timestamp;
     derained frame (H, W, 3) uint8 RGB) in order, decoding in a background thread. Damage in the input
-    is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found. `flow`: as Derainer's."""
+    is a `VideoWarning`, or with `strict` a `VideoError` raised where it is found. `flow`, `colour`: as
+    Derainer's (with the conversion on the device an input frame's `.rgb` is made on the host when asked)."""
     src = check_input(src)
+    planes = colour_on_device(colour, pick_device(device))
     source, setup = _open(
-        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict, flow=flow
+        src,
+        rain,
+        weights,
+        device,
+        precision,
+        batch,
+        tile,
+        tile_overlap,
+        fps,
+        start,
+        end,
+        strict,
+        flow=flow,
+        planes=planes,
     )
     reader = BackgroundReader(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
