@@ -206,3 +206,23 @@ def test_iter_derained_converts_on_the_device_when_asked(tmp_path: Path, tiny_we
         assert isinstance(a.pixels, np.ndarray) and isinstance(b.pixels, YUVPlanes)
         assert np.array_equal(a.rgb, b.rgb)  # the input as the reader converts it, either way
         assert out_b.shape == (32, 48, 3) and np.abs(out_a.astype(int) - out_b).mean() < 1
+
+
+@pytest.mark.parametrize("as_planes", [False, True])
+def test_the_pipelined_download_gives_the_frames_of_the_plain_one(as_planes: bool) -> None:
+    """pipeline=True on the CPU takes the CUDA path's steps (two download buffers used in turn, results
+    copied out of them when asked for) synchronously: the frames must be those of the plain path."""
+    from tmics_cli.video.colour import PlaneFormat
+
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (24, 32, 3), dtype=np.uint8) for _ in range(13)]
+    fmt = PlaneFormat("yuv420p", "ITU709", "MPEG") if as_planes else None
+    torch.manual_seed(0)
+    model = build_model("light", "tiny")
+    plain = list(derain_stream(frames, Restorer(model, torch.device("cpu"), pipeline=False), 3, planes=fmt))
+    piped = Restorer(model, torch.device("cpu"), pipeline=True)
+    got = list(derain_stream(frames, piped, 3, planes=fmt))
+    assert len(got) == len(plain) == 13 and len(piped._downloads) == 2
+    for a, b in zip(got, plain, strict=True):
+        pairs = zip((a.y, a.u, a.v), (b.y, b.u, b.v), strict=True) if as_planes else [(a, b)]
+        assert all(np.array_equal(x, y) for x, y in pairs)

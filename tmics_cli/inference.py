@@ -161,7 +161,8 @@ class Restorer:
     # (benchmarks/cpu_speedups.py compares the two).
     optimize: bool = True
     # One batch in flight (`launch_windows`): its result is downloaded into pinned memory without blocking
-    # while the host prepares the next batch. None: on CUDA (elsewhere the work is done when it is asked for)
+    # while the host prepares the next batch. None: on CUDA (elsewhere the work is done when it is asked
+    # for; True there takes the same steps, synchronously, which is how the suite tests them)
     pipeline: bool | None = None
     timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(STAGES, 0.0))
     _clock: float = field(default=0.0, init=False, repr=False)  # the last lap's end
@@ -409,8 +410,8 @@ class Restorer:
     ) -> Callable[[], np.ndarray | list[YUVPlanes]]:
         """`restore_windows` in two steps: the work is queued now, its result comes from the callable
         returned. Pipelined (`pipeline`, default `self.pipeline`: on CUDA) the download is queued too, into
-        a pinned buffer, and the callable waits for it: the host prepares the next batch while the GPU
-        works on this one. Otherwise the work is done here and the callable hands it over."""
+        one of two pinned buffers, and the callable waits for it: the host prepares the next batch while
+        the GPU works on this one. Otherwise the work is done here and the callable hands it over."""
         fused, _ = self._restore(windows, dna=False, to_host=False)
         result = _to_uint8(fused)  # (B, H, W, 3) uint8 on the device
         if planes is not None:
@@ -427,20 +428,24 @@ class Restorer:
         unpack = functools.partial(_unpack, shapes=shapes, planes=planes)
         if pipeline is None:
             pipeline = self.pipeline if self.pipeline is not None else self.device.type == "cuda"
-        if not pipeline or self.device.type != "cuda":
+        if not pipeline:
             host = flat.cpu().numpy() if self.device.type != "cpu" else flat.numpy()
             out = unpack(host)
             self._lap("download")
             return lambda: out
+        cuda = self.device.type == "cuda"
         buffer = self._download_buffer(flat.numel()).view(flat.shape)
-        buffer.copy_(flat, non_blocking=True)
-        copied = torch.cuda.Event()
-        copied.record(torch.cuda.current_stream(self.device))
+        buffer.copy_(flat, non_blocking=cuda)  # elsewhere (asked for) a plain copy: the same steps, in tests
+        copied = None
+        if cuda:
+            copied = torch.cuda.Event()
+            copied.record(torch.cuda.current_stream(self.device))
         self._lap("download")
 
         def result() -> np.ndarray | list[YUVPlanes]:
             self._lap(None)
-            copied.synchronize()
+            if copied is not None:
+                copied.synchronize()
             out = unpack(buffer.numpy().copy())  # the buffer is reused two batches on
             self._lap("download")
             return out
@@ -448,12 +453,13 @@ class Restorer:
         return result
 
     def _download_buffer(self, size: int) -> torch.Tensor:
-        """The next of two page-locked download buffers, grown to `size` bytes when needed."""
+        """The next of two download buffers (page-locked from CUDA), grown to `size` bytes when needed."""
         self._turn = (self._turn + 1) % 2
         while len(self._downloads) < 2:
             self._downloads.append(torch.empty(0, dtype=torch.uint8))
         if self._downloads[self._turn].numel() < size:
-            self._downloads[self._turn] = torch.empty(size, dtype=torch.uint8).pin_memory()
+            buffer = torch.empty(size, dtype=torch.uint8)
+            self._downloads[self._turn] = buffer.pin_memory() if self.device.type == "cuda" else buffer
         return self._downloads[self._turn][:size]
 
     def restore_frames(self, frames: np.ndarray, index: np.ndarray) -> np.ndarray:
