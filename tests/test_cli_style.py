@@ -30,6 +30,7 @@ def _help(*command: str) -> str:
         ("train", "--size", "[tiny|small|small-full|medium|paper]"),
         ("train", "--flow", "[dis|pyramid|device]"),
         ("derain", "--flow", "[auto|dis|device]"),
+        ("derain", "--colour", "[auto|host|device]"),
         ("benchmark", "--flow", "[auto|dis|device]"),
         ("search", "--size", "[tiny|small|small-full|medium|paper]"),
         ("search", "--weight-optimizer", "[sgd|adam]"),

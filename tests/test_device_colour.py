@@ -226,3 +226,21 @@ def test_the_pipelined_download_gives_the_frames_of_the_plain_one(as_planes: boo
     for a, b in zip(got, plain, strict=True):
         pairs = zip((a.y, a.u, a.v), (b.y, b.u, b.v), strict=True) if as_planes else [(a, b)]
         assert all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_the_command_takes_colour(tmp_path: Path, tiny_weights: Path) -> None:
+    from typer.testing import CliRunner
+
+    from tmics_cli.cli import app
+
+    src = make_video(tmp_path / "in.mp4", frames=6, w=48, h=32)
+    common = [str(src), "--weights", str(tiny_weights), "--device", "cpu", "--crf", "0"]
+    runner = CliRunner()
+    device = runner.invoke(app, ["derain", *common, "-o", str(tmp_path / "device.mkv"), "--colour", "device"])
+    host = runner.invoke(app, ["derain", *common, "-o", str(tmp_path / "host.mkv"), "--colour", "host"])
+    assert device.exit_code == host.exit_code == 0, device.output + host.output
+    a = np.stack([f.to_ndarray(format="rgb24") for f in _decoded(tmp_path / "device.mkv")]).astype(int)
+    b = np.stack([f.to_ndarray(format="rgb24") for f in _decoded(tmp_path / "host.mkv")]).astype(int)
+    assert a.shape == b.shape and np.abs(a - b).mean() < 1
+    bad = runner.invoke(app, ["derain", *common, "-o", str(tmp_path / "x.mkv"), "--colour", "gpu"])
+    assert bad.exit_code == 2 and "gpu" in bad.output and not (tmp_path / "x.mkv").exists()

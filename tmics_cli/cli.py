@@ -50,6 +50,7 @@ Precision = Literal["auto", "fp32", "fp16", "bf16"]  # inference.PRECISIONS
 Size = Literal["tiny", "small", "small-full", "medium", "paper"]  # model.network.SIZES
 Flow = Literal["dis", "pyramid", "device"]  # model.align.FLOW_ESTIMATORS
 InferenceFlow = Literal["auto", "dis", "device"]  # model.align.FLOW_CHOICES
+Colour = Literal["auto", "host", "device"]  # derain.COLOUR_CHOICES
 FLOW_HELP = (
     "OFM optical flow: auto (the device flow, DIS in PyTorch ops, on CUDA/MPS; OpenCV DIS on the CPU), "
     "dis or device."
@@ -449,6 +450,13 @@ def derain(
         help="auto: fp16 on GPUs; on the CPU bf16 where it is native (AVX-512 BF16, AMX), else fp32.",
         rich_help_panel=DEVICE,
     ),
+    colour: Colour = typer.Option(
+        "auto",
+        metavar=_choices(Colour),
+        help="Where YUV <-> RGB conversion runs: auto (on the device on GPUs, host on the CPU), host "
+        "(FFmpeg's swscale) or device (within a level of swscale's).",
+        rich_help_panel=DEVICE,
+    ),
     batch: int | None = typer.Option(None, min=1, help=BATCH_HELP, rich_help_panel=DEVICE),
     tile: int = typer.Option(
         0,
@@ -592,7 +600,7 @@ def derain(
             rain=rain or "light", weights=weights, device=device, precision=precision, batch=batch,
             tile=tile, tile_overlap=tile_overlap, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
             compare=compare, start=start, end=end, fps=fps, audio=audio, overwrite=overwrite, strict=strict,
-            segment_frames=segment_frames, flow=flow,
+            segment_frames=segment_frames, flow=flow, colour=colour,
         )  # fmt: skip
         _check_reports(json_out, log, [t.source for t in targets], [t.output for t in targets], overwrite)
     except (VideoError, WeightsError, ValueError, OSError, LookupError) as exc:
