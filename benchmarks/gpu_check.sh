@@ -22,5 +22,5 @@ fi
 set -o pipefail
 timeout -k 5 235 python3 benchmarks/gpu_check.py --out "$out" "$@" 2>&1 | tee -a "$out/gpu_check.log"
 rc=$?
-[ $rc -eq 124 ] && echo "gpu_check: stopped at 235 s; $out/gpu_check.json holds the cases finished"
+[ $rc -eq 124 ] && echo "gpu_check: stopped at 235 s; the JSON in $out holds the cases finished"
 exit $rc

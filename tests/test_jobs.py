@@ -294,7 +294,7 @@ def test_a_claim_of_another_machine_is_taken_over_only_once_it_stops_changing(
     src = gop_video(tmp_path / "in.mp4", frames=8)
     job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
     claim = job.folder / "piece-000001.claim"
-    claim.write_text("other-host 1234 0123456789abcdef\n")
+    claim.write_text("other-host 1234 0123456789abcdef boot1-4026531836\n")
     os.utime(claim, ns=(1, 1))  # its clock says 1970: never compared, only whether it changes
     monkeypatch.setattr(jobs, "STALE_SECONDS", 0.3)
     assert not job.claim(1)  # first seen now: alive until it stays unchanged for STALE_SECONDS
@@ -312,8 +312,8 @@ def test_a_claim_of_another_machine_is_taken_over_only_once_it_stops_changing(
     assert not job.claim(1) and claim.read_text().startswith("other-host")
     marker.unlink()
     assert job.claim(1)
-    host, pid, token = claim.read_text().split()
-    assert (pid, len(token)) == (str(os.getpid()), 16) and not marker.exists()
+    host, pid, token, machine = claim.read_text().split()
+    assert (pid, len(token), machine) == (str(os.getpid()), 16, jobs._MACHINE) and not marker.exists()
     assert not other.claim(1)  # the new holder is this process, alive
     job.release(1)
     assert not claim.exists()
@@ -353,10 +353,13 @@ def test_claims_of_old_tmics_elsewhere_are_never_judged_and_reused_pids_here_are
     old = job.folder / "piece-000000.claim"
     old.write_text("other-host 1234\n")  # a tmics before heartbeats: it never touches its claims
     reused = job.folder / "piece-000001.claim"
-    reused.write_text(f"{socket.gethostname()} {os.getppid()} 0123456789abcdef\n")  # a live pid, silent
+    reused.write_text(
+        f"{socket.gethostname()} {os.getppid()} 0123456789abcdef {jobs._MACHINE}\n"
+    )  # live, silent
     assert not job.claim(0) and not job.claim(1)
     time.sleep(0.15)
-    assert not job.claim(0)  # never judged by another machine
+    with pytest.warns(UserWarning, match="without heartbeats.*remove the file"):
+        assert not job.claim(0)  # never judged by another machine; said once it has been silent
     assert job.claim(1)  # a live pid whose claim went silent: another process by now
     assert sorted(p.name for p in job.folder.glob("piece-*.claim*")) == [old.name, reused.name]
 
@@ -373,7 +376,7 @@ def test_a_claim_taken_over_is_neither_touched_nor_removed_and_its_segment_is_dr
     job = prepared.job
     assert job.claim(0) and job.holds(0) and not job.lost(0)
     claim = job.folder / "piece-000000.claim"
-    claim.write_text("taker 42 fedcba9876543210\n")  # judged stale elsewhere and taken over
+    claim.write_text("taker 42 fedcba9876543210 boot2-1\n")  # judged stale elsewhere and taken over
     os.utime(claim, ns=(1, 1))
     assert job.lost(0) and not job.holds(0)
     HEARTBEAT.beat()
@@ -384,6 +387,78 @@ def test_a_claim_taken_over_is_neither_touched_nor_removed_and_its_segment_is_dr
     assert not job.is_done(0) and not job.piece(0).exists()  # the taker's piece is the one to keep
     assert claim.read_text().startswith("taker")  # and its claim is left alone
     assert runner.frames == 0
+
+
+def test_pids_are_asked_about_only_in_this_pid_namespace_and_unknown_own_claims_are_judged(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    import tmics_cli.jobs as jobs
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    job = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, tmp_path / "o.mp4").job
+    monkeypatch.setattr(jobs, "STALE_SECONDS", 0.2)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host = socket.gethostname()
+    # a container with this host name: its pid means nothing here, however dead it looks
+    other = job.folder / "piece-000000.claim"
+    other.write_text(f"{host} {dead.stdout.strip()} 00000000000000aa another-namespace\n")
+    # this pid, a token this process does not hold (a link reported failed that was made)
+    unknown = job.folder / "piece-000001.claim"
+    unknown.write_text(f"{host} {os.getpid()} 00000000000000bb {jobs._MACHINE}\n")
+    assert not job.claim(0) and not job.claim(1)
+    time.sleep(0.25)
+    assert job.claim(0) and job.claim(1)  # both judged by their silence instead
+    job.release(0)
+    job.release(1)
+
+
+def test_a_claim_link_reported_failed_but_made_is_the_claimers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import tmics_cli.jobs as jobs
+
+    real_link = os.link
+
+    def flaky(src: str, dst: str) -> None:  # a network file system's retried LINK: made, then "failed"
+        real_link(src, dst)
+        raise OSError(errno.EIO, "retried")
+
+    monkeypatch.setattr(os, "link", flaky)
+    claim = tmp_path / "piece-000000.claim"
+    assert jobs._create_claim(claim, "h 1 t m\n") and claim.read_text() == "h 1 t m\n"
+    assert not jobs._create_claim(claim, "h 2 u m\n")  # there is one: not ours
+    assert sorted(p.name for p in tmp_path.iterdir()) == [claim.name]  # no temporary left
+
+
+def test_a_segment_done_meanwhile_is_left_alone_and_a_piece_made_twice_is_replaced(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmics_cli.segments import SegmentRunner
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4, crf=0)
+    prepared = derainer.prepare(src, tmp_path / "o.mkv")
+    job = prepared.job
+    runner = SegmentRunner(derainer, job, src, prepared.info, prepared.restorer, False, None, 0)
+    runner.one(job.segments[0])
+    first = job.piece(0).stat()
+    runner.one(job.segments[0])  # done meanwhile (by another worker): not derained again
+    assert job.piece(0).stat().st_mtime_ns == first.st_mtime_ns and runner.frames == 4
+    # another worker's piece lands after this one cleared the way and before it commits its own
+    job._record(0).unlink()
+    monkeypatch.setattr(job, "pending_piece", lambda index: None)
+    runner.one(job.segments[0])
+    assert job.is_done(0) and runner.frames == 8  # replaced, not refused
+    assert sorted(p.name for p in job.folder.glob("piece-000000*")) == [
+        "piece-000000.json",
+        "piece-000000.mkv",
+    ]
 
 
 def test_held_claims_are_touched_by_a_heartbeat_and_dropped_when_released(
@@ -415,7 +490,7 @@ def test_a_run_waits_out_a_silent_claim_of_another_machine_then_finishes_the_job
     dst = tmp_path / "out.mkv"
     derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4, crf=0)
     prepared = derainer.prepare(src, dst)
-    (prepared.job.folder / "piece-000001.claim").write_text("a-host-that-died 99 feedfacefeedface\n")
+    (prepared.job.folder / "piece-000001.claim").write_text("a-host-that-died 99 feedfacefeedface boot3-1\n")
     monkeypatch.setattr(jobs, "STALE_SECONDS", 0.5)
     began = time.monotonic()
     derainer.work(prepared)

@@ -18,11 +18,13 @@ be judged without trusting any clock but the judge's own: the claim of a process
 gone is taken over at once; a claim of another machine (shared storage), or of a pid of this machine that
 is alive (perhaps another process by now), once it has not changed for STALE_SECONDS as seen from here.
 Of several workers that find one claim stale, only the one that creates its takeover file (exclusive, named
-by the claim's token) replaces it. A claim wrongly judged stale (its machine suspended for minutes) is
-noticed by its holder, which then drops its segment unrecorded (`holds`); a claim of a tmics before
-heartbeats is never judged by another machine. An empty claim (made where there are no hard links, its
-maker killed before writing it) and a takeover file left by a worker killed while taking over are stale
-after SETTLE_SECONDS unchanged.
+by the claim's token) replaces it. "This machine" is the host name with the kernel's boot id and the pid
+namespace (containers may share a host name): only there is a pid asked whether it lives. A claim wrongly
+judged stale (its machine suspended for minutes) is noticed by its holder, which then drops its segment
+unrecorded (`lost`); a piece made twice so is replaced, not refused (the same frames). A claim of a tmics
+before heartbeats is never judged stale (a warning names it once it has been silent for STALE_SECONDS). An
+empty claim (made where there are no hard links, its maker killed before writing it) and a takeover file
+left by a worker killed while taking over are stale after SETTLE_SECONDS unchanged.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ import shutil
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +53,21 @@ HEAD_BYTES = 4 << 20  # the input's first 4 MiB are hashed into its identity
 CONTEXT = 2  # frames of context each side of a segment: the 5-frame window's radius
 _PIECE = re.compile(r"^piece-(\d{6})(\..*)?$")
 _HOST = socket.gethostname()
+
+
+def _machine_id() -> str:
+    """What tells this machine and pid namespace from another with the same host name (containers with the
+    host's network, cloned machines): the kernel's boot id and the pid namespace's inode, where there are
+    such (Linux); else the host name alone."""
+    parts = []
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:16])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "-".join(parts) or "host"
+
+
+_MACHINE = _machine_id()
 AUDIT = "segments.log"  # one line per segment done: which host and process did it
 HEARTBEAT_SECONDS = 15.0  # a holder touches its claims this often
 # A claim of another machine unchanged this long (by this machine's clock) is stale: many missed heartbeats,
@@ -203,18 +221,18 @@ class _Heartbeat:
 HEARTBEAT = _Heartbeat()
 
 
-def _claim_holder(path: Path) -> tuple[str, str, str] | None:
-    """(host, pid, token) written in a claim file (token "" in claims of tmics before tokens; all "" in an
-    empty one), or None when it cannot be read or holds something else."""
+def _claim_holder(path: Path) -> tuple[str, str, str, str] | None:
+    """(host, pid, token, machine) written in a claim file (token and machine "" in claims of tmics before
+    heartbeats; all "" in an empty one), or None when it cannot be read or holds something else."""
     try:
         fields = path.read_text().split()
     except (OSError, UnicodeDecodeError):
         return None
     if not fields:
-        return "", "", ""
-    if len(fields) not in (2, 3):
+        return "", "", "", ""
+    if len(fields) not in (2, 4):
         return None
-    return fields[0], fields[1], fields[2] if len(fields) == 3 else ""
+    return fields[0], fields[1], *(fields[2:] if len(fields) == 4 else ("", ""))  # type: ignore[return-value]
 
 
 def _create_claim(path: Path, text: str) -> bool:
@@ -227,10 +245,15 @@ def _create_claim(path: Path, text: str) -> bool:
     try:
         os.link(temporary, path)
         return True
-    except FileExistsError:
-        return False
-    except OSError:
-        pass  # no hard links here
+    except OSError as exc:
+        # a network file system may report a link it made as failed (a retried request): the
+        # temporary's link count says whether the claim is ours
+        with contextlib.suppress(OSError):
+            if os.stat(temporary).st_nlink == 2:
+                return True
+        if isinstance(exc, FileExistsError):
+            return False
+        # else no hard links here: made exclusively below
     finally:
         with contextlib.suppress(FileNotFoundError):
             temporary.unlink()
@@ -252,6 +275,7 @@ class Job:
         self.suffix: str = manifest["piece_suffix"]  # "" for a frames output
         # claims of other machines as last seen: path -> (what was seen, when first seen so, monotonic)
         self._seen: dict[Path, tuple[tuple[Any, ...], float]] = {}
+        self._warned: set[Path] = set()  # claims of tmics without heartbeats said to be silent
 
     @classmethod
     def start(
@@ -333,7 +357,7 @@ class Job:
         path = self._claim(index)
         for _ in range(2):
             token = secrets.token_hex(8)
-            if not _create_claim(path, f"{_HOST} {os.getpid()} {token}\n"):
+            if not _create_claim(path, f"{_HOST} {os.getpid()} {token} {_MACHINE}\n"):
                 if not self._take_over(path):
                     return False
                 continue
@@ -387,24 +411,35 @@ class Job:
             with contextlib.suppress(FileNotFoundError):
                 marker.unlink()
 
-    def _stale(self, path: Path) -> tuple[str, str, str] | None:
+    def _stale(self, path: Path) -> tuple[str, str, str, str] | None:
         """The holder written in the claim at `path` when that claim is stale, else None: a process of this
         machine that is gone; a claim of another machine that has not changed for STALE_SECONDS since
         this process first saw it so (no clock of another machine or of the storage is compared); an empty
-        claim (its maker died between making and writing it) unchanged for SETTLE_SECONDS ("", "", "")."""
+        claim (its maker died between making and writing it) unchanged for SETTLE_SECONDS (all "")."""
         holder = _claim_holder(path)
         if holder is None:
             return None  # unreadable: not ours to judge
-        host, pid, token = holder
+        host, pid, token, machine = holder
         if not host:
             return holder if self._unchanged_for(path, SETTLE_SECONDS) else None
-        if host == _HOST and pid.isdigit() and int(pid) == os.getpid():
-            return None  # this process's own
-        if host == _HOST and pid.isdigit() and not _alive(int(pid)):
-            return holder
+        # pids can be asked about only in this machine's pid namespace (a host name alone may be shared)
+        here = machine == _MACHINE if machine else host == _HOST
+        if here and pid.isdigit():
+            if int(pid) == os.getpid() and token == HEARTBEAT.token(path):
+                return None  # this process's own, held
+            if int(pid) != os.getpid() and not _alive(int(pid)):
+                return holder
         if not token:
-            return None  # a tmics before heartbeats: no sign of life to miss, so it is never judged
-        # another machine's, or a live pid of this machine's that may be another process by now
+            if self._unchanged_for(path, STALE_SECONDS) and path not in self._warned:
+                self._warned.add(path)
+                warnings.warn(
+                    f"{path} is held by {host} pid {pid}, a tmics without heartbeats, unchanged for "
+                    f"{STALE_SECONDS:.0f} s; if that run is gone, remove the file and this run goes on",
+                    stacklevel=2,
+                )
+            return None  # no sign of life to miss: never judged stale
+        # another machine's, or a live pid here that may be another process by now (or this process's
+        # claim it does not know: a link reported failed): judged by its heartbeat
         return holder if self._unchanged_for(path, STALE_SECONDS) else None
 
     def _unchanged_for(self, path: Path, seconds: float) -> bool:
@@ -424,7 +459,9 @@ class Job:
         return now - last[1] >= seconds
 
     def release(self, index: int) -> None:
-        """Give up segment `index`: its claim is removed if it is still this process's own."""
+        """Give up segment `index`: its claim is removed if it is still this process's own (a taker's claim
+        made between that check and the removal would go too: it needs this process suspended in between,
+        and then costs only a segment derained again)."""
         path = self._claim(index)
         mine = self.holds(index)
         HEARTBEAT.drop(path)

@@ -195,6 +195,8 @@ class SegmentRunner:
         began = time.perf_counter()
         model_before = dict(self.restorer.timings)
         try:
+            if job.is_done(index):  # by another worker meanwhile (this one suspended since its claim)
+                return
             job.pending_piece(index)
             span = None if segment.lo is None else (segment.lo, segment.hi)
             planes = d.device_colour and not d.compare  # compare mode shows the input's RGB
@@ -211,6 +213,7 @@ class SegmentRunner:
                     out_w,
                     info.height,
                     folder=self.folder_out,
+                    overwrite=True,  # a piece another worker made meanwhile: tmics' own, and the same frames
                     others=False,
                     first=segment.first,
                     shown=job.folder.parent / job.manifest["output"],
