@@ -335,30 +335,39 @@ class Restorer:
 
     def upload_pixels(self, frames: list[np.ndarray | YUVPlanes]) -> list[torch.Tensor]:
         """Frames, each (H, W, 3) uint8 RGB or a YUV frame's planes -> each (H, W, 3) uint8 RGB on the device.
-        RGB frames go up stacked in one copy (`upload`); planes go up as they are, all in one copy (1.5
-        bytes a pixel for 4:2:0 against RGB's 3) and are converted there with their stream's matrix and
-        range (colour_torch.yuv_to_rgb_uint8: within one level of the host's swscale)."""
+        All go up in one copy (`upload`): RGB frames as they are, planes as they are (1.5 bytes a pixel for
+        4:2:0 against RGB's 3), converted there with their stream's matrix and range
+        (colour_torch.yuv_to_rgb_uint8: within one level of the host's swscale)."""
+        if not frames:
+            return []
         out: list[torch.Tensor | None] = [None] * len(frames)
         rgb = [i for i, f in enumerate(frames) if isinstance(f, np.ndarray)]
-        if rgb:
-            uploaded = self.upload(np.stack([frames[i] for i in rgb]))
-            for i, frame in zip(rgb, uploaded.unbind(0), strict=True):
-                out[i] = frame
         groups: dict[tuple[Any, ...], list[int]] = {}  # frames converted together: same size and colours
         for i, f in enumerate(frames):
             if isinstance(f, YUVPlanes):
                 groups.setdefault((f.y.shape, f.u.shape, f.matrix, f.range_name), []).append(i)
+        if not groups:  # RGB only: one stacked copy
+            uploaded = self.upload(np.stack([frames[i] for i in rgb]))
+            return list(uploaded.unbind(0))
+        # one copy for all: the RGB frames, then per group every Y plane, every U, every V (each group a
+        # (n, h, w) batch there); one staging buffer, so a second copy would wait for the first
+        parts = [frames[i].ravel() for i in rgb]
+        for members in groups.values():
+            parts += [getattr(frames[i], name).ravel() for name in "yuv" for i in members]
+        on_device = self.upload(np.concatenate(parts))
+        at = 0
+        for i in rgb:
+            size = frames[i].size
+            out[i] = on_device[at : at + size].view(frames[i].shape)
+            at += size
         for (y_shape, c_shape, matrix, range_name), members in groups.items():
-            # one copy: every Y plane, then every U, then every V, so that each is a (n, h, w) batch there
-            planes = [frames[i] for i in members]
-            flat = np.concatenate([getattr(f, name).ravel() for name in "yuv" for f in planes])
-            on_device = self.upload(flat)
             n, luma, chroma = len(members), int(np.prod(y_shape)), int(np.prod(c_shape))
-            y = on_device[: n * luma].view(n, *y_shape)
-            u = on_device[n * luma : n * (luma + chroma)].view(n, *c_shape)
-            v = on_device[n * (luma + chroma) :].view(n, *c_shape)
-            for at in range(0, n, UPLOAD_CONVERT_FRAMES):  # a few frames at a time: float RGB is 12 B/pixel
-                part = slice(at, at + UPLOAD_CONVERT_FRAMES)
+            y = on_device[at : at + n * luma].view(n, *y_shape)
+            u = on_device[at + n * luma : at + n * (luma + chroma)].view(n, *c_shape)
+            v = on_device[at + n * (luma + chroma) : at + n * (luma + 2 * chroma)].view(n, *c_shape)
+            at += n * (luma + 2 * chroma)
+            for first in range(0, n, UPLOAD_CONVERT_FRAMES):  # a few frames at a time: float RGB is 12 B/px
+                part = slice(first, first + UPLOAD_CONVERT_FRAMES)
                 converted = yuv_to_rgb_uint8(y[part], u[part], v[part], matrix, range_name)
                 for i, frame in zip(members[part], converted.unbind(0), strict=True):
                     out[i] = frame
