@@ -324,21 +324,9 @@ def iter_derained(
     src = check_input(src)
     planes = colour_on_device(colour, pick_device(device))
     source, setup = _open(
-        src,
-        rain,
-        weights,
-        device,
-        precision,
-        batch,
-        tile,
-        tile_overlap,
-        fps,
-        start,
-        end,
-        strict,
-        flow=flow,
-        planes=planes,
-    )
+        src, rain, weights, device, precision, batch, tile, tile_overlap, fps, start, end, strict,
+        flow=flow, planes=planes,
+    )  # fmt: skip
     reader = BackgroundReader(source, size=2 * setup.batch + 6)
     pending: list[SourceFrame] = []
     try:
