@@ -346,9 +346,6 @@ class Restorer:
         for i, f in enumerate(frames):
             if isinstance(f, YUVPlanes):
                 groups.setdefault((f.y.shape, f.u.shape, f.matrix, f.range_name), []).append(i)
-        if not groups:  # RGB only: one stacked copy
-            uploaded = self.upload(np.stack([frames[i] for i in rgb]))
-            return list(uploaded.unbind(0))
         # one copy for all: the RGB frames, then per group every Y plane, every U, every V (each group a
         # (n, h, w) batch there); one staging buffer, so a second copy would wait for the first
         parts = [frames[i].ravel() for i in rgb]

@@ -227,7 +227,7 @@ class SegmentRunner:
             count = 0
             try:
                 # with the conversion on the device, frames also leave it as the encoder's planes
-                made = sink.plane_format() if d.device_colour and not d.compare else None
+                made = sink.plane_format() if planes else None
                 outputs = derain_stream(
                     model_pixels(reader, pending),
                     self.restorer,

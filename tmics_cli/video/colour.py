@@ -93,17 +93,14 @@ class YUVPlanes:
     def nbytes(self) -> int:
         return self.y.nbytes + self.u.nbytes + self.v.nbytes
 
+    @property
+    def format(self) -> PlaneFormat:
+        return PlaneFormat(self.pix_fmt, self.matrix, self.range_name)
+
     @cached_property
     def rgb(self) -> np.ndarray:
         """(H, W, 3) uint8, converted on the host exactly as frame_to_rgb converts the decoded frame."""
-        converted = self.frame().reformat(
-            format="rgb24",
-            src_colorspace=self.matrix,
-            src_color_range=self.range_name,
-            dst_color_range="JPEG",
-            interpolation=_flags(to_yuv=False),
-        )
-        return converted.to_ndarray()
+        return _yuv_frame_to_rgb(self.frame(), self.matrix, self.range_name)
 
     def frame(self) -> Any:
         """A new av.VideoFrame in `pix_fmt` holding these planes (no chroma siting: see
@@ -131,9 +128,10 @@ class PlaneFormat:
         return PLANAR_YUV[self.pix_fmt]
 
     @classmethod
-    def for_encoder(cls, pix_fmt: str, tags: ColourTags, width: int, height: int) -> PlaneFormat | None:
-        """The planes rgb_to_frame would make for this encoder, or None when it takes something else (RGB,
-        more bits, semi-planar) or the size does not subsample evenly."""
+    def of(cls, pix_fmt: str, tags: ColourTags, width: int, height: int) -> PlaneFormat | None:
+        """The planes of a `pix_fmt` frame of this size and stream (what frame_planes hands on, what
+        rgb_to_frame makes for an encoder), or None for another layout (RGB, palettes, grey, more bits,
+        semi-planar) or a size its chroma does not evenly subsample."""
         sub = PLANAR_YUV.get(pix_fmt)
         if sub is None or height % sub[0] or width % sub[1]:
             return None
@@ -145,15 +143,14 @@ def frame_planes(frame: Any, tags: ColourTags) -> YUVPlanes | None:
     without padding is a view that keeps the frame alive), or None for any other layout (RGB, palettes,
     grey, semi-planar, more than 8 bits) and for subsampled frames of odd size, whose chroma sites
     colour_torch does not place as swscale does: those are converted here."""
-    name = frame.format.name
-    sub = PLANAR_YUV.get(name)
-    if sub is None or frame.height % sub[0] or frame.width % sub[1]:
+    fmt = PlaneFormat.of(frame.format.name, tags, frame.width, frame.height)
+    if fmt is None:
         return None
     planes = []
     for plane in frame.planes:
         rows = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)
         planes.append(np.ascontiguousarray(rows[:, : plane.width]))
-    return YUVPlanes(*planes, name, tags.matrix(frame.height), tags.range_name(name))
+    return YUVPlanes(*planes, fmt.pix_fmt, fmt.matrix, fmt.range_name)
 
 
 def frame_to_rgb(frame: Any, tags: ColourTags) -> np.ndarray:
@@ -163,11 +160,15 @@ def frame_to_rgb(frame: Any, tags: ColourTags) -> np.ndarray:
         return frame.to_ndarray()
     if frame.format.is_rgb or frame.format.has_palette or name.startswith("gray"):
         return frame.reformat(format="rgb24").to_ndarray()
-    frame = _without_chroma_siting(frame)
+    return _yuv_frame_to_rgb(_without_chroma_siting(frame), tags.matrix(frame.height), tags.range_name(name))
+
+
+def _yuv_frame_to_rgb(frame: Any, matrix: str, range_name: str) -> np.ndarray:
+    """A YUV VideoFrame -> (H, W, 3) uint8 RGB by swscale, with this matrix and range."""
     converted = frame.reformat(
         format="rgb24",
-        src_colorspace=tags.matrix(frame.height),
-        src_color_range=tags.range_name(name),
+        src_colorspace=matrix,
+        src_color_range=range_name,
         dst_color_range="JPEG",
         interpolation=_flags(to_yuv=False),
     )

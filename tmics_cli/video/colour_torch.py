@@ -60,6 +60,13 @@ def _lanczos_taps(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor
     """Indices (out, 2a * stretch) into a line of `size` centre-sited samples and their Lanczos-`a` weights
     (normalised to sum 1; indices past the ends held at the end sample), for `out` output samples. To
     fewer samples (chroma subsampled for encoding) the kernel is stretched by size / out, as swscale's."""
+    taps, weights = _lanczos_rows(size, out, a)
+    return taps.clamp(0, size - 1).long(), weights
+
+
+def _lanczos_rows(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor, torch.Tensor]:
+    """`_lanczos_taps` before the edges are held: tap positions (out, taps) float64, which may lie past
+    either end, and their weights."""
     stretch = max(1, -(-size // out))  # a whole number: the subsampling factor (1 when upsampling)
     scale = max(1.0, size / out)
     pos = (torch.arange(out, dtype=torch.float64) + 0.5) * (size / out) - 0.5
@@ -67,15 +74,7 @@ def _lanczos_taps(size: int, out: int, a: int = LANCZOS_A) -> tuple[torch.Tensor
     taps = base[:, None] + torch.arange(-a * stretch + 1, a * stretch + 1, dtype=torch.float64)[None]
     d = (pos[:, None] - taps) / scale
     weights = torch.sinc(d) * torch.sinc(d / a)
-    weights = weights / weights.sum(1, keepdim=True)
-    return taps.clamp(0, size - 1).long(), weights
-
-
-def _unclamped_starts(size: int, out: int, a: int = LANCZOS_A) -> torch.Tensor:
-    """The first tap of each output sample in `_lanczos_taps`, before holding the edges: (out,) long."""
-    stretch = max(1, -(-size // out))
-    pos = (torch.arange(out, dtype=torch.float64) + 0.5) * (size / out) - 0.5
-    return (pos.floor() - a * stretch + 1).long()
+    return taps, weights / weights.sum(1, keepdim=True)
 
 
 @functools.lru_cache(maxsize=32)
@@ -88,8 +87,8 @@ def _bands(size: int, out: int) -> tuple[int, int, tuple[tuple[int, int, tuple[f
         period, step = 1, size // out
     else:
         return None
-    _, weights = _lanczos_taps(size, out)
-    starts = _unclamped_starts(size, out)
+    positions, weights = _lanczos_rows(size, out)
+    starts = positions[:, 0].long()
     taps = weights.shape[1]
     phases = []
     for phase in range(period):

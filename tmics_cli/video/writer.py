@@ -147,6 +147,7 @@ class VideoSink:
             raise
         self.tags = info.colour
         self.pix_fmt = self.stream.pix_fmt
+        self.planes = PlaneFormat.of(self.pix_fmt, self.tags, width, height)  # taken as they are
 
     def _copy_others(self, suffix: str) -> StreamCopy | None:
         """Set up the copy of the input's other streams, chapters and tags; warn of what cannot be kept."""
@@ -214,7 +215,7 @@ class VideoSink:
 
     def plane_format(self) -> PlaneFormat | None:
         """The planes `write` takes as they are (made on a device), or None when it needs RGB frames."""
-        return PlaneFormat.for_encoder(self.pix_fmt, self.tags, self.stream.width, self.stream.height)
+        return self.planes
 
     def write(self, rgb: np.ndarray | YUVPlanes, pts: int) -> None:
         """Encode a frame: (H, W, 3) uint8 RGB, converted here, or planes in this sink's plane_format()
@@ -222,12 +223,7 @@ class VideoSink:
         import av
 
         if isinstance(rgb, YUVPlanes):
-            wanted = self.plane_format()
-            ready = wanted is not None and (rgb.pix_fmt, rgb.matrix, rgb.range_name) == (
-                wanted.pix_fmt,
-                wanted.matrix,
-                wanted.range_name,
-            )
+            ready = rgb.format == self.planes
             frame = rgb.frame() if ready else rgb_to_frame(rgb.rgb, self.pix_fmt, self.tags)
         else:
             frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
