@@ -436,6 +436,25 @@ def test_a_claim_link_reported_failed_but_made_is_the_claimers(
     assert sorted(p.name for p in tmp_path.iterdir()) == [claim.name]  # no temporary left
 
 
+def test_a_claim_on_a_full_disk_fails_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    import tmics_cli.jobs as jobs
+
+    real_write = Path.write_text
+
+    def full(self: Path, text: str, *args: object, **kwargs: object) -> int:
+        real_write(self, text[:1])  # part of it, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(OSError, match="No space"):
+        jobs._create_claim(tmp_path / "piece-000000.claim", "h 1 t m\n")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_segment_done_meanwhile_is_left_alone_and_a_piece_made_twice_is_replaced(
     tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -241,7 +241,12 @@ def _create_claim(path: Path, text: str) -> bool:
     one reads a claim half written; where the file system has no hard links, created exclusively and
     written (an empty claim, if its maker dies in between, is stale after SETTLE_SECONDS)."""
     temporary = path.with_name(f"{path.name}.{secrets.token_hex(6)}")
-    temporary.write_text(text)
+    try:
+        temporary.write_text(text)
+    except BaseException:  # a full disk: no claim, and no part of one left
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()
+        raise
     try:
         os.link(temporary, path)
         return True
