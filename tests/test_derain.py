@@ -13,6 +13,7 @@ from tmics_cli.cli import app
 from tmics_cli.derain import SAMPLE_CLIP, derain_video
 from tmics_cli.inference import (
     STAGES,
+    OutOfMemoryWarning,
     Restorer,
     default_batch,
     derain_clip,
@@ -293,7 +294,9 @@ def test_out_of_memory_retries_with_smaller_tiles_and_keeps_every_frame(monkeypa
         return forward(frames, tile)
 
     monkeypatch.setattr(restorer, "_forward", small_only)
-    out = restorer.restore(windows)
+    with pytest.warns(OutOfMemoryWarning) as told:
+        out = restorer.restore(windows)
+    assert [str(w.message).rsplit("(", 1)[1] for w in told] == ["--batch 1)", "--tile 64)"]
     assert out.shape == (3, 3, 96, 128) and restorer.tile == 64 and restorer.retries == 2
     monkeypatch.setattr(
         restorer, "_forward", lambda f, t: (_ for _ in ()).throw(torch.OutOfMemoryError("oom"))

@@ -22,7 +22,7 @@ from .outputs import exit_code, handle_signals, signal_name
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
 MAX_WORKERS = 64  # local worker processes of derain, each with its own model
-BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU)."
+BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU; halved when out of memory)."
 OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
     "and nothing else."

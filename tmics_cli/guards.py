@@ -348,7 +348,8 @@ def check_derain_memory(
 ) -> float | None:
     """Refuse a --batch (or whole frames without --tile) whose windows cannot fit in RAM at this frame
     size. On a GPU only the host's share is checked (windows, queues): out of GPU memory, derain itself
-    retries one window at a time and then in tiles. Returns the estimate in bytes (None: no estimate)."""
+    halves the windows per call down to one, then tiles (inference.Restorer). Returns the estimate in
+    bytes (None: no estimate)."""
     if _checks_off():
         return None
     free = available_ram()

@@ -18,6 +18,7 @@ import copy
 import functools
 import os
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -37,6 +38,12 @@ PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 MIN_TILE = 64
 STAGES = ("upload", "flow", "network", "download")  # a Restorer's time, stage by stage (Restorer.timings)
 UPLOAD_CONVERT_FRAMES = 4  # YUV frames converted to RGB on the device at once (and made into YUV again)
+
+
+class OutOfMemoryWarning(UserWarning):
+    """The model ran out of memory and goes on in smaller steps (fewer windows per call, or tiles): the
+    output is whole, the run slower (and, in tiles, blended at the seams). The message is one line and
+    names the option that would start there."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -152,6 +159,9 @@ class Restorer:
     tile: int | None = None  # None or 0: whole frames (tiles are made on out-of-memory)
     tile_overlap: int = 32
     retries: int = 0  # out-of-memory retries so far (smaller batches or tiles)
+    # windows per model call at most: None, as many as given; lowered for the rest of the run (halved each
+    # time) when a call runs out of memory, so that only one call fails at each size
+    batch_limit: int | None = None
     # the OFM's flow: auto (the device flow on CUDA / MPS, DIS on the CPU; a trained flow is kept), dis or
     # device (model.align.choose_flow); after construction, the one that runs
     flow: str = "auto"
@@ -273,40 +283,80 @@ class Restorer:
         self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool = True, to_host: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """`frames` on the host or the device -> (fused, DNA-only or None), on the CPU with `to_host`."""
+        if self.batch_limit:
+            batch = min(batch, self.batch_limit)
         while True:
             try:
-                parts = []
-                for i in range(0, len(frames), batch):
-                    chunk = frames[i : i + batch].to(self.device)
-                    self._lap("upload")
-                    parts.append(self._forward(chunk, tile))
-                    self._lap("network")
-                fused = torch.cat([f for f, _ in parts])
-                only_dna = torch.cat([d for _, d in parts]) if dna else None
-                if to_host:
-                    fused = fused.cpu()
-                    only_dna = only_dna.cpu() if only_dna is not None else None
-                    self._lap("download")
-                return fused, only_dna
+                return self._restore_chunks(frames, tile, batch, dna, to_host)
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_oom(exc):
                     raise
-                self._lap("network")  # the failed attempt's time
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
-                self.retries += 1
-                if batch > 1:
-                    batch = 1
-                    continue
-                side = max(frames.shape[-2:])
-                tile = min(tile or side, side) // 2
-                if tile < MIN_TILE:
-                    hint = "; try --device cpu" if self.device.type != "cpu" else ""
-                    raise MemoryError(
-                        f"out of memory even with {MIN_TILE}-pixel tiles on {self.device}{hint}"
-                    ) from None
-                self.tile = tile  # later chunks start from the size that worked
-                self.tile_overlap = min(self.tile_overlap, tile // 4)  # tiles must still advance
+            # out of memory; the failed attempt's tensors went with the exception (its traceback held them)
+            self._lap("network")  # the failed attempt's time
+            self._release()
+            if batch > 1:
+                batch = self._lower_batch(batch)
+                continue
+            side = max(frames.shape[-2:])
+            was = tile if tile and tile < side else None
+            tile = min(tile or side, side) // 2
+            if tile < MIN_TILE:
+                hint = "; try --device cpu" if self.device.type != "cpu" else ""
+                raise MemoryError(
+                    f"out of memory even with {MIN_TILE}-pixel tiles on {self.device}{hint}"
+                ) from None
+            self.tile = tile  # later chunks start from the size that worked
+            self.tile_overlap = min(self.tile_overlap, tile // 4)  # tiles must still advance
+            h, w = frames.shape[-2:]
+            before = f"whole {w}x{h} frames" if was is None else f"{was}-pixel tiles"
+            self._warn(f"{before}: going on in {tile}-pixel tiles, blended at the seams (--tile {tile})")
+
+    def _restore_chunks(
+        self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool, to_host: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        parts = []
+        for i in range(0, len(frames), batch):
+            chunk = frames[i : i + batch].to(self.device)
+            self._lap("upload")
+            parts.append(self._forward(chunk, tile))
+            self._lap("network")
+        fused = torch.cat([f for f, _ in parts])
+        only_dna = torch.cat([d for _, d in parts]) if dna else None
+        if to_host:
+            fused = fused.cpu()
+            only_dna = only_dna.cpu() if only_dna is not None else None
+            self._lap("download")
+        return fused, only_dna
+
+    def _release(self) -> None:
+        """Hand the memory the allocator keeps back to the device after an out-of-memory error."""
+        self.retries += 1
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        elif self.device.type == "mps":
+            torch.mps.empty_cache()
+
+    def _lower_batch(self, batch: int) -> int:
+        """After a call of `batch` windows ran out of memory: half as many from now on (batch_limit)."""
+        self.batch_limit = max(1, batch // 2)
+        self._warn(f"{batch} windows per call: going on with {self.batch_limit} (--batch {self.batch_limit})")
+        return self.batch_limit
+
+    def _warn(self, what: str) -> None:
+        warnings.warn(f"out of memory on {self.device} with {what}", OutOfMemoryWarning, stacklevel=3)
+
+    def out_of_memory(self, windows: int) -> None:
+        """Out of memory outside the model's call, while `windows` windows were uploaded, assembled or made
+        into output frames: the window buffer is let go (made again at the size that fits) and batch_limit
+        lowered below `windows`; at one window, MemoryError (tiles cannot make the window smaller)."""
+        self._lap("upload")  # the failed attempt's time
+        self._windows = None
+        self._release()
+        if windows > 1:
+            self._lower_batch(min(windows, self.batch_limit or windows))
+            return
+        hint = "; try --device cpu" if self.device.type != "cpu" else ""
+        raise MemoryError(f"out of memory on {self.device} even for one window at a time{hint}")
 
     def __call__(self, windows: np.ndarray) -> np.ndarray:
         """(B, 5, H, W, 3) uint8 windows -> (B, H, W, 3) uint8 derained centre frames."""
@@ -580,7 +630,7 @@ def derain_stream(
             continue
         new.update((i, held[i]) for i in indices if i not in on_device and i not in new)
         pending.append(indices)
-        if len(pending) == batch:
+        if len(pending) >= min(batch, restorer.batch_limit or batch):  # fewer after an out-of-memory
             launched = _launch_pending(restorer, pending, new, on_device, planes)
             if in_flight is not None:
                 yield from in_flight()
@@ -603,16 +653,48 @@ def _launch_pending(
     new: dict[int, np.ndarray | YUVPlanes],
     on_device: dict[int, torch.Tensor],
     planes: PlaneFormat | None = None,
+    pipeline: bool | None = None,
 ) -> Callable[[], np.ndarray | list[YUVPlanes]]:
     """Upload the frames of `new` (one copy for RGB frames, one for planes), then queue the derain of the
-    `pending` windows (stream positions), as RGB or as `planes`; the callable returned gives the frames."""
+    `pending` windows (stream positions), as RGB or as `planes`; the callable returned gives the frames.
+    More windows than the restorer's batch_limit, or out of memory on the way (Restorer.out_of_memory
+    lowers the limit): the windows go in groups of the limit, each done and downloaded before the next
+    starts (not pipelined: the batch in flight before holds one of the two download buffers)."""
+    if len(pending) <= (restorer.batch_limit or len(pending)):
+        try:
+            return _launch(restorer, pending, new, on_device, planes, pipeline)
+        except (torch.OutOfMemoryError, RuntimeError) as exc:
+            if not _is_oom(exc):
+                raise
+        restorer.out_of_memory(len(pending))  # outside the except: its traceback held the attempt's tensors
+    limit = restorer.batch_limit or len(pending)
+    done: list[np.ndarray | list[YUVPlanes]] = []
+    for at in range(0, len(pending), limit):
+        group = pending[at : at + limit]
+        needed = {i: new[i] for w in group for i in w if i in new and i not in on_device}
+        done.append(_launch_pending(restorer, group, needed, on_device, planes, pipeline=False)())
+    if planes is None:
+        frames = np.concatenate(done)  # (B, H, W, 3)
+        return lambda: frames
+    joined = [frame for part in done for frame in part]
+    return lambda: joined
+
+
+def _launch(
+    restorer: Restorer,
+    pending: list[list[int]],
+    new: dict[int, np.ndarray | YUVPlanes],
+    on_device: dict[int, torch.Tensor],
+    planes: PlaneFormat | None,
+    pipeline: bool | None,
+) -> Callable[[], np.ndarray | list[YUVPlanes]]:
     restorer._lap(None)
     if new:
         order = sorted(new)
         on_device.update(zip(order, restorer.upload_pixels([new[i] for i in order]), strict=True))
     windows = restorer.assemble([on_device[i] for w in pending for i in w])
     restorer._lap("upload")
-    return restorer.launch_windows(windows, planes)
+    return restorer.launch_windows(windows, planes, pipeline)
 
 
 @torch.no_grad()
