@@ -110,6 +110,29 @@ def test_only_failures_that_may_not_repeat_are_retried() -> None:
         assert _transient(exc) is exc
 
 
+def test_a_worker_hands_its_out_of_memory_steps_to_the_driver_once(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tmics_cli.cluster import SegmentWorker
+    from tmics_cli.inference import Restorer
+
+    src, dst = make_video(tmp_path / "in.mp4", frames=8), tmp_path / "out.mp4"
+    kwargs = {"weights": str(tiny_weights), "device": "cpu", "segment_frames": 4, "batch": 2}
+    Derainer(**kwargs).prepare(src, dst)
+    assemble = Restorer.assemble
+
+    def one_window_only(self: Restorer, frames: list[torch.Tensor]) -> torch.Tensor:
+        if len(frames) > 5:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return assemble(self, frames)
+
+    monkeypatch.setattr(Restorer, "assemble", one_window_only)
+    worker = SegmentWorker(kwargs, threads=1)
+    first, second = worker.segment(str(src), str(dst), 0), worker.segment(str(src), str(dst), 1)
+    assert first["warnings"] == ["out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)"]
+    assert second["warnings"] == [] and first["record"]["frames"] == second["record"]["frames"] == 4
+
+
 # --- on a Ray cluster (this machine) ------------------------------------------------------------------
 
 

@@ -50,6 +50,7 @@ from typing import Any
 
 from .batch import Target, expected_errors, one_line, warnings_to
 from .derain import Derainer, DerainSummary, Prepared
+from .inference import OutOfMemoryWarning
 from .report import InputResult, JobReport
 from .segments import TIMINGS
 from .video.reader import VideoError, VideoWarning
@@ -100,9 +101,11 @@ class SegmentWorker:
         self.derainer: Derainer | None = None  # made at the first segment, so its errors are the segment's
 
     def segment(self, src: str, dst: str, index: int) -> dict[str, Any]:
-        """Derain segment `index` of the job of `dst`: its record and the input's warnings found."""
+        """Derain segment `index` of the job of `dst`: its record and the warnings found (the input's, and
+        the model's out-of-memory steps, told once per worker: it keeps the smaller steps for the rest)."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VideoWarning)
+            warnings.simplefilter("always", OutOfMemoryWarning)
             try:
                 if self.derainer is None:
                     import torch
@@ -115,7 +118,7 @@ class SegmentWorker:
                 if raised is exc:
                     raise
                 raise raised from exc
-        found = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
+        found = [str(w.message) for w in caught if issubclass(w.category, VideoWarning | OutOfMemoryWarning)]
         return {"record": record, "warnings": list(dict.fromkeys(found))}
 
 
