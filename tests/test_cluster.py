@@ -129,8 +129,9 @@ def test_a_worker_hands_its_out_of_memory_steps_to_the_driver_once(
     monkeypatch.setattr(Restorer, "assemble", one_window_only)
     worker = SegmentWorker(kwargs, threads=1)
     first, second = worker.segment(str(src), str(dst), 0), worker.segment(str(src), str(dst), 1)
-    assert first["warnings"] == ["out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)"]
-    assert second["warnings"] == [] and first["record"]["frames"] == second["record"]["frames"] == 4
+    assert first["memory"] == ["out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)"]
+    assert second["memory"] == [] and first["record"]["frames"] == second["record"]["frames"] == 4
+    assert first["warnings"] == second["warnings"] == []  # the input's own: none
 
 
 # --- on a Ray cluster (this machine) ------------------------------------------------------------------

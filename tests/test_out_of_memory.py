@@ -53,15 +53,44 @@ def test_windows_that_do_not_fit_go_on_in_halves_with_a_batch_in_flight(model, a
             raise _oom()
         return assemble(frames)
 
+    launch = restorer.launch_windows
+    pipelined: list[bool | None] = []
+
+    def recorded(windows: torch.Tensor, planes=None, pipeline=None):  # noqa: ANN001, ANN202
+        pipelined.append(pipeline)
+        return launch(windows, planes, pipeline)
+
     restorer.assemble = second_call_too_big  # type: ignore[method-assign]
+    restorer.launch_windows = recorded  # type: ignore[method-assign]
     got, told = _run(restorer, 4, fmt)
     assert sizes == [4, 4, 2, 2, 2, 2, 1]  # one failed attempt, never the full batch again
+    # the halves of the failed batch one after the other; the batches after it pipelined again
+    assert pipelined == [None, False, False, None, None, None]
+    assert restorer._windows is not None and restorer._windows.numel() == 2 * 5 * 24 * 32 * 3  # made anew
     assert restorer.batch_limit == 2 and restorer.retries == 1
     assert told == ["out of memory on cpu with 4 windows per call: going on with 2 (--batch 2)"]
     assert len(got) == len(plain) == 13
     for a, b in zip(got, plain, strict=True):
         pairs = zip((a.y, a.u, a.v), (b.y, b.u, b.v), strict=True) if as_planes else [(a, b)]
         assert all(np.array_equal(x, y) for x, y in pairs)
+
+
+def test_uploads_that_do_not_fit_go_in_smaller_groups(model) -> None:
+    plain, _ = _run(Restorer(model, torch.device("cpu")), 4)
+    restorer = Restorer(model, torch.device("cpu"))
+    upload = restorer.upload_pixels
+    uploaded: list[int] = []
+
+    def at_most_four(frames: list) -> list[torch.Tensor]:  # the first batch needs frames 0-5
+        uploaded.append(len(frames))
+        if len(frames) > 4:
+            raise _oom()
+        return upload(frames)
+
+    restorer.upload_pixels = at_most_four  # type: ignore[method-assign]
+    got, told = _run(restorer, 4)
+    assert uploaded[:3] == [6, 4, 2] and restorer.batch_limit == 2 and len(told) == 1
+    assert len(got) == 13 and all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True))
 
 
 def test_making_the_output_frames_out_of_memory_goes_on_with_fewer_windows(model) -> None:
@@ -99,6 +128,7 @@ def test_a_model_call_out_of_memory_lowers_the_batch_for_the_rest_of_the_run(mod
     got, told = _run(restorer, 8)
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2  # each size fails once, not once per batch
     assert restorer.batch_limit == 2 and len(told) == 2
+    assert restorer._windows is not None and restorer._windows.numel() == 2 * 5 * 24 * 32 * 3  # made anew
     assert all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True)) and len(got) == 13
 
 
@@ -208,3 +238,22 @@ def test_the_command_says_what_it_went_on_with_and_keeps_every_frame(
     assert failed.exit_code != 0 and "Traceback" not in failed.output
     assert "error: out of memory on cpu even for one window at a time" in failed.output
     assert not (tmp_path / "never.mkv").exists()
+
+
+def test_every_restorer_tells_its_own_steps(model) -> None:
+    """Under Python's default filters a text is shown once per place: a second model going the same way (a
+    later input's, e.g. --rain auto's other level) would be silent without OutOfMemoryWarning's filter."""
+    with warnings.catch_warnings(record=True) as caught:  # the filters as they are: no simplefilter here
+        for _ in range(2):
+            restorer = Restorer(model, torch.device("cpu"))
+            assemble = restorer.assemble
+
+            def one_window_only(frames: list[torch.Tensor], assemble=assemble) -> torch.Tensor:  # noqa: ANN001
+                if len(frames) > 5:
+                    raise _oom()
+                return assemble(frames)
+
+            restorer.assemble = one_window_only  # type: ignore[method-assign]
+            assert len(list(derain_stream(FRAMES[:4], restorer, 2))) == 4
+    told = [str(w.message) for w in caught if issubclass(w.category, OutOfMemoryWarning)]
+    assert told == ["out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)"] * 2

@@ -101,8 +101,8 @@ class SegmentWorker:
         self.derainer: Derainer | None = None  # made at the first segment, so its errors are the segment's
 
     def segment(self, src: str, dst: str, index: int) -> dict[str, Any]:
-        """Derain segment `index` of the job of `dst`: its record and the warnings found (the input's, and
-        the model's out-of-memory steps, told once per worker: it keeps the smaller steps for the rest)."""
+        """Derain segment `index` of the job of `dst`: its record, the input's warnings found and the model's
+        out-of-memory steps (told once per worker: it keeps the smaller steps for the rest)."""
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", VideoWarning)
             warnings.simplefilter("always", OutOfMemoryWarning)
@@ -118,8 +118,9 @@ class SegmentWorker:
                 if raised is exc:
                     raise
                 raise raised from exc
-        found = [str(w.message) for w in caught if issubclass(w.category, VideoWarning | OutOfMemoryWarning)]
-        return {"record": record, "warnings": list(dict.fromkeys(found))}
+        found = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
+        memory = [str(w.message) for w in caught if issubclass(w.category, OutOfMemoryWarning)]
+        return {"record": record, "warnings": list(dict.fromkeys(found)), "memory": memory}
 
 
 def job_device(derainer: Derainer, resources: dict[str, float]) -> str:
@@ -419,13 +420,15 @@ class _Driver:
             self.report.segment_done(
                 source, index + 1, item.total, frames=frames, seconds=float(record.get("seconds", 0.0))
             )
-        for message in out["warnings"]:
+        found = [(m, VideoWarning) for m in out["warnings"]]
+        found += [(m, OutOfMemoryWarning) for m in out.get("memory", [])]  # none from an older tmics
+        for message, category in found:
             if message not in item.told:
                 item.told.add(message)
                 if self.report is not None:
                     self.report.warning(source, message)
                 else:
-                    warnings.warn(message, VideoWarning, stacklevel=2)
+                    warnings.warn(message, category, stacklevel=2)
         return item
 
     def _end(self, item: _Input) -> InputResult:

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import functools
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -43,7 +44,8 @@ UPLOAD_CONVERT_FRAMES = 4  # YUV frames converted to RGB on the device at once (
 class OutOfMemoryWarning(UserWarning):
     """The model ran out of memory and goes on in smaller steps (fewer windows per call, or tiles): the
     output is whole, the run slower (and, in tiles, blended at the seams). The message is one line and
-    names the option that would start there."""
+    names the option that would start there. A Restorer tells each step once and keeps the smaller steps
+    for the rest of its run (later inputs too)."""
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -282,12 +284,15 @@ class Restorer:
     def _restore_all(
         self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool = True, to_host: bool = True
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """`frames` on the host or the device -> (fused, DNA-only or None), on the CPU with `to_host`."""
+        """`frames` on the host or the device -> (fused, DNA-only or None), on the CPU with `to_host`. The
+        outputs are joined outside the retries: smaller calls or tiles cannot make the whole batch's output
+        smaller (an out-of-memory there is the caller's: fewer windows, `out_of_memory`)."""
         if self.batch_limit:
             batch = min(batch, self.batch_limit)
         while True:
             try:
-                return self._restore_chunks(frames, tile, batch, dna, to_host)
+                parts = self._restore_chunks(frames, tile, batch, dna)
+                break
             except (torch.OutOfMemoryError, RuntimeError) as exc:
                 if not _is_oom(exc):
                     raise
@@ -310,23 +315,26 @@ class Restorer:
             h, w = frames.shape[-2:]
             before = f"whole {w}x{h} frames" if was is None else f"{was}-pixel tiles"
             self._warn(f"{before}: going on in {tile}-pixel tiles, blended at the seams (--tile {tile})")
-
-    def _restore_chunks(
-        self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool, to_host: bool
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        parts = []
-        for i in range(0, len(frames), batch):
-            chunk = frames[i : i + batch].to(self.device)
-            self._lap("upload")
-            parts.append(self._forward(chunk, tile))
-            self._lap("network")
-        fused = torch.cat([f for f, _ in parts])
-        only_dna = torch.cat([d for _, d in parts]) if dna else None
+        fused = _joined([f for f, _ in parts])
+        only_dna = _joined([d for _, d in parts]) if dna else None  # type: ignore[misc]
         if to_host:
             fused = fused.cpu()
             only_dna = only_dna.cpu() if only_dna is not None else None
             self._lap("download")
         return fused, only_dna
+
+    def _restore_chunks(
+        self, frames: torch.Tensor, tile: int | None, batch: int, dna: bool
+    ) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """The model over `frames`, `batch` windows per call: (fused, DNA-only or None) per call."""
+        parts: list[tuple[torch.Tensor, torch.Tensor | None]] = []
+        for i in range(0, len(frames), batch):
+            chunk = frames[i : i + batch].to(self.device)
+            self._lap("upload")
+            fused, only_dna = self._forward(chunk, tile)
+            parts.append((fused, only_dna if dna else None))
+            self._lap("network")
+        return parts
 
     def _release(self) -> None:
         """Hand the memory the allocator keeps back to the device after an out-of-memory error."""
@@ -337,20 +345,27 @@ class Restorer:
             torch.mps.empty_cache()
 
     def _lower_batch(self, batch: int) -> int:
-        """After a call of `batch` windows ran out of memory: half as many from now on (batch_limit)."""
+        """After a call of `batch` windows ran out of memory: half as many from now on (batch_limit), and
+        the window buffer made again at that size (the call under way keeps the old one until it ends)."""
         self.batch_limit = max(1, batch // 2)
+        self._windows = None
         self._warn(f"{batch} windows per call: going on with {self.batch_limit} (--batch {self.batch_limit})")
         return self.batch_limit
 
     def _warn(self, what: str) -> None:
-        warnings.warn(f"out of memory on {self.device} with {what}", OutOfMemoryWarning, stacklevel=3)
+        """One OutOfMemoryWarning, placed at the caller's caller. Without a registry, so that every Restorer
+        tells its own steps (warnings.warn shows a text once per place: a second model going the same way,
+        e.g. a later input's other rain level, would be silent); the user's filters still apply."""
+        caller = sys._getframe(2)
+        message = f"out of memory on {self.device} with {what}"
+        warnings.warn_explicit(message, OutOfMemoryWarning, caller.f_code.co_filename, caller.f_lineno)
 
     def out_of_memory(self, windows: int) -> None:
         """Out of memory outside the model's call, while `windows` windows were uploaded, assembled or made
         into output frames: the window buffer is let go (made again at the size that fits) and batch_limit
         lowered below `windows`; at one window, MemoryError (tiles cannot make the window smaller)."""
         self._lap("upload")  # the failed attempt's time
-        self._windows = None
+        self._windows = None  # (also done by _lower_batch; here for the one window that does not fit)
         self._release()
         if windows > 1:
             self._lower_batch(min(windows, self.batch_limit or windows))
@@ -527,6 +542,11 @@ class Restorer:
         windows = gather_windows(on_device, torch.as_tensor(np.asarray(index), device=self.device))
         self._lap("upload")
         return self.restore_windows(windows)
+
+
+def _joined(parts: list[torch.Tensor]) -> torch.Tensor:
+    """The parts one after another: a lone part as it is (a copy of a 4K batch is not free)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def windows_to_tensor(windows: np.ndarray) -> torch.Tensor:
