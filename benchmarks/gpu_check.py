@@ -20,8 +20,13 @@ part's last case took:
     colour     2%  YUV 4:2:0 -> RGB of a 1080p frame: swscale on the host (the decode thread's way on the CPU,
                    PyAV) against colour_torch on the device (planes uploaded, converted to uint8), and the
                    upload of the RGB frame alone (the e2e part runs the whole path both ways)
-    memory    23%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
+    memory    20%  3840x2160: light, light-full x fp16, fp32 x batch 1, 8; peak GPU memory against tmics'
                    estimate (guards.bytes_per_pixel, fp32; bound: 1.5 times it) and out-of-memory retries
+    retry      3%  out of GPU memory for real: light 1080p fp16 batch 8 over 24 frames, then again with the
+                   process's GPU memory capped (torch.cuda.set_per_process_memory_fraction) at what it held
+                   plus 40% of that run's peak growth: the batch it went on with, retries, the warnings, the
+                   frames and their largest difference from the uncapped run (on the CPU, the dry run: the
+                   windows of more than half a batch refused, as in the suite)
     e2e       25%  end to end (PyAV): 640x480 (160 frames) and 1920x1080 (80), light-full then light, fp16,
                    b8, YUV -> RGB on the device (the GPU default); light-full 1080p also with it on the
                    host, and with x264 veryfast (medium is the default)
@@ -53,9 +58,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import derain_speed as ds  # noqa: E402
 
+CAP_GROWTH = 0.4  # the retry part's cap: the memory held before its first run plus this share of its growth
 MARGIN = 1.5  # the stated bound: peak GPU memory within tmics' estimate times guards.MARGIN
 BUDGET = 220.0  # seconds for all parts; gpu_check.sh stops the run at 235
-SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "colour": 0.02, "memory": 0.23, "e2e": 0.25}
+SHARES = {"stages": 0.35, "variants": 0.08, "small": 0.07, "colour": 0.02, "memory": 0.20, "retry": 0.03}
+SHARES["e2e"] = 0.25
 # torch.compile takes a minute or more before its first frame: its own run, `--parts compile` (all its budget)
 SHARES["compile"] = 1.0
 DEFAULT_PARTS = [part for part in SHARES if part != "compile"]
@@ -126,6 +133,7 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         )
     ]
     colour = [{"mode": "colour", "size": hd}]
+    retry = [{"mode": "retry", "weights": "light", "size": hd, "precision": half, "batch": 8, "frames": 24}]
     # torch.compile of the DNA and CNA (fused kernels, CUDA graphs): does it pay back, and how long does it
     # take (warmup_s)? Its own run (--parts compile); a row is written when its case ends
     compiled = [
@@ -133,6 +141,7 @@ def plan(dry: bool) -> dict[str, list[dict[str, Any]]]:
         for mode in ("reduce-overhead", "default")
     ]
     parts = {"stages": stages, "variants": variants, "small": small, "colour": colour, "memory": memory}
+    parts["retry"] = retry
     return {**parts, "e2e": e2e, "compile": compiled}
 
 
@@ -195,6 +204,88 @@ def colour_case(device: str, size: str, seconds: float) -> dict[str, Any]:
         tags = ColourTags(1, 1)  # BT.709, limited range
         frame.colorspace, frame.color_range = tags.colorspace, tags.color_range
         row["swscale_ms"] = _ms_per_call(lambda: frame_to_rgb(frame, tags), "cpu", seconds)
+    return row
+
+
+def retry_case(
+    device: str, weights: str, size: str, precision: str, batch: int, frames: int
+) -> dict[str, Any]:
+    """derain_stream over `frames` synthetic frames, then again with less memory than its batch needs: on
+    CUDA the process's GPU memory capped (CAP_GROWTH), on the CPU the windows of more than half a batch
+    refused (as tests/test_out_of_memory.py does). What Restorer did (batch_limit, tile, retries, its
+    OutOfMemoryWarnings) and how the frames compare with the uncapped run's."""
+    import gc
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from tmics_cli.inference import OutOfMemoryWarning, Restorer, derain_stream
+    from tmics_cli.weights import load_model
+
+    width, height = ds.parse_size(size)
+    torch_device, dtype, precision_name = ds._precision(device, precision)
+    cuda = torch_device.type == "cuda"
+    windows = ds.synthetic_windows(width, height, batch)
+    clip = [*windows[:, 0], *windows[-1, 1:]]
+    clip = (clip * -(-frames // len(clip)))[:frames]
+    model = load_model(weights)
+
+    def run(restorer: Restorer) -> tuple[list[np.ndarray], float, list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", OutOfMemoryWarning)
+            start = time.perf_counter()
+            out = list(derain_stream(iter(clip), restorer, batch))
+            seconds = round(time.perf_counter() - start, 3)
+        return out, seconds, [str(w.message) for w in caught if issubclass(w.category, OutOfMemoryWarning)]
+
+    row = ds._row("retry", weights, size, device, precision_name, batch)
+    plain = Restorer(model, torch_device, dtype)
+    if cuda:
+        torch.cuda.synchronize()
+        held = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+    reference, row["plain_s"], _ = run(plain)
+    capped = Restorer(model, torch_device, dtype)
+    if cuda:
+        growth = torch.cuda.max_memory_allocated() - held
+        del plain
+        gc.collect()
+        torch.cuda.empty_cache()
+        cap = held + int(CAP_GROWTH * growth)
+        total = torch.cuda.get_device_properties(torch_device).total_memory
+        row.update(
+            held_mb=round(held / 2**20, 1), growth_mb=round(growth / 2**20, 1), cap_mb=round(cap / 2**20, 1)
+        )
+        torch.cuda.set_per_process_memory_fraction(cap / total, torch_device)
+    else:
+        assemble = capped.assemble
+
+        def half_batch(frames_: list[Any]) -> Any:
+            if len(frames_) > 5 * max(1, batch // 2):
+                raise torch.OutOfMemoryError("out of memory (dry run: more than half a batch of windows)")
+            return assemble(frames_)
+
+        capped.assemble = half_batch  # type: ignore[method-assign]
+    try:
+        got, row["capped_s"], told = run(capped)
+    except MemoryError as exc:
+        got, told = [], []
+        row["error"] = str(exc)
+    finally:
+        if cuda:
+            torch.cuda.set_per_process_memory_fraction(1.0, torch_device)
+            torch.cuda.empty_cache()
+    diffs = [int(np.abs(a.astype(int) - b).max()) for a, b in zip(got, reference, strict=False)]
+    row.update(
+        frames=len(got),
+        frames_expected=frames,
+        batch_limit=capped.batch_limit,
+        tile=capped.tile,
+        retries=capped.retries,
+        warnings=told,
+        max_level_diff=max(diffs) if diffs else None,
+    )
     return row
 
 
@@ -338,11 +429,21 @@ def main() -> None:
                     report.data["skipped"].append(f"{name} (time: {part_end - now:.0f} s left of the part)")
                     print(f"skipped {name}: the part's time is spent", flush=True)
                     continue
-                if case.get("mode") == "colour":
-                    row = colour_case(device, case["size"], 0.05 if args.dry_run else 1.0)
-                    report.data.setdefault("colour", []).append(row)
+                if case.get("mode") in ("colour", "retry"):  # rows of their own, not derain_speed's
+                    mode = case["mode"]
+                    try:
+                        if mode == "colour":
+                            row = colour_case(device, case["size"], 0.05 if args.dry_run else 1.0)
+                        else:
+                            row = retry_case(device, **{k: v for k, v in case.items() if k != "mode"})
+                    except Exception as exc:  # noqa: BLE001 - recorded; the rest go on
+                        report.data["errors"].append(f"{name}: {type(exc).__name__}: {exc}"[:500])
+                        print(f"error {name}: {exc}", flush=True)
+                        report.write()
+                        continue
+                    report.data.setdefault(mode, []).append(row)
                     report.write()
-                    print(f"[{time.perf_counter() - begin:5.0f} s] colour {row}", flush=True)
+                    print(f"[{time.perf_counter() - begin:5.0f} s] {mode} {row}", flush=True)
                     last = time.perf_counter() - now
                     continue
                 try:
