@@ -33,6 +33,22 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
     return a.shape == b.shape and int(np.abs(a.astype(int) - b).max()) <= 1
 
 
+def _calls_of_at_most(restorer: Restorer, windows: int) -> list[int]:
+    """Make `restorer`'s model calls of more than `windows` windows run out of memory; the list of the
+    windows of every call, filled as they come."""
+    forward = restorer._forward
+    sizes: list[int] = []
+
+    def at_most(frames: torch.Tensor, tile: int | None):  # noqa: ANN202
+        sizes.append(len(frames))
+        if len(frames) > windows:
+            raise _oom()
+        return forward(frames, tile)
+
+    restorer._forward = at_most  # type: ignore[method-assign]
+    return sizes
+
+
 def _run(restorer: Restorer, batch: int, planes=None) -> tuple[list, list[str]]:  # noqa: ANN001
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -120,16 +136,7 @@ def test_making_the_output_frames_out_of_memory_goes_on_with_fewer_windows(model
 
 def test_a_model_call_out_of_memory_lowers_the_batch_for_the_rest_of_the_run(model) -> None:
     restorer = Restorer(model, torch.device("cpu"))
-    forward = restorer._forward
-    sizes: list[int] = []
-
-    def at_most_two(frames: torch.Tensor, tile: int | None):  # noqa: ANN202
-        sizes.append(len(frames))
-        if len(frames) > 2:
-            raise _oom()
-        return forward(frames, tile)
-
-    restorer._forward = at_most_two  # type: ignore[method-assign]
+    sizes = _calls_of_at_most(restorer, 2)
     plain, _ = _run(Restorer(model, torch.device("cpu")), 8)
     got, told = _run(restorer, 8)
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2  # each size fails once, not once per batch
@@ -140,16 +147,7 @@ def test_a_model_call_out_of_memory_lowers_the_batch_for_the_rest_of_the_run(mod
 
 def test_restore_called_again_starts_from_the_batch_that_fitted(model) -> None:
     restorer = Restorer(model, torch.device("cpu"))
-    forward = restorer._forward
-    sizes: list[int] = []
-
-    def at_most_two(frames: torch.Tensor, tile: int | None):  # noqa: ANN202
-        sizes.append(len(frames))
-        if len(frames) > 2:
-            raise _oom()
-        return forward(frames, tile)
-
-    restorer._forward = at_most_two  # type: ignore[method-assign]
+    sizes = _calls_of_at_most(restorer, 2)
     windows = (
         torch.from_numpy(np.stack(FRAMES[:5]))
         .permute(0, 3, 1, 2)
