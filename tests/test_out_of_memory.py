@@ -261,3 +261,38 @@ def test_every_restorer_tells_its_own_steps(model) -> None:
             assert len(list(derain_stream(FRAMES[:4], restorer, 2))) == 4
     told = [str(w.message) for w in caught if issubclass(w.category, OutOfMemoryWarning)]
     assert told == ["out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)"] * 2
+
+
+def test_a_helper_process_sends_its_steps_and_the_driver_tells_each_once(model) -> None:
+    """--workers: a helper's out-of-memory steps go through a queue (batch.send_steps; its other warnings
+    are dropped: the driver finds them too) and the driver tells them as warnings of its input."""
+    import multiprocessing
+    from pathlib import Path
+
+    from tmics_cli.batch import _Helpers, send_steps
+    from tmics_cli.video.reader import VideoWarning
+
+    queue = multiprocessing.get_context("spawn").SimpleQueue()
+    with warnings.catch_warnings():  # as in a helper process (the filters and showwarning put back after)
+        send_steps(queue)
+        restorer = Restorer(model, torch.device("cpu"))
+        _calls_of_at_most(restorer, 1)
+        assert len(list(derain_stream(FRAMES[:6], restorer, 2))) == 6
+        warnings.warn("frame 3 is damaged", VideoWarning, stacklevel=1)
+
+    class Report:
+        def __init__(self) -> None:
+            self.told: list[tuple[str, str]] = []
+
+        def warning(self, source: Path, message: str) -> None:
+            self.told.append((source.name, message))
+
+    helpers = _Helpers.__new__(_Helpers)  # its queue and record of what was told, no processes
+    helpers.steps, helpers.told = queue, set()
+    report = Report()
+    helpers.tell(report, Path("in.mp4"))
+    queue.put("out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)")  # another helper's
+    helpers.tell(report, Path("in.mp4"))
+    assert report.told == [
+        ("in.mp4", "out of memory on cpu with 2 windows per call: going on with 1 (--batch 1)")
+    ]

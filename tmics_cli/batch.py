@@ -6,7 +6,9 @@ whole is skipped. With `workers` > 1, helper processes (each with its own model:
 with several, else the CPU cores split among them) take segments of the same jobs through the job folders'
 claim files (`tmics_cli.jobs`), so no segment is done twice and the segment of a helper that died is
 redone; this process prepares each job, takes segments too and joins each output when its segments are
-done.
+done. A helper's out-of-memory steps (inference.OutOfMemoryWarning: it went on with a smaller batch or in
+tiles) come to this process through a queue and are told as its own warnings; the helpers' other findings
+are this process's too, told once, by it.
 """
 
 from __future__ import annotations
@@ -133,6 +135,8 @@ def _derain_one(
             first, working = seen[0], time.perf_counter()
 
             def on_frame(done: int) -> None:
+                if helpers is not None:
+                    helpers.tell(report, source)
                 if report is None:
                     return
                 if done > seen[0]:
@@ -154,6 +158,9 @@ def _derain_one(
                 if not job.job.done():
                     job.job.remove()  # nothing finished: leave nothing behind
                 raise
+            finally:
+                if helpers is not None:
+                    helpers.tell(report, source)
             timings = {**summary.timings, "join": time.perf_counter() - joined}
             return InputResult(
                 source,
@@ -185,6 +192,8 @@ class _Helpers:
     def __init__(self, derainer: Derainer, targets: Sequence[Target], workers: int) -> None:
         context = multiprocessing.get_context("spawn")
         self.cursor = context.Value("i", -1)  # the last target whose job this process has prepared (or ended)
+        self.steps = context.SimpleQueue()  # the helpers' out-of-memory steps, as text
+        self.told: set[str] = set()
         pairs = [(str(t.source), str(t.output)) for t in targets]
         devices = _devices(derainer, workers)
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -195,7 +204,7 @@ class _Helpers:
         self.processes = [
             context.Process(
                 target=_helper_main,
-                args=(derainer.kwargs, pairs, devices[k], threads, self.cursor, os.getpid()),
+                args=(derainer.kwargs, pairs, devices[k], threads, self.cursor, os.getpid(), self.steps),
                 daemon=True,
                 name=f"tmics-worker-{k + 1}",
             )
@@ -207,6 +216,21 @@ class _Helpers:
     def reached(self, position: int) -> None:
         with self.cursor.get_lock():
             self.cursor.value = max(self.cursor.value, position)
+
+    def tell(self, report: JobReport | None, source: Path) -> None:
+        """The helpers' out-of-memory steps that have come since the last call, as warnings of `source`
+        (the input being derained here: the helpers work on its job, or on one before it)."""
+        from .inference import OutOfMemoryWarning
+
+        while not self.steps.empty():
+            message = self.steps.get()
+            if message in self.told:
+                continue
+            self.told.add(message)
+            if report is not None:
+                report.warning(source, message)
+            else:
+                warnings.warn(message, OutOfMemoryWarning, stacklevel=2)
 
     def stop(self) -> None:
         self.reached(1 << 30)
@@ -234,12 +258,18 @@ def _devices(derainer: Derainer, workers: int) -> list[str]:
 
 
 def _helper_main(
-    kwargs: dict[str, Any], pairs: list[tuple[str, str]], device: str, threads: int, cursor: Any, parent: int
+    kwargs: dict[str, Any],
+    pairs: list[tuple[str, str]],
+    device: str,
+    threads: int,
+    cursor: Any,
+    parent: int,
+    steps: Any,
 ) -> None:
     """A helper worker: for each target, once its job is prepared, the segments nobody holds."""
     from .outputs import Interrupted, handle_signals
 
-    warnings.simplefilter("ignore")  # this process's findings are the driver's too: it says them once
+    send_steps(steps)
     import torch
 
     torch.set_num_threads(threads)
@@ -257,6 +287,21 @@ def _helper_main(
                     derainer.help(src, dst)
     except (Interrupted, KeyboardInterrupt):
         return
+
+
+def send_steps(queue: Any) -> None:
+    """In a helper: its out-of-memory steps go to `queue` (as text, for the driver to tell); every other
+    warning is dropped (the input's findings are the driver's too: it says them once)."""
+    from .inference import OutOfMemoryWarning
+
+    warnings.simplefilter("ignore")
+    warnings.simplefilter("always", OutOfMemoryWarning)
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, OutOfMemoryWarning):
+            queue.put(str(message))
+
+    warnings.showwarning = show
 
 
 def probe_targets(
