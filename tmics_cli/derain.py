@@ -54,6 +54,7 @@ from .video.reader import (
     VideoError,
     VideoWarning,
     check_input,
+    open_media,
     open_source,
     parse_time,
 )
@@ -367,7 +368,7 @@ def output_complete(dst: Path, frames: int | None, width: int) -> bool:
     import av
 
     try:
-        with av.open(str(dst)) as container:
+        with open_media(dst) as container:
             if not container.streams.video:
                 return False
             stream = container.streams.video[0]

@@ -215,6 +215,7 @@ class SegmentRunner:
                     folder=self.folder_out,
                     overwrite=True,  # a piece another worker made meanwhile: tmics' own, and the same frames
                     others=False,
+                    piece=True,
                     first=segment.first,
                     shown=job.folder.parent / job.manifest["output"],
                 )

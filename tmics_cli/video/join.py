@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..outputs import PendingOutput
-from .reader import SourceInfo, VideoError, _reason
-from .writer import EncodeOptions, VideoSink, write_error
+from .reader import SourceInfo, VideoError, _reason, open_media
+from .writer import EncodeOptions, VideoSink, piece_offset, write_error
 
 
 class _JoinSink(VideoSink):
@@ -28,12 +28,13 @@ class _JoinSink(VideoSink):
     ) -> None:
         self.first_piece = first_piece
         self._last_dts: Fraction | None = None  # the last packet's decode time, in seconds
+        # seconds by which the pieces' times were written late (MPEG-TS), taken back here
+        self.late = piece_offset(dst.suffix.lower(), info.time_base) * info.time_base
         super().__init__(dst, info, options, 0, 0, overwrite)
 
     def _video_stream(self, width: int, height: int) -> Any:
-        import av
 
-        with av.open(str(self.first_piece)) as piece:
+        with open_media(self.first_piece) as piece:
             template = piece.streams.video[0]
             stream = self.container.add_stream_from_template(template)
             stream.time_base = template.time_base
@@ -47,29 +48,65 @@ class _JoinSink(VideoSink):
 
         frames = 0
         try:
-            with av.open(str(piece)) as source:
+            with open_media(piece) as source:
                 stream = source.streams.video[0]
                 if (stream.codec_context.extradata or b"") != (self.stream.codec_context.extradata or b""):
                     raise VideoError(f"{piece.name} was encoded with other settings than the first part")
+                held: list[Any] = []  # packets without a decode time, after a piece before (see _fill_dts)
+                late = round(self.late / stream.time_base)
                 for packet in source.demux(stream):
                     if not packet.size:
                         continue
-                    seconds = float(packet.pts * stream.time_base) if packet.pts is not None else None
-                    if self._last_dts is not None and packet.dts is not None:
-                        last = round(self._last_dts / stream.time_base)
-                        if packet.dts <= last and (packet.pts is None or last < packet.pts):
-                            packet.dts = last + 1  # never a decode time back (joins of VFR pieces)
-                    if packet.dts is not None:
-                        self._last_dts = packet.dts * stream.time_base
-                    packet.stream = self.stream  # mux rescales from the piece's time base
-                    self.container.mux(packet)
-                    frames += 1
-                    if self.others is not None and seconds is not None:
-                        self.others.copy_until(seconds + 0.5)  # pieces hold the output's clock
+                    if late:
+                        packet.pts = None if packet.pts is None else packet.pts - late
+                        packet.dts = None if packet.dts is None else packet.dts - late
+                    if packet.dts is None and self._last_dts is not None and packet.pts is not None:
+                        held.append(packet)
+                        continue
+                    for waiting in self._fill_dts(held, stream.time_base, packet.dts):
+                        frames += self._copy(waiting, stream.time_base)
+                    held = []
+                    frames += self._copy(packet, stream.time_base)
+                for waiting in self._fill_dts(held, stream.time_base, None):
+                    frames += self._copy(waiting, stream.time_base)
         except av.error.FFmpegError as exc:
             raise write_error(self.dst, exc, self.count + frames) from None
         self.count += frames
         return frames
+
+    def _fill_dts(self, held: list[Any], time_base: Fraction, next_dts: int | None) -> list[Any]:
+        """Decode times for `held`, packets read without one. Containers that store no decode times
+        (Matroska, WebM) give none to a piece's first packets while the demuxer fills its reordering
+        delay; at the start of the output the muxer derives them, but after a piece its derivation runs
+        back in time and the mux fails. They get times spread evenly after the last packet's and before
+        both the next known one and their own presentation times (the encoder's own, for frames of a
+        constant rate); without room for that (an odd time base) they go as they are."""
+        if not held or self._last_dts is None:
+            return held
+        last = round(self._last_dts / time_base)
+        top = min(p.pts for p in held)
+        if next_dts is not None:
+            top = min(top, next_dts)
+        n = len(held)
+        if top - last > n:
+            for j, packet in enumerate(held):
+                packet.dts = last + (top - last) * (j + 1) // (n + 1)
+        return held
+
+    def _copy(self, packet: Any, time_base: Fraction) -> int:
+        """Mux one packet of a piece into the output, its decode time never behind the last one's."""
+        seconds = float(packet.pts * time_base) if packet.pts is not None else None
+        if self._last_dts is not None and packet.dts is not None:
+            last = round(self._last_dts / time_base)
+            if packet.dts <= last and (packet.pts is None or last < packet.pts):
+                packet.dts = last + 1  # never a decode time back (joins of VFR pieces)
+        if packet.dts is not None:
+            self._last_dts = packet.dts * time_base
+        packet.stream = self.stream  # mux rescales from the piece's time base
+        self.container.mux(packet)
+        if self.others is not None and seconds is not None:
+            self.others.copy_until(seconds + 0.5)  # pieces hold the output's clock
+        return 1
 
     def _flush_video(self) -> None:
         pass  # copied packets: no encoder to flush

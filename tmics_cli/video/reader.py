@@ -157,7 +157,7 @@ class VideoFileSource:
         self.span = span
         self.damage = Damage(path, strict)
         try:
-            self._container = av.open(str(path))
+            self._container = open_media(path)
         except av.error.InvalidDataError as exc:
             raise VideoError(f"{path} is not a video PyAV can read ({_reason(exc)})") from None
         except av.error.FFmpegError as exc:
@@ -352,7 +352,7 @@ class VideoFileSource:
         tb = self._stream.time_base
         if not tb:
             return None
-        container = av.open(str(self.path))
+        container = open_media(self.path)
         try:
             video = container.streams.video[0]
             if self.start:
@@ -584,6 +584,25 @@ def _stdin_file() -> Path:
     except OSError:
         pass
     raise VideoError(f"cannot tell which file stdin is redirected from: give its path instead of -{named}")
+
+
+# a short file of these is missed by FFmpeg's probe (a few MPEG-TS packets, e.g. 2 or 3 frames, read as
+# "End of file"): where probing fails, it is read as its name says
+_FORMAT_BY_SUFFIX = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts"}
+
+
+def open_media(path: str | Path) -> Any:
+    """`av.open(path)` for reading, and where FFmpeg's probe fails on a file named as MPEG-TS, that file
+    read as MPEG-TS (an input, or a piece or output tmics wrote, of a few frames)."""
+    import av
+
+    try:
+        return av.open(str(path))
+    except av.error.FFmpegError:
+        fmt = _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
+        if fmt is None:
+            raise
+        return av.open(str(path), format=fmt)
 
 
 def open_source(

@@ -25,7 +25,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .reader import SourceInfo
+from .reader import SourceInfo, open_media
 
 _FALLBACK_AUDIO = {".webm": "libopus"}
 # the text subtitle codec each container takes (what ffmpeg picks for it)
@@ -127,9 +127,7 @@ class StreamCopy:
     at the end. `video_tags` and `video_disposition` are for the sink's encoded video stream."""
 
     def __init__(self, info: SourceInfo, out: Any, suffix: str, audio: bool = True) -> None:
-        import av
-
-        self.input = av.open(str(info.path))
+        self.input = open_media(info.path)
         self.out = out
         self.format = out.format.name
         self.mov = self.input.format.name.startswith("mov")  # the MP4/MOV demuxer
@@ -248,10 +246,8 @@ class StreamCopy:
         """Cover art (a still picture shown as a video stream): an attachment again in Matroska, an
         attached picture where the container has them (MP4's covr, which the muxer leaves out when it
         writes `mdta` tags: the tags are kept first). Its one packet is read now."""
-        import av
-
         pictures: dict[int, Any] = {}
-        with av.open(str(self.input.name)) as reader:  # the pictures come first: the demuxer queues them
+        with open_media(self.input.name) as reader:  # the pictures come first: the demuxer queues them
             wanted = [reader.streams[s.index] for s in streams]
             for packet in reader.demux(*wanted):
                 if packet.size and packet.stream.index not in pictures:
