@@ -134,6 +134,21 @@ def test_lossy_segments_join_in_every_container_with_the_times_of_one_pass(
     assert not job_folder(cut).exists()
 
 
+def test_a_job_names_the_lateness_of_its_mpeg_ts_pieces_and_an_older_one_is_not_resumed(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    src = gop_video(tmp_path / "in.mp4")
+    derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4)
+    ts, mkv = derainer.prepare(src, tmp_path / "out.ts"), derainer.prepare(src, tmp_path / "out.mkv")
+    assert ts.job.manifest["settings"]["piece_late_s"] == 10
+    assert "piece_late_s" not in mkv.job.manifest["settings"]  # as in jobs made before: they still resume
+    manifest = json.loads((ts.job.folder / "manifest.json").read_text())
+    del manifest["settings"]["piece_late_s"]  # a job begun by a tmics that wrote its pieces on time
+    (ts.job.folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(JobMismatch, match="piece_late_s none -> 10"):
+        derainer.prepare(src, tmp_path / "out.ts")
+
+
 def test_an_mpeg_ts_file_too_short_for_ffmpegs_probe_is_read_as_its_name_says(tmp_path: Path) -> None:
     import av
 

@@ -58,7 +58,7 @@ from .video.reader import (
     open_source,
     parse_time,
 )
-from .video.writer import EncodeOptions, check_encoder, check_output, is_folder_output
+from .video.writer import EncodeOptions, check_encoder, check_output, is_folder_output, piece_late
 from .weights import resolve_weights
 
 RAIN_LEVELS = ("light", "heavy", "auto")
@@ -650,7 +650,16 @@ class Derainer:
         job = Job.start(
             dst,
             input=input_identity(src),
-            settings={**self.settings(restorer, path, sha, info, level), "segment_frames": length},
+            settings={
+                **self.settings(restorer, path, sha, info, level),
+                "segment_frames": length,
+                # MPEG-TS pieces are written late (writer.piece_late); named only then, as jobs made before
+                **(
+                    {"piece_late_s": late}
+                    if not folder_out and (late := piece_late(dst.suffix.lower()))
+                    else {}
+                ),
+            },
             segments=segments,
             frames=frames,
             piece_suffix="" if folder_out else dst.suffix.lower(),
@@ -686,7 +695,8 @@ class Derainer:
             if job.folder_out:
                 frames = join_frames(pieces, job.dst, self.overwrite)
             else:
-                frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite)
+                late = job.job.manifest["settings"].get("piece_late_s", 0)
+                frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite, late)
         except OutputError:
             job.job.remove()  # the result is kept under another name (see PendingOutput.commit)
             raise

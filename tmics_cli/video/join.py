@@ -17,19 +17,26 @@ from typing import Any
 
 from ..outputs import PendingOutput
 from .reader import SourceInfo, VideoError, _reason, open_media
-from .writer import EncodeOptions, VideoSink, piece_offset, write_error
+from .writer import EncodeOptions, VideoSink, write_error
 
 
 class _JoinSink(VideoSink):
     """A VideoSink whose video stream is copied from encoded pieces instead of encoded here."""
 
     def __init__(
-        self, dst: Path, info: SourceInfo, options: EncodeOptions, first_piece: Path, overwrite: bool
+        self,
+        dst: Path,
+        info: SourceInfo,
+        options: EncodeOptions,
+        first_piece: Path,
+        overwrite: bool,
+        late: int = 0,
     ) -> None:
         self.first_piece = first_piece
         self._last_dts: Fraction | None = None  # the last packet's decode time, in seconds
-        # seconds by which the pieces' times were written late (MPEG-TS), taken back here
-        self.late = piece_offset(dst.suffix.lower(), info.time_base) * info.time_base
+        # the pieces' times were written `late` seconds late (MPEG-TS: writer.piece_late), in the ticks
+        # their sink added; taken back here
+        self.late = round(Fraction(late) / info.time_base) * info.time_base
         super().__init__(dst, info, options, 0, 0, overwrite)
 
     def _video_stream(self, width: int, height: int) -> Any:
@@ -113,16 +120,22 @@ class _JoinSink(VideoSink):
 
 
 def join_video(
-    pieces: Sequence[Path], dst: Path, info: SourceInfo, options: EncodeOptions, overwrite: bool = False
+    pieces: Sequence[Path],
+    dst: Path,
+    info: SourceInfo,
+    options: EncodeOptions,
+    overwrite: bool = False,
+    late: int = 0,
 ) -> int:
     """Join encoded `pieces` (in order) into `dst` with the other streams of the input `info` describes;
-    returns the number of frames. Nothing appears at `dst` unless it all succeeds."""
+    returns the number of frames. `late`: the seconds the pieces' times were written late (the job's
+    piece_late_s). Nothing appears at `dst` unless it all succeeds."""
     if not pieces:
         raise VideoError(f"nothing to join into {dst}")
     import av
 
     try:
-        sink = _JoinSink(dst, info, options, pieces[0], overwrite)
+        sink = _JoinSink(dst, info, options, pieces[0], overwrite, late)
     except av.error.FFmpegError as exc:
         raise VideoError(f"cannot start {dst}: {_reason(exc)}") from None
     try:

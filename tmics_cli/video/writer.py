@@ -118,7 +118,7 @@ class VideoSink:
         others: bool = True,
         first: int = 0,
         shown: Path | None = None,
-        piece: bool = False,
+        piece_late: int = 0,
     ) -> None:
         import av
 
@@ -134,7 +134,7 @@ class VideoSink:
         self.avi = suffix == ".avi"
         self.time_base = 1 / Fraction(info.fps).limit_denominator(1001) if self.avi else info.time_base
         self._last_pts: int | None = None
-        self.offset = piece_offset(suffix, self.time_base) if piece else 0  # ticks added to frame times
+        self.offset = round(Fraction(piece_late) / self.time_base)  # ticks added to frame times (piece_late)
         try:
             self.container = av.open(str(self.tmp), "w", format=_format_for(suffix))
         except av.error.FFmpegError as exc:
@@ -274,19 +274,17 @@ class VideoSink:
         self.pending.abort()
 
 
-PIECE_OFFSET_SECONDS = 10  # an MPEG-TS piece's times are written this much later (piece_offset)
+PIECE_LATE_SECONDS = 10  # an MPEG-TS piece's times are written this much later (piece_late)
 
 
-def piece_offset(suffix: str, time_base: Fraction) -> int:
-    """Ticks of `time_base` by which a segment's piece in `suffix`'s container is written later than its
-    frames' times, taken back when the pieces are joined (video.join). MPEG-TS holds no time below zero,
-    so its muxer shifts a piece whose first decode time is negative (the first piece: its B-frames decode
-    before its first frame is shown) and not the others, which would then come too early by the encoder's
-    delay; written 10 s later, no piece is shifted. Elsewhere 0: MP4 and MOV keep negative times (edit
-    lists), Matroska and AVI store no decode times."""
-    if suffix not in (".ts", ".mts"):
-        return 0
-    return round(PIECE_OFFSET_SECONDS / time_base)
+def piece_late(suffix: str) -> int:
+    """Seconds by which a segment's piece in `suffix`'s container is written later than its frames' times
+    (a job records it; the join takes it back: video.join). MPEG-TS holds no time below zero, so its muxer
+    shifts a piece whose first decode time is negative (the first piece: its B-frames decode before its
+    first frame is shown) and not the others, which would then come too early by the encoder's delay;
+    written 10 s later, no piece is shifted. Elsewhere 0: MP4 and MOV keep negative times (edit lists),
+    Matroska and AVI store no decode times."""
+    return PIECE_LATE_SECONDS if suffix in (".ts", ".mts") else 0
 
 
 def _format_for(suffix: str) -> str | None:
@@ -314,16 +312,16 @@ def open_sink(
     others: bool = True,
     first: int = 0,
     shown: Path | None = None,
-    piece: bool = False,
+    piece_late: int = 0,
 ) -> VideoSink | FolderSink:
     """A sink for `dst` (a folder of PNG frames when it has no suffix, or as `folder` says); nothing appears
     at `dst` before `commit()`, which never replaces an output that another run wrote meanwhile (see
-    tmics_cli.outputs). `others=False`: the video alone; `piece`: a segment's, joined later (its times
-    offset where the container needs it: piece_offset); `first`: the number of frames before this sink's
-    first (a folder's PNG names count on from it)."""
+    tmics_cli.outputs). `others=False`: the video alone (a segment, joined later); `piece_late`: seconds
+    added to its times (piece_late); `first`: the number of frames before this sink's first (a folder's
+    PNG names count on from it)."""
     if is_folder_output(dst) if folder is None else folder:
         return FolderSink(dst, overwrite, first, shown)
-    return VideoSink(dst, info, options, width, height, overwrite, others, first, shown, piece)
+    return VideoSink(dst, info, options, width, height, overwrite, others, first, shown, piece_late)
 
 
 # --- checks before the work, and write errors in the user's terms ------------------------------------------
