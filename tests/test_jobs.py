@@ -19,6 +19,7 @@ from videos import audio_packets, make_video, moving_texture
 from tmics_cli.cli import app
 from tmics_cli.derain import Derainer, derain_video
 from tmics_cli.jobs import Job, JobMismatch, job_folder, plan_segments
+from tmics_cli.video.reader import VideoError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -176,6 +177,10 @@ def test_an_mpeg_ts_file_too_short_for_ffmpegs_probe_is_read_as_its_name_says(tm
         assert sum(1 for _ in source) == 2
     finally:
         source.close()
+    text = tmp_path / "code.ts"  # TypeScript, not MPEG-TS: the probe's own error is told
+    text.write_text("export const x = 1;\n")
+    with pytest.raises(VideoError, match="is not a video PyAV can read"):
+        open_source(text)
 
 
 def test_an_mpeg_ts_output_of_two_frames_is_written_and_then_known_whole(tmp_path: Path) -> None:

@@ -602,7 +602,11 @@ def open_media(path: str | Path) -> Any:
         fmt = _FORMAT_BY_SUFFIX.get(Path(path).suffix.lower())
         if fmt is None:
             raise
-        return av.open(str(path), format=fmt)
+        try:
+            return av.open(str(path), format=fmt)
+        except av.error.FFmpegError:
+            pass  # not MPEG-TS either (a .ts of TypeScript, say): the probe's error is the one to tell
+        raise
 
 
 def open_source(
