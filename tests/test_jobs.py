@@ -135,6 +135,20 @@ def test_lossy_segments_join_in_every_container_with_the_times_of_one_pass(
     assert not job_folder(cut).exists()
 
 
+@pytest.mark.parametrize("variable", [False, True])
+def test_avi_segments_join_to_the_frame_numbers_of_one_pass(
+    tmp_path: Path, tiny_weights: Path, variable: bool
+) -> None:
+    """AVI numbers frames: a last piece of one frame reads back as frame 1, and a variable-rate input's
+    piece may start on the number the one before ended on; both join as one pass numbers them."""
+    steps = [33 if i % 3 else 50 for i in range(25)] if variable else [40] * 25
+    src = make_video(tmp_path / "in.mp4", frames=25, pts=[sum(steps[:i]) for i in range(25)])
+    one, cut = tmp_path / "one.avi", tmp_path / "cut.avi"
+    derain_video(src, one, weights=tiny_weights, device="cpu", segment_frames=1000)
+    assert derain_video(src, cut, weights=tiny_weights, device="cpu", segment_frames=4).segments == 7
+    assert yuv_frames(cut)[1] == yuv_frames(one)[1] and len(yuv_frames(cut)[1]) == 25
+
+
 def test_a_job_names_the_lateness_of_its_mpeg_ts_pieces_and_an_older_one_is_not_resumed(
     tmp_path: Path, tiny_weights: Path
 ) -> None:

@@ -37,6 +37,9 @@ class _JoinSink(VideoSink):
         # the pieces' times were written `late` seconds late (MPEG-TS: writer.piece_late), in the ticks
         # their sink added; taken back here
         self.late = round(Fraction(late) / info.time_base) * info.time_base
+        # AVI's times are frame numbers (see _renumber); the last one given
+        self.numbered = dst.suffix.lower() == ".avi"
+        self._last_number: int | None = None
         super().__init__(dst, info, options, 0, 0, overwrite)
 
     def _video_stream(self, width: int, height: int) -> Any:
@@ -67,6 +70,8 @@ class _JoinSink(VideoSink):
                     if late:
                         packet.pts = None if packet.pts is None else packet.pts - late
                         packet.dts = None if packet.dts is None else packet.dts - late
+                    if self.numbered:
+                        self._renumber(packet)
                     if packet.dts is None and self._last_dts is not None and packet.pts is not None:
                         held.append(packet)
                         continue
@@ -80,6 +85,17 @@ class _JoinSink(VideoSink):
             raise write_error(self.dst, exc, self.count + frames) from None
         self.count += frames
         return frames
+
+    def _renumber(self, packet: Any) -> None:
+        """AVI: a packet's time is its frame number (its pieces hold no B-frames), at least one after the
+        last. A piece of one frame reads back as frame 1 (the demuxer has nothing to count it from) and a
+        piece of a variable-rate input may start on the number its predecessor ended on; a piece's first
+        packet reads back with decode time 0."""
+        number = packet.pts if packet.pts is not None else packet.dts
+        if self._last_number is not None and (number is None or number <= self._last_number):
+            number = self._last_number + 1
+        packet.pts = packet.dts = number
+        self._last_number = number
 
     def _fill_dts(self, held: list[Any], time_base: Fraction, next_dts: int | None) -> list[Any]:
         """Decode times for `held`, packets read without one. Containers that store no decode times
