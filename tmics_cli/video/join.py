@@ -87,11 +87,10 @@ class _JoinSink(VideoSink):
         return frames
 
     def _renumber(self, packet: Any) -> None:
-        """AVI: a packet's time is its frame number (its pieces hold no B-frames), at least one after the
-        last. A piece of one frame reads back as frame 1 (the demuxer has nothing to count it from) and a
-        piece of a variable-rate input may start on the number its predecessor ended on; a piece's first
-        packet reads back with decode time 0."""
-        number = packet.pts if packet.pts is not None else packet.dts
+        """AVI: a packet's decode time is its frame number (the pieces hold no B-frames), at least one after
+        the last: a piece's first packet reads back as number 0 (a piece of one frame has nothing else),
+        and a variable-rate input's piece may start on the number its predecessor ended on."""
+        number = packet.dts if packet.dts is not None else packet.pts
         if self._last_number is not None and (number is None or number <= self._last_number):
             number = self._last_number + 1
         packet.pts = packet.dts = number
