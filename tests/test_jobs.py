@@ -149,6 +149,21 @@ def test_avi_segments_join_to_the_frame_numbers_of_one_pass(
     assert yuv_frames(cut)[1] == yuv_frames(one)[1] and len(yuv_frames(cut)[1]) == 25
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mov"])
+def test_mp4_pieces_at_29_97_fps_keep_their_times_to_the_tick(
+    tmp_path: Path, tiny_weights: Path, suffix: str
+) -> None:
+    """A piece starts late: MP4 holds that in an edit list in the movie's timescale, which at the muxer's
+    default (ms) cut 8008/30000 s to 7980/30000; at the stream's own it is exact."""
+    src = make_video(
+        tmp_path / "in.mp4", frames=24, time_base=Fraction(1, 30000), pts=[i * 1001 for i in range(24)]
+    )
+    one, cut = tmp_path / f"one{suffix}", tmp_path / f"cut{suffix}"
+    derain_video(src, one, weights=tiny_weights, device="cpu", segment_frames=1000)
+    derain_video(src, cut, weights=tiny_weights, device="cpu", segment_frames=8)
+    assert yuv_frames(cut)[1] == yuv_frames(one)[1] == [i * 1001 for i in range(24)]
+
+
 def test_a_job_names_the_lateness_of_its_mpeg_ts_pieces_and_an_older_one_is_not_resumed(
     tmp_path: Path, tiny_weights: Path
 ) -> None:
