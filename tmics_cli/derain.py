@@ -647,6 +647,7 @@ class Derainer:
             )
         length = self.segment_length(info)
         segments = plan_segments(times, length)
+        late = 0 if folder_out else piece_late(dst.suffix.lower())
         job = Job.start(
             dst,
             input=input_identity(src),
@@ -654,11 +655,7 @@ class Derainer:
                 **self.settings(restorer, path, sha, info, level),
                 "segment_frames": length,
                 # MPEG-TS pieces are written late (writer.piece_late); named only then, as jobs made before
-                **(
-                    {"piece_late_s": late}
-                    if not folder_out and (late := piece_late(dst.suffix.lower()))
-                    else {}
-                ),
+                **({"piece_late_s": late} if late else {}),
             },
             segments=segments,
             frames=frames,
@@ -695,8 +692,9 @@ class Derainer:
             if job.folder_out:
                 frames = join_frames(pieces, job.dst, self.overwrite)
             else:
-                late = job.job.manifest["settings"].get("piece_late_s", 0)
-                frames = join_video(pieces, job.dst, job.info, self.options, self.overwrite, late)
+                frames = join_video(
+                    pieces, job.dst, job.info, self.options, self.overwrite, job.job.piece_late
+                )
         except OutputError:
             job.job.remove()  # the result is kept under another name (see PendingOutput.commit)
             raise

@@ -278,6 +278,8 @@ class Job:
         self.folder, self.manifest = folder, manifest
         self.segments = [Segment(i, *row) for i, row in enumerate(manifest["segments"])]
         self.suffix: str = manifest["piece_suffix"]  # "" for a frames output
+        # seconds the pieces' times are written late (MPEG-TS: video.writer.piece_late); 0 in older jobs
+        self.piece_late: int = manifest["settings"].get("piece_late_s", 0)
         # claims of other machines as last seen: path -> (what was seen, when first seen so, monotonic)
         self._seen: dict[Path, tuple[tuple[Any, ...], float]] = {}
         self._warned: set[Path] = set()  # claims of tmics without heartbeats said to be silent

@@ -215,7 +215,7 @@ class SegmentRunner:
                     folder=self.folder_out,
                     overwrite=True,  # a piece another worker made meanwhile: tmics' own, and the same frames
                     others=False,
-                    piece_late=job.manifest["settings"].get("piece_late_s", 0),
+                    piece_late=job.piece_late,
                     first=segment.first,
                     shown=job.folder.parent / job.manifest["output"],
                 )

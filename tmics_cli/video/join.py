@@ -17,7 +17,7 @@ from typing import Any
 
 from ..outputs import PendingOutput
 from .reader import SourceInfo, VideoError, _reason, open_media
-from .writer import EncodeOptions, VideoSink, write_error
+from .writer import EncodeOptions, VideoSink, late_ticks, write_error
 
 
 class _JoinSink(VideoSink):
@@ -36,14 +36,13 @@ class _JoinSink(VideoSink):
         self._last_dts: Fraction | None = None  # the last packet's decode time, in seconds
         # the pieces' times were written `late` seconds late (MPEG-TS: writer.piece_late), in the ticks
         # their sink added; taken back here
-        self.late = round(Fraction(late) / info.time_base) * info.time_base
+        self.late = late_ticks(late, info.time_base) * info.time_base
         # AVI's times are frame numbers (see _renumber); the last one given
         self.numbered = dst.suffix.lower() == ".avi"
         self._last_number: int | None = None
         super().__init__(dst, info, options, 0, 0, overwrite)
 
     def _video_stream(self, width: int, height: int) -> Any:
-
         with open_media(self.first_piece) as piece:
             template = piece.streams.video[0]
             stream = self.container.add_stream_from_template(template)

@@ -134,7 +134,7 @@ class VideoSink:
         self.avi = suffix == ".avi"
         self.time_base = 1 / Fraction(info.fps).limit_denominator(1001) if self.avi else info.time_base
         self._last_pts: int | None = None
-        self.offset = round(Fraction(piece_late) / self.time_base)  # ticks added to frame times (piece_late)
+        self.offset = late_ticks(piece_late, self.time_base)  # added to every frame's time
         try:
             self.container = av.open(
                 str(self.tmp),
@@ -290,6 +290,11 @@ def piece_late(suffix: str) -> int:
     written 10 s later, no piece is shifted. Elsewhere 0: MP4 and MOV keep negative times (edit lists),
     Matroska and AVI store no decode times."""
     return PIECE_LATE_SECONDS if suffix in (".ts", ".mts") else 0
+
+
+def late_ticks(seconds: int, time_base: Fraction) -> int:
+    """`seconds` of lateness in ticks of `time_base`: what a piece's sink adds and the join takes back."""
+    return round(Fraction(seconds) / time_base)
 
 
 def _container_options(suffix: str, time_base: Fraction) -> dict[str, str]:
