@@ -1,4 +1,5 @@
 import time
+import warnings
 from fractions import Fraction
 from pathlib import Path
 
@@ -8,7 +9,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from tests.videos import audio_packets, audio_seconds, decode, make_video, moving_texture
+from tests.videos import (
+    audio_packets,
+    audio_seconds,
+    audio_start,
+    audio_times,
+    decode,
+    make_video,
+    moving_texture,
+)
 from tmics_cli.cli import app
 from tmics_cli.derain import SAMPLE_CLIP, derain_video
 from tmics_cli.inference import (
@@ -25,7 +34,7 @@ from tmics_cli.metrics import psnr_y
 from tmics_cli.model import load_model
 from tmics_cli.outputs import OutputError
 from tmics_cli.segments import TIMINGS
-from tmics_cli.video.reader import VideoError, open_source
+from tmics_cli.video.reader import VideoError, VideoWarning, open_source
 from tmics_cli.video.windows import window_indices
 from tmics_cli.video.writer import EncodeOptions, VideoSink
 from tmics_cli.weights import resolve_weights
@@ -148,6 +157,37 @@ def test_audio_reencoded_when_the_container_cannot_hold_it(tmp_path: Path, tiny_
         assert container.streams.audio[0].codec_context.name == "opus"
         assert container.streams.video[0].codec_context.name == "vp9"
         assert sum(1 for _ in container.decode(video=0)) == 6
+
+
+def test_a_late_audio_track_stays_late_when_reencoded(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=25, audio=True, audio_offset=0.3)
+    late = audio_start(src)  # 0.236 s: 0.3 less the AAC encoder's priming
+    _run(src, tmp_path / "out.webm", tiny_weights)  # AAC to Opus (whose 6.5 ms pre-skip comes first)
+    assert audio_start(tmp_path / "out.webm") == pytest.approx(late, abs=0.01)  # was 0: 0.24 s early
+    _run(src, tmp_path / "cut.webm", tiny_weights, start=0.1)
+    assert audio_start(tmp_path / "cut.webm") == pytest.approx(late - 0.1, abs=0.01)
+    assert audio_seconds(tmp_path / "cut.webm") == pytest.approx(audio_seconds(src) - 0.1, abs=0.03)
+
+
+def test_a_gap_in_the_audio_stays_a_gap_when_reencoded(tmp_path: Path, tiny_weights: Path) -> None:
+    src = make_video(tmp_path / "in.mp4", frames=25, audio=True, audio_gap=(0.3, 0.6))  # sound stops 0.3 s
+    before = audio_times(src)
+    _run(src, tmp_path / "out.webm", tiny_weights)
+    after = audio_times(tmp_path / "out.webm")
+    jump = max(b - a for a, b in zip(before, before[1:], strict=False))  # 0.32 s + one 64 ms AAC frame
+    steps = [b - a for a, b in zip(after, after[1:], strict=False)]
+    assert max(steps) == pytest.approx(jump - 0.064 + 0.02, abs=0.025)  # 20 ms Opus frames around it
+    assert after[-1] == pytest.approx(before[-1], abs=0.07)  # the sound after it is not pulled early
+
+
+def test_avi_names_an_audio_offset_it_cannot_hold(tmp_path: Path, tiny_weights: Path) -> None:
+    late = make_video(tmp_path / "late.mp4", frames=10, audio=True, audio_offset=0.2)  # AAC from 0.136 s
+    with pytest.warns(VideoWarning, match=r"the start of audio stream 1 \(0\.14 s after the video\)"):
+        _run(late, tmp_path / "late.avi", tiny_weights)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # in step: nothing to say
+        _run(make_video(tmp_path / "in.mp4", frames=10, audio=True), tmp_path / "in.avi", tiny_weights)
+        _run(late, tmp_path / "cut.avi", tiny_weights, start=0.16)  # both start at the cut
 
 
 def test_odd_sizes_and_frame_folders_in_and_out(tmp_path: Path, tiny_weights: Path) -> None:

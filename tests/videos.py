@@ -32,8 +32,12 @@ def make_video(
     colorspace: int | None = None,
     sample_rate: int = 16000,
     offset: float = 0.0,
+    audio_offset: float = 0.0,
+    audio_gap: tuple[float, float] | None = None,
 ) -> Path:
-    """An H.264 video; `pts` (in `time_base` units) makes it variable frame rate."""
+    """An H.264 video; `pts` (in `time_base` units) makes it variable frame rate; `audio_offset`: seconds
+    the audio starts after the video's first frame (as in a capture whose sound starts late); `audio_gap`:
+    (from, to) seconds of the audio left silent, no packets (a recording paused)."""
     import av
 
     pts = pts if pts is not None else [round(i / fps / time_base) for i in range(frames)]
@@ -70,9 +74,12 @@ def make_video(
             t = np.arange(samples, dtype=np.float32) / sample_rate
             wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, samples, 1024):
+                if audio_gap and audio_gap[0] <= start / sample_rate < audio_gap[1]:
+                    continue
                 chunk = wave[start : start + 1024][None]
                 frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="mono")
-                frame.sample_rate, frame.pts = sample_rate, start
+                frame.sample_rate = sample_rate
+                frame.pts = start + round((offset + audio_offset) * sample_rate)
                 for packet in sound.encode(frame):
                     container.mux(packet)
             for packet in sound.encode(None):
@@ -103,6 +110,19 @@ def audio_seconds(path: Path) -> float:
     with av.open(str(path)) as container:
         ends = [float((p.pts + p.duration) * p.time_base) for p in container.demux(audio=0) if p.size]
     return max(ends)
+
+
+def audio_start(path: Path) -> float:
+    """Time of the first audio packet, in seconds."""
+    return audio_times(path)[0]
+
+
+def audio_times(path: Path) -> list[float]:
+    """Times of the audio packets, in seconds."""
+    import av
+
+    with av.open(str(path)) as container:
+        return sorted(float(p.pts * p.time_base) for p in container.demux(audio=0) if p.size)
 
 
 def audio_packets(path: Path) -> list[bytes]:

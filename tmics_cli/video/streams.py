@@ -8,9 +8,10 @@ re-encoding and muxed in step with the video as it is written, so memory does no
 Where the output container cannot hold a stream as it is, it is converted as ffmpeg would: audio to AAC
 (Opus for WebM), text subtitles (SubRip, ASS, WebVTT, mov_text) to the container's text format (mov_text
 for MP4/MOV, WebVTT for WebM, ASS for MKV). What still cannot be kept (attachments outside MKV, bitmap
-subtitles in MP4, data streams a muxer refuses, chapters in TS/AVI) is listed by `dropped_note()`, which
-the sink turns into one warning. Whether a muxer takes a stream is asked of the muxer itself: the stream
-is set up in a scratch container in memory whose header is written, before the real output is touched.
+subtitles in MP4, data streams a muxer refuses, chapters in TS/AVI, a stream's start offset from the
+video in AVI) is listed by `dropped_note()`, which the sink turns into one warning. Whether a muxer takes
+a stream is asked of the muxer itself: the stream is set up in a scratch container in memory whose header
+is written, before the real output is touched.
 
 Tags that describe the old encoding are dropped as ffmpeg drops or rewrites them: `encoder` (the muxer
 writes its own), MP4 brands, and Matroska's per-stream statistics (DURATION, NUMBER_OF_FRAMES, BPS, ...).
@@ -67,6 +68,8 @@ _MOV_KNOWN = {
 }  # fmt: skip
 _COVER_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bmp": ("bmp", "image/bmp")}
 SUBTITLE_LOOKBACK = 10.0  # seconds read before --start, for a subtitle shown since before the cut
+_SYNC_TOLERANCE = 0.04  # seconds of audio-video offset below what viewers notice (ITU-R BT.1359: 45 ms)
+_NO_START_OFFSET = {"avi"}  # muxers that start every stream at its first packet, whatever its time
 _END_MARGIN = 10.0  # past --end by this much, no stream has packets left before it (interleaving delta)
 
 
@@ -119,6 +122,7 @@ class _Copy:
     source: Any  # the input stream
     out: Any  # the output stream
     sparse: bool  # subtitles and data: no packet for long spans; never waited for at --end
+    next_pts: int | None = None  # re-encoded audio: where the next decoded frame follows on, in samples
 
 
 class StreamCopy:
@@ -193,6 +197,27 @@ class StreamCopy:
         if covers:
             self._covers(covers, mdta)
         self._chapters()
+        if self.format in _NO_START_OFFSET:
+            self._start_offsets(primary)
+
+    def _start_offsets(self, primary: Any) -> None:
+        """AVI has no start time per stream: a stream that starts later (or earlier) than the video in the
+        input starts with it in the output. Each such offset beyond what a viewer notices is named."""
+
+        def start(stream: Any) -> float | None:
+            if stream.start_time is None or stream.time_base is None:
+                return None
+            seconds = float(stream.start_time * stream.time_base)
+            return seconds if self.first is None else max(seconds, self.first)
+
+        video = start(primary)
+        for copy in self.copies.values():
+            other = start(copy.source)
+            if copy.sparse or video is None or other is None or abs(other - video) <= _SYNC_TOLERANCE:
+                continue
+            when = "after" if other > video else "before"
+            name = f"{copy.source.type} stream {copy.source.index}"
+            self.dropped.append(f"the start of {name} ({abs(other - video):.2f} s {when} the video)")
 
     def _attachment(self, stream: Any) -> None:
         name = stream.metadata.get("filename") or f"attachment {stream.index}"
@@ -396,7 +421,7 @@ class StreamCopy:
         ticks = int(round(self.shift / packet.time_base)) if self.shift else 0
         if copy.kind == "audio":
             for frame in copy.source.codec_context.decode(packet):
-                frame.pts = None
+                self._time_audio(copy, frame)
                 for encoded in copy.out.encode(frame):
                     self.out.mux(encoded)
             return
@@ -424,6 +449,21 @@ class StreamCopy:
                 packet.dts -= ticks
         packet.stream = copy.out
         self.out.mux(packet)
+
+    def _time_audio(self, copy: _Copy, frame: Any) -> None:
+        """Give a decoded audio frame its place on the output's clock, in samples: its own time less the
+        shift (so a late audio track stays late), following on from the previous frame sample for sample
+        (timestamp rounding never makes a click), except across a real gap of more than a frame in the
+        input; never backwards. Times below 0 stay (as copied streams' do: the muxer shifts all alike)."""
+        rate = frame.sample_rate
+        pts = copy.next_pts
+        if frame.pts is not None and frame.time_base is not None:
+            start = round((float(frame.pts * frame.time_base) - self.shift) * rate)
+            if pts is None or start - pts > frame.samples:
+                pts = start
+        frame.pts = pts if pts is not None else 0
+        frame.time_base = Fraction(1, rate)
+        copy.next_pts = frame.pts + frame.samples
 
     def _finish(self) -> None:
         self.done = True
