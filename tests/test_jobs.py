@@ -14,12 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from videos import audio_packets, make_video, moving_texture
+from videos import audio_packets, audio_start, decode, make_video, moving_texture
 
 from tmics_cli.cli import app
 from tmics_cli.derain import Derainer, derain_video
 from tmics_cli.jobs import Job, JobMismatch, job_folder, plan_segments
-from tmics_cli.video.reader import VideoError
+from tmics_cli.video.reader import VideoError, open_source
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -149,6 +149,42 @@ def test_avi_segments_join_to_the_frame_numbers_of_one_pass(
     assert yuv_frames(cut)[1] == yuv_frames(one)[1] and len(yuv_frames(cut)[1]) == 25
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".webm"])
+def test_an_mpeg_ts_whose_clock_wraps_in_its_first_second_derains_whole_and_in_sync(
+    tmp_path: Path, tiny_weights: Path, suffix: str
+) -> None:
+    """MPEG-TS counts time modulo 2**33 ticks (26.5 h), and libavformat reads a capture begun in the last
+    minute before the wrap with negative times. A segment that began there decoded nothing (a seek by time
+    landed past the only keyframe: "no video frames", or a crash), MP4 cut the frames before 0 (its edit
+    list) and Matroska moved the video alone. Now the video starts at 0 with every frame, the audio as far
+    ahead of it as in the input (AAC's priming; WebM's Opus adds its 6.5 ms pre-skip)."""
+    begun = 2**33 / 90000 - 0.4  # seconds
+    src = make_video(tmp_path / "in.ts", frames=20, time_base=Fraction(1, 90000), audio=True, offset=begun)
+    times = decode(src)[2]
+    assert times[0] == pytest.approx(-0.4)  # as libavformat reads it
+    lead = audio_start(src) - times[0]
+    for segment_frames in (1000, 6):
+        out = tmp_path / f"out-{segment_frames}{suffix}"
+        derain_video(src, out, weights=tiny_weights, device="cpu", segment_frames=segment_frames)
+        frames, _, after, _ = decode(out)
+        assert len(frames) == 20 and after[-1] - after[0] == pytest.approx(times[-1] - times[0], abs=1e-3)
+        assert audio_start(out) - after[0] == pytest.approx(lead, abs=0.01), segment_frames
+
+
+def test_an_mpeg_ts_cut_by_start_gives_every_frame_from_there_read_whole_or_indexed(tmp_path: Path) -> None:
+    """An MPEG-TS seek by time lands on a frame between keyframes: a reader cut at --start lost the frames
+    up to the next keyframe (all of them here from 2.2 s: "no video frames"). Seeks are now checked."""
+    src = make_video(tmp_path / "in.ts", frames=60, fps=25, gop=10, time_base=Fraction(1, 90000))
+    for start in (0.5, 1.3, 2.2):
+        expected = sum(1 for i in range(60) if i / 25 >= start - 1e-6)
+        source = open_source(src, start=start)
+        try:
+            index = source.frame_index()
+            assert index is not None and len(index) == expected and sum(1 for _ in source) == expected, start
+        finally:
+            source.close()
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mov"])
 def test_mp4_pieces_at_29_97_fps_keep_their_times_to_the_tick(
     tmp_path: Path, tiny_weights: Path, suffix: str
@@ -199,7 +235,6 @@ def test_an_mpeg_ts_file_too_short_for_ffmpegs_probe_is_read_as_its_name_says(tm
         av.open(str(path))
     with open_media(path) as container:
         assert sum(1 for p in container.demux(video=0) if p.size) == 2
-    from tmics_cli.video.reader import open_source
 
     source = open_source(path)  # as an input too
     try:

@@ -34,10 +34,12 @@ def make_video(
     offset: float = 0.0,
     audio_offset: float = 0.0,
     audio_gap: tuple[float, float] | None = None,
+    gop: int | None = None,
 ) -> Path:
     """An H.264 video; `pts` (in `time_base` units) makes it variable frame rate; `audio_offset`: seconds
     the audio starts after the video's first frame (as in a capture whose sound starts late); `audio_gap`:
-    (from, to) seconds of the audio left silent, no packets (a recording paused)."""
+    (from, to) seconds of the audio left silent, no packets (a recording paused); `gop`: frames from one
+    keyframe to the next (default: x264's, 250)."""
     import av
 
     pts = pts if pts is not None else [round(i / fps / time_base) for i in range(frames)]
@@ -47,7 +49,7 @@ def make_video(
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         stream.time_base = time_base
         stream.codec_context.time_base = time_base
-        stream.options = {"crf": "12", "preset": "ultrafast"}
+        stream.options = {"crf": "12", "preset": "ultrafast", **({"g": str(gop)} if gop else {})}
         if colorspace is not None:
             ctx = stream.codec_context
             ctx.colorspace, ctx.color_range, ctx.color_primaries, ctx.color_trc = (
@@ -69,7 +71,7 @@ def make_video(
         for packet in stream.encode(None):
             container.mux(packet)
         if sound is not None:
-            seconds = (pts[-1] * time_base) + Fraction(1, fps)
+            seconds = ((pts[-1] - pts[0]) * time_base) + Fraction(1, fps)  # as long as the video
             samples = int(sample_rate * seconds)
             t = np.arange(samples, dtype=np.float32) / sample_rate
             wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)

@@ -112,9 +112,13 @@ class SourceInfo:
 
     @property
     def shift(self) -> float:
-        """Seconds taken off every output timestamp: the cut's start when --start is given, else 0 (the
-        input's timestamps are kept as they are)."""
-        return self.origin + self.start if self.start else 0.0
+        """Seconds taken off every output timestamp: the cut's start when --start is given; else the
+        video's start when it is below zero (an MPEG-TS whose clock wraps in its first minute starts
+        there), as no output keeps a video's negative times (MP4's edit list cuts its frames, Matroska
+        moves the video alone); else 0 (the input's timestamps are kept as they are)."""
+        if self.start or self.origin < 0:
+            return self.origin + self.start
+        return 0.0
 
 
 def parse_time(text: str | float | None) -> float | None:
@@ -182,6 +186,7 @@ class VideoFileSource:
             self._container.close()
             raise
         self._first = first
+        stream = self._stream  # decoding a segment may have opened the file again
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
         duration = None
         if stream.duration and stream.time_base:
@@ -236,14 +241,13 @@ class VideoFileSource:
         where it happens and decoding goes on after a bad packet."""
         import av
 
-        stream = self._stream
-        tb = stream.time_base
         span = self.span
         if span is not None:
             self._seek_before(span[0])
-        elif self.start and tb:
-            target = int((self.origin + self.start) / tb)
-            self._container.seek(target, stream=stream, backward=True, any_frame=False)
+        elif self.start and self._stream.time_base:
+            self._seek_before(int((self.origin + self.start) / self._stream.time_base))
+        stream = self._stream  # taken after the seek, which may have opened the file again
+        tb = stream.time_base
         decoded, first, last = 0, None, None  # frames handed on; times of the first and the last
         pending: str | None = None  # a bad packet, reported once the stream goes on after it
         stopped: str | None = None  # why the demuxer stopped early
@@ -321,9 +325,10 @@ class VideoFileSource:
         begin = stream.start_time if stream.start_time is not None else 0
         target = pts
         while True:
-            container.seek(max(target, begin), stream=stream, backward=True, any_frame=False)
             if target <= begin:
+                self._reopen()
                 return
+            container.seek(target, stream=stream, backward=True, any_frame=False)
             first = None
             try:
                 for packet in container.demux(stream):
@@ -337,41 +342,33 @@ class VideoFileSource:
             except av.error.FFmpegError:
                 pass
             if first is not None and first.pts is not None and first.pts <= pts and first.key_frame:
-                container.seek(max(target, begin), stream=stream, backward=True, any_frame=False)
+                container.seek(target, stream=stream, backward=True, any_frame=False)
                 return
             target -= back
             back *= 2
+
+    def _reopen(self) -> None:
+        """Open the file again, so that its first packet comes next whatever its timestamps: a seek by time
+        to the start is not exact everywhere (in an MPEG-TS whose clock wraps in its first seconds it lands
+        past the first keyframe, and nothing decodes)."""
+        self._container.close()
+        self._container = open_media(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
 
     def frame_index(self) -> list[int] | None:
         """The raw timestamps of the stream's frames from --start to --end, in presentation order, read from
         the packets without decoding (a fast pass over the file), so that parts of the stream can be decoded
         on their own (`span`). None when timestamps are missing or repeat, or the stream stops clearly short
         of what its container states: then only one whole pass is exact (and tells the damage)."""
-        import av
 
         tb = self._stream.time_base
         if not tb:
             return None
-        container = open_media(self.path)
-        try:
-            video = container.streams.video[0]
-            if self.start:
-                container.seek(int((self.origin + self.start) / tb), stream=video, backward=True)
-            times = []
-            try:
-                for packet in container.demux(video):
-                    if not packet.size:
-                        continue
-                    if packet.pts is None:
-                        return None
-                    times.append(packet.pts)
-            except av.error.FFmpegError:
-                pass  # a cut-off file: the frames before the cut are indexed, the shortfall told below
-        finally:
-            container.close()
-        times.sort()
-        if len(set(times)) != len(times):
+        times = _packet_times(self.path, int((self.origin + self.start) / tb) if self.start else None)
+        if times is None or len(set(times)) != len(times):
             return None
+        times.sort()
 
         def kept(pts: int) -> bool:
             t = float(pts * tb) - self.origin
@@ -453,6 +450,47 @@ class VideoFileSource:
         self._container.close()
 
 
+def _packet_times(path: Path, target: int | None) -> list[int] | None:
+    """The presentation times of the first video stream's packets, in decode order: all of them, or those
+    from a keyframe at or before `target` (its time base) on. A demuxer's seek is not exact everywhere (an
+    MPEG-TS one may land on a frame between keyframes, or past the target where its clock wraps): a seek
+    whose first packet is not such a keyframe goes back further (1 s, 2 s, 4 s, ... and at last to the
+    start), as `VideoFileSource._seek_before` does. None when a packet has no time."""
+    import av
+
+    back = None
+    seek = target
+    while True:
+        container = open_media(path)
+        try:
+            video = container.streams.video[0]
+            tb = video.time_base
+            begin = video.start_time if video.start_time is not None else 0
+            if back is None:
+                back = max(1, int(round(1 / tb))) if tb else 1
+            from_start = seek is None or seek <= begin
+            if not from_start:
+                container.seek(seek, stream=video, backward=True)
+            times: list[int] = []
+            try:
+                for packet in container.demux(video):
+                    if not packet.size:
+                        continue
+                    if packet.pts is None:
+                        return None
+                    if not times and not from_start and (not packet.is_keyframe or packet.pts > target):
+                        break  # landed wrong: further back
+                    times.append(packet.pts)
+            except av.error.FFmpegError:
+                pass  # a cut-off file: the frames before the cut are indexed; the caller tells the shortfall
+            if from_start or times:
+                return times
+        finally:
+            container.close()
+        seek -= back
+        back *= 2
+
+
 def _chain(first: Any, rest: Iterator[Any]) -> Iterator[Any]:
     yield first
     yield from rest
@@ -512,6 +550,15 @@ class FrameFolderSource:
         if problem:
             self.damage.frame(f"{path} (frame {index + 1}): {problem}, decoded with missing data")
         return rgb
+
+    def _reopen(self) -> None:
+        """Open the file again, so that its first packet comes next whatever its timestamps: a seek by time
+        to the start is not exact everywhere (in an MPEG-TS whose clock wraps in its first seconds it lands
+        past the first keyframe, and nothing decodes)."""
+        self._container.close()
+        self._container = open_media(self.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
 
     def frame_index(self) -> list[int]:
         """The frames' positions, which stand for timestamps in a folder (see VideoFileSource.frame_index)."""
