@@ -180,6 +180,47 @@ def test_a_gap_in_the_audio_stays_a_gap_when_reencoded(tmp_path: Path, tiny_weig
     assert after[-1] == pytest.approx(before[-1], abs=0.07)  # the sound after it is not pulled early
 
 
+def _audio_changing_midway(path: Path) -> Path:
+    """An MPEG-TS of 0.8 s whose MP2 audio (frames that say their own rate) turns from 48 kHz stereo to
+    44.1 kHz mono at 0.4 s, as in a capture of joined broadcasts."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 24, "yuv420p"
+        video.options = {"preset": "ultrafast"}
+        sound = out.add_stream("mp2", rate=48000, layout="stereo")
+        for i in range(20):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, 24, 32), format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, 25)
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        later = av.CodecContext.create("mp2", "w")
+        later.sample_rate, later.layout, later.format = 44100, "mono", "s16"
+        later.time_base = Fraction(1, 44100)
+        later.open()
+        for encoder, rate, layout, begin in ((sound, 48000, "stereo", 0.0), (later, 44100, "mono", 0.4)):
+            for k in range(0, int(0.4 * rate), 1152):
+                samples = np.full((1, 1152 * (2 if layout == "stereo" else 1)), 900, np.int16)
+                frame = av.AudioFrame.from_ndarray(samples, "s16", layout)
+                frame.sample_rate, frame.pts, frame.time_base = rate, k, Fraction(1, rate)
+                for packet in encoder.encode(frame):
+                    if encoder is later:  # into the one stream, on its clock
+                        packet.pts = packet.dts = round((begin + packet.pts / rate) / sound.time_base)
+                        packet.time_base, packet.stream = sound.time_base, sound
+                    out.mux(packet)
+    return path
+
+
+def test_audio_that_changes_rate_and_layout_midway_is_reencoded_whole(tmp_path: Path, tiny_weights: Path):
+    src = _audio_changing_midway(tmp_path / "in.ts")
+    _run(src, tmp_path / "out.webm", tiny_weights)  # MP2 into Opus: was "Frame does not match ..."
+    times = audio_times(tmp_path / "out.webm")
+    assert times[-1] > 0.75 and max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.03
+
+
 def test_avi_names_an_audio_offset_it_cannot_hold(tmp_path: Path, tiny_weights: Path) -> None:
     late = make_video(tmp_path / "late.mp4", frames=10, audio=True, audio_offset=0.2)  # AAC from 0.136 s
     with pytest.warns(VideoWarning, match=r"the start of audio stream 1 \(0\.14 s after the video\)"):

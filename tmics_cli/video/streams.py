@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,8 @@ class _Copy:
     out: Any  # the output stream
     sparse: bool  # subtitles and data: no packet for long spans; never waited for at --end
     next_pts: int | None = None  # re-encoded audio: where the next decoded frame follows on, in samples
+    shape: tuple[str, str, int] | None = None  # re-encoded audio: the first frame's format, layout, rate
+    converters: dict[tuple[str, str, int], Any] = field(default_factory=dict)  # other shapes into `shape`
 
 
 class StreamCopy:
@@ -420,10 +422,8 @@ class StreamCopy:
     def _mux(self, copy: _Copy, packet: Any) -> None:
         ticks = int(round(self.shift / packet.time_base)) if self.shift else 0
         if copy.kind == "audio":
-            for frame in copy.source.codec_context.decode(packet):
-                self._time_audio(copy, frame)
-                for encoded in copy.out.encode(frame):
-                    self.out.mux(encoded)
+            for decoded in copy.source.codec_context.decode(packet):
+                self._encode_audio(copy, self._conform(copy, decoded))
             return
         if copy.kind == "subtitle":
             import av
@@ -450,6 +450,28 @@ class StreamCopy:
         packet.stream = copy.out
         self.out.mux(packet)
 
+    def _conform(self, copy: _Copy, frame: Any) -> list[Any]:
+        """Audio whose sample rate, channel layout or sample format changes midway (an MPEG-TS of joined
+        broadcasts) converted to the first frames' (the encoder is set up for those), as ffmpeg does."""
+        shape = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if copy.shape is None:
+            copy.shape = shape
+        if shape == copy.shape:
+            return [frame]
+        converter = copy.converters.get(shape)
+        if converter is None:
+            import av
+
+            format, layout, rate = copy.shape
+            converter = copy.converters[shape] = av.AudioResampler(format=format, layout=layout, rate=rate)
+        return converter.resample(frame)
+
+    def _encode_audio(self, copy: _Copy, frames: list[Any]) -> None:
+        for frame in frames:
+            self._time_audio(copy, frame)
+            for encoded in copy.out.encode(frame):
+                self.out.mux(encoded)
+
     def _time_audio(self, copy: _Copy, frame: Any) -> None:
         """Give a decoded audio frame its place on the output's clock, in samples: its own time less the
         shift (so a late audio track stays late), following on from the previous frame sample for sample
@@ -469,6 +491,8 @@ class StreamCopy:
         self.done = True
         for copy in self.copies.values():
             if copy.kind == "audio":
+                for converter in copy.converters.values():
+                    self._encode_audio(copy, converter.resample(None))
                 for encoded in copy.out.encode(None):
                     self.out.mux(encoded)
 
