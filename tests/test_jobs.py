@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from videos import audio_packets, audio_start, decode, make_video, moving_texture
+from videos import audio_packets, audio_start, audio_times, decode, make_video, moving_texture
 
 from tmics_cli.cli import app
 from tmics_cli.derain import Derainer, derain_video
@@ -169,6 +169,48 @@ def test_an_mpeg_ts_whose_clock_wraps_in_its_first_second_derains_whole_and_in_s
         frames, _, after, _ = decode(out)
         assert len(frames) == 20 and after[-1] - after[0] == pytest.approx(times[-1] - times[0], abs=1e-3)
         assert audio_start(out) - after[0] == pytest.approx(lead, abs=0.01), segment_frames
+
+
+def _joined_ts(path: Path) -> Path:
+    """Two recordings of 20 frames (0.8 s) and their audio joined as `cat a.ts b.ts` joins them: the second
+    one's clock starts again where the first one's did."""
+    parts = [
+        make_video(path.with_name(f"part{i}.ts"), frames=20, audio=True, time_base=Fraction(1, 90000))
+        for i in (0, 1)
+    ]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".webm"])
+def test_an_mpeg_ts_whose_clock_starts_again_midway_is_read_on_one_clock(
+    tmp_path: Path, tiny_weights: Path, suffix: str
+) -> None:
+    """Joined recordings (or a spliced broadcast): the times jump back where the second part begins. The
+    derain failed there ("Invalid argument": audio muxed back in time) and the frames after the jump were
+    stacked a tick apart. Now the second part follows on from the first, the audio moved with its video,
+    and cuts count on that one clock."""
+    src = _joined_ts(tmp_path / "in.ts")
+    single = make_video(tmp_path / "single.ts", frames=20, audio=True, time_base=Fraction(1, 90000))
+    lead = audio_start(single) - decode(single)[2][0]  # the audio's start against the video's, in a part
+    source = open_source(src)
+    try:
+        assert source.frame_index() is None  # no segments: their times would name two places
+    finally:
+        source.close()
+    out = tmp_path / f"out{suffix}"
+    derain_video(src, out, weights=tiny_weights, device="cpu")
+    times = decode(out)[2]
+    steps = np.diff(times)
+    assert len(times) == 40 and np.allclose(steps, 0.04, atol=1e-3)
+    audio = np.array(sorted(audio_times(out)))
+    assert audio[0] - times[0] == pytest.approx(lead, abs=0.01)
+    assert audio[-1] > times[-1] - 0.1 and np.diff(audio).max() < 0.1  # both parts, no gap, no pile-up
+    cut = tmp_path / f"cut{suffix}"
+    derain_video(src, cut, weights=tiny_weights, device="cpu", start=0.5, end=1.2)  # across the jump
+    cut_times = decode(cut)[2]
+    assert len(cut_times) == 17 and np.allclose(np.diff(cut_times), 0.04, atol=1e-3)
+    assert audio_times(cut)[-1] - cut_times[0] == pytest.approx(0.7, abs=0.12)  # its last frame's start
 
 
 def test_an_mpeg_ts_cut_by_start_gives_every_frame_from_there_read_whole_or_indexed(tmp_path: Path) -> None:

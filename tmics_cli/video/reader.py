@@ -14,11 +14,13 @@ Inputs that cannot be seeked in (a pipe, stdin, a socket, a character device) ar
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import stat
 import sys
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -30,6 +32,7 @@ import numpy as np
 from .colour import ColourTags, YUVPlanes, frame_planes, frame_to_rgb
 from .files import IMAGE_SUFFIXES, list_images
 from .images import read_rgb
+from .timeline import Timeline, may_jump
 
 FRAME_SUFFIXES = IMAGE_SUFFIXES  # the files a folder of frames is made of
 MAX_FRAME_REPORTS = 5  # damaged frames named one by one; the rest are counted in one closing line
@@ -171,6 +174,10 @@ class VideoFileSource:
             raise VideoError(f"{path} has no video stream")
         self._stream = stream = self._container.streams.video[0]
         stream.thread_type = "AUTO"
+        # an MPEG-TS/PS whose clock may jump is read on one continuous clock (a segment's span comes from an
+        # index, made only where nothing jumps)
+        tracked = span is None and bool(stream.time_base) and may_jump(self._container)
+        self._timeline = Timeline(stream.time_base) if tracked else None
         # times given by the user count from the stream's first timestamp, not the container's zero
         self.origin = (
             float(stream.start_time * stream.time_base) if stream.start_time and stream.time_base else 0.0
@@ -245,9 +252,13 @@ class VideoFileSource:
         if span is not None:
             self._seek_before(span[0])
         elif self.start and self._stream.time_base:
-            self._seek_before(int((self.origin + self.start) / self._stream.time_base))
+            cut = self.origin + self.start
+            if self._timeline is None or not jumps(self.path):  # else read from the start
+                self._seek_before(int(cut / self._stream.time_base))
         stream = self._stream  # taken after the seek, which may have opened the file again
         tb = stream.time_base
+        timeline = self._timeline
+        moved: deque[tuple[int | None, int]] = deque(maxlen=64)  # (raw pts, offset) of packets not yet shown
         decoded, first, last = 0, None, None  # frames handed on; times of the first and the last
         pending: str | None = None  # a bad packet, reported once the stream goes on after it
         stopped: str | None = None  # why the demuxer stopped early
@@ -263,9 +274,14 @@ class VideoFileSource:
             if pending is not None and packet.size:
                 self.damage.frame(pending)
                 pending = None
-            where = self._where(decoded, packet.pts, tb)
+            clock = packet.pts  # on the continuous clock, where it jumps
+            if timeline is not None and packet.size:
+                timeline.feed(packet)
+                moved.append((packet.pts, timeline.offset))
+                clock = None if packet.pts is None else packet.pts + timeline.offset
+            where = self._where(decoded, clock, tb)
             # a bad packet before --start (decoded only to reach it) shows in the frames it spoils
-            early = packet.pts is not None and tb and float(packet.pts * tb) - self.origin < self.start - 1e-6
+            early = clock is not None and tb and float(clock * tb) - self.origin < self.start - 1e-6
             if packet.is_corrupt and not early:
                 pending = f"{self.path}: {where} is damaged (the demuxer flagged its data corrupt)"
             try:
@@ -279,6 +295,8 @@ class VideoFileSource:
                     f"{self.path}: corrupt video stream after {decoded} frames ({_reason(exc)})"
                 ) from None
             for frame in frames:
+                if timeline is not None and frame.pts is not None:
+                    frame.pts += _offset_of(moved, frame.pts, timeline.offset)
                 if span is not None and frame.pts is not None:
                     if frame.pts < span[0]:
                         continue
@@ -302,7 +320,9 @@ class VideoFileSource:
                     first = time if first is None else first
                     last = time
                 yield frame
-        short = None if span is not None else self._shortfall(decoded, first, last)  # (see frame_index)
+        # (see frame_index; where the clock jumped, what the container states of its length means nothing)
+        jumped = timeline is not None and timeline.part > 0
+        short = None if span is not None or jumped else self._shortfall(decoded, first, last)
         if short or stopped:
             because = f"{stopped}; " if stopped else ""
             self.damage.whole(
@@ -450,12 +470,23 @@ class VideoFileSource:
         self._container.close()
 
 
+def _offset_of(moved: deque[tuple[int | None, int]], pts: int, current: int) -> int:
+    """The offset of the part a decoded frame's packet was in (packets come in decode order, frames in
+    presentation order: a few apart); `current` for a frame of no packet seen."""
+    for i, (raw, offset) in enumerate(moved):
+        if raw == pts:
+            del moved[i]
+            return offset
+    return current
+
+
 def _packet_times(path: Path, target: int | None) -> list[int] | None:
     """The presentation times of the first video stream's packets, in decode order: all of them, or those
     from a keyframe at or before `target` (its time base) on. A demuxer's seek is not exact everywhere (an
     MPEG-TS one may land on a frame between keyframes, or past the target where its clock wraps): a seek
     whose first packet is not such a keyframe goes back further (1 s, 2 s, 4 s, ... and at last to the
-    start), as `VideoFileSource._seek_before` does. None when a packet has no time."""
+    start), as `VideoFileSource._seek_before` does. None when a packet has no time, or where the clock
+    jumps (an MPEG-TS of joined recordings: its times alone do not tell a place in the file)."""
     import av
 
     back = None
@@ -472,11 +503,14 @@ def _packet_times(path: Path, target: int | None) -> list[int] | None:
             if not from_start:
                 container.seek(seek, stream=video, backward=True)
             times: list[int] = []
+            timeline = Timeline(tb) if tb and may_jump(container) else None
             try:
                 for packet in container.demux(video):
                     if not packet.size:
                         continue
                     if packet.pts is None:
+                        return None
+                    if timeline is not None and timeline.feed(packet):
                         return None
                     if not times and not from_start and (not packet.is_keyframe or packet.pts > target):
                         break  # landed wrong: further back
@@ -687,3 +721,31 @@ def _tolerance(frames: float) -> float:
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+
+
+def jumps(path: Path | str) -> bool:
+    """Whether the first video stream's timestamps jump anywhere in the file (read from its packets alone;
+    remembered for the file as it is). A seek to a time is only meaningful where they do not: the same
+    time may name a place in each part."""
+    status = os.stat(path)
+    return _jumps(str(path), status.st_size, status.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _jumps(path: str, size: int, mtime_ns: int) -> bool:
+    import av
+
+    with open_media(path) as container:
+        if not may_jump(container):
+            return False
+        video = container.streams.video[0]
+        if not video.time_base:
+            return False
+        timeline = Timeline(video.time_base)
+        try:
+            for packet in container.demux(video):
+                if timeline.feed(packet):
+                    return True
+        except av.error.FFmpegError:
+            pass  # a cut-off file: no jump up to the cut
+    return False

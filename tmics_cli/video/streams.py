@@ -20,13 +20,16 @@ writes its own), MP4 brands, and Matroska's per-stream statistics (DURATION, NUM
 from __future__ import annotations
 
 import io
+import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .reader import SourceInfo, open_media
+from .reader import SourceInfo, jumps, open_media
+from .timeline import Timeline, may_jump
 
 _FALLBACK_AUDIO = {".webm": "libopus"}
 # the text subtitle codec each container takes (what ffmpeg picks for it)
@@ -70,6 +73,7 @@ _COVER_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bm
 SUBTITLE_LOOKBACK = 10.0  # seconds read before --start, for a subtitle shown since before the cut
 _SYNC_TOLERANCE = 0.04  # seconds of audio-video offset below what viewers notice (ITU-R BT.1359: 45 ms)
 _NO_START_OFFSET = {"avi"}  # muxers that start every stream at its first packet, whatever its time
+_READ_AHEAD = 5000  # packets read ahead at most for the video's next part (where only the audio jumps)
 _END_MARGIN = 10.0  # past --end by this much, no stream has packets left before it (interleaving delta)
 
 
@@ -149,16 +153,27 @@ class StreamCopy:
         self.covers: list[tuple[Any, Any]] = []  # (output stream, packet) muxed once, at the start
         self.pending: Any = None
         self.past_end: set[int] = set()
+        self.ahead: deque[Any] = deque()  # packets read ahead of the video's timeline
         try:
             self._plan(audio)
             self.dense = {i for i, c in self.copies.items() if not c.sparse}
             streams = [c.source for c in self.copies.values()]
             self.done = not streams
-            if streams and self.first is not None:
+            # where the clock may jump (MPEG-TS), the video's packets are read too, for its timeline
+            video = self.input.streams.video[0]
+            self.video = video if streams and video.time_base and may_jump(self.input) else None
+            self.timeline = Timeline(video.time_base) if self.video is not None else None
+            self.parts: dict[int, Timeline] = {}  # each stream's own jumps: which part a packet is in
+            self.last_dts: dict[int, int] = {}  # each stream's last decode time on the continuous clock
+            seek = streams and self.first is not None
+            if seek and self.video is not None and jumps(info.path):
+                seek = False  # a time names a place in each part: read from the start
+            if seek:
                 subtitles = any(c.source.type == "subtitle" for c in self.copies.values())
                 lookback = SUBTITLE_LOOKBACK if subtitles else 0.0
                 self.input.seek(int(max(0.0, self.first - lookback) * 1_000_000), backward=True)
-            self.packets = self.input.demux(*streams) if streams else iter(())
+            wanted = streams + ([self.video] if self.video is not None else [])
+            self.packets = self.input.demux(*wanted) if streams else iter(())
         except BaseException:
             self.input.close()
             raise
@@ -374,7 +389,7 @@ class StreamCopy:
             self.out.mux(packet)
         self.covers = []
         while not self.done:
-            packet = self.pending or next(self.packets, None)
+            packet = self.pending or self._take()
             self.pending = None
             if packet is None:
                 self._finish()
@@ -401,6 +416,56 @@ class StreamCopy:
             elif self.first is not None and absolute < self.first - 1e-6:
                 continue  # before --start (without it, encoder priming at t < 0 is kept)
             self._mux(copy, packet)
+
+    def _take(self) -> Any:
+        """The next packet to copy (None at the end), on the video's continuous clock where it jumps."""
+        while True:
+            packet = self.ahead.popleft() if self.ahead else next(self.packets, None)
+            if packet is None or self.timeline is None:
+                return packet
+            if packet.stream.index == self.video.index:
+                self.timeline.feed(packet)
+                continue
+            if self._rebase(packet):
+                return packet
+
+    def _rebase(self, packet: Any) -> bool:
+        """Move a packet by the offset of its part: the part its own stream's jumps put it in, whose offset
+        the video's timeline sets (read ahead for it where the audio jumps before the video does). False
+        for a packet to leave out."""
+        index = packet.stream.index
+        own = self.parts.get(index)
+        if own is None:
+            own = self.parts[index] = Timeline(packet.time_base, sparse=self.copies[index].sparse)
+        part = own.feed(packet)
+        offsets = self.timeline.offsets
+        while part >= len(offsets) and len(self.ahead) < _READ_AHEAD:
+            later = next(self.packets, None)
+            if later is None:
+                break
+            if later.stream.index == self.video.index:
+                self.timeline.feed(later)
+            else:
+                self.ahead.append(later)
+        ticks = offsets[min(part, len(offsets) - 1)]
+        moved = round(ticks * self.video.time_base / packet.time_base) if ticks and packet.time_base else 0
+        dts = packet.dts if packet.dts is not None else packet.pts
+        last = self.last_dts.get(index)
+        if dts is not None and last is not None and dts + moved <= last:
+            # a part's audio ran on past its video, into the next part's first packets (its encoder's
+            # priming): those are left out, as they would go back in time; a subtitle waits a tick
+            if not self.copies[index].sparse:
+                return False
+            tick = self.copies[index].out.time_base or packet.time_base
+            moved = last + max(1, math.ceil(tick / packet.time_base)) - dts
+        if moved:
+            if packet.pts is not None:
+                packet.pts += moved
+            if packet.dts is not None:
+                packet.dts += moved
+        if dts is not None:
+            self.last_dts[index] = dts + moved
+        return True
 
     def _trim(self, packet: Any, pts: int, absolute: float) -> bool:
         """Fit a subtitle (or data) packet into --start/--end: one shown since before --start starts at
