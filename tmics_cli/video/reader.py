@@ -381,7 +381,6 @@ class VideoFileSource:
         the packets without decoding (a fast pass over the file), so that parts of the stream can be decoded
         on their own (`span`). None when timestamps are missing or repeat, or the stream stops clearly short
         of what its container states: then only one whole pass is exact (and tells the damage)."""
-
         tb = self._stream.time_base
         if not tb:
             return None
@@ -584,15 +583,6 @@ class FrameFolderSource:
         if problem:
             self.damage.frame(f"{path} (frame {index + 1}): {problem}, decoded with missing data")
         return rgb
-
-    def _reopen(self) -> None:
-        """Open the file again, so that its first packet comes next whatever its timestamps: a seek by time
-        to the start is not exact everywhere (in an MPEG-TS whose clock wraps in its first seconds it lands
-        past the first keyframe, and nothing decodes)."""
-        self._container.close()
-        self._container = open_media(self.path)
-        self._stream = self._container.streams.video[0]
-        self._stream.thread_type = "AUTO"
 
     def frame_index(self) -> list[int]:
         """The frames' positions, which stand for timestamps in a folder (see VideoFileSource.frame_index)."""
