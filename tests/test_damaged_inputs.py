@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.videos import decode, make_video, moving_texture
+from tests.videos import decode, joined_ts, make_video, moving_texture
 from tmics_cli.cli import app
 from tmics_cli.video.images import image_damage
 from tmics_cli.video.reader import (
@@ -143,6 +143,27 @@ def test_damaged_frames_are_named_and_counted(tmp_path: Path) -> None:
     if len(messages) > len(named):  # more than the named ones: one closing line counts them all
         assert len(messages) == len(named) + 1 and "damaged frames in all" in messages[-1]
     with pytest.raises(VideoError, match=r"bad\.mp4: frame \d+ .*damaged"):
+        _read_all(bad, strict=True)
+
+
+def test_a_join_of_mpeg_ts_recordings_is_not_damage_but_a_packet_lost_in_one_is(tmp_path: Path) -> None:
+    """`cat a.ts b.ts`: each stream's packet count (the TS continuity counter) breaks where b begins, so the
+    demuxer flags a's last video packet corrupt, whole as it is. That was told as a damaged frame, and
+    --strict refused every such file. A video packet lost inside a recording is still damage."""
+    src = joined_ts(tmp_path / "in.ts")
+    assert _read_all(src, strict=True) == (40, [])
+    data = src.read_bytes()
+    packets = [data[at : at + 188] for at in range(0, len(data), 188)]
+    pids = [(p[1] & 0x1F) << 8 | p[2] for p in packets]
+    video = max(set(pids), key=pids.count)  # the video's packets are most of the file
+    inner = [i for i, p in enumerate(packets) if pids[i] == video and not p[1] & 0x40]  # mid-frame
+    lost = inner[len(inner) // 4]  # in the first recording, far from the join
+    bad = tmp_path / "lost.ts"
+    bad.write_bytes(b"".join(p for i, p in enumerate(packets) if i != lost))
+    count, messages = _read_all(bad)
+    assert count == 40 and messages and all(m.startswith(f"{bad}: frame ") for m in messages), messages
+    assert "damaged (the demuxer flagged its data corrupt)" in messages[0]  # (the decoder may add its own)
+    with pytest.raises(VideoError, match="demuxer flagged"):
         _read_all(bad, strict=True)
 
 

@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from typer.testing import CliRunner
-from videos import audio_packets, audio_start, audio_times, decode, make_video, moving_texture
+from videos import (
+    audio_packets,
+    audio_start,
+    audio_times,
+    decode,
+    joined_ts,
+    make_video,
+    moving_texture,
+)
 
 from tmics_cli.cli import app
 from tmics_cli.derain import Derainer, derain_video
@@ -171,17 +179,6 @@ def test_an_mpeg_ts_whose_clock_wraps_in_its_first_second_derains_whole_and_in_s
         assert audio_start(out) - after[0] == pytest.approx(lead, abs=0.01), segment_frames
 
 
-def _joined_ts(path: Path) -> Path:
-    """Two recordings of 20 frames (0.8 s) and their audio joined as `cat a.ts b.ts` joins them: the second
-    one's clock starts again where the first one's did."""
-    parts = [
-        make_video(path.with_name(f"part{i}.ts"), frames=20, audio=True, time_base=Fraction(1, 90000))
-        for i in (0, 1)
-    ]
-    path.write_bytes(b"".join(part.read_bytes() for part in parts))
-    return path
-
-
 @pytest.mark.parametrize("suffix", [".mkv", ".mp4", ".webm"])
 def test_an_mpeg_ts_whose_clock_starts_again_midway_is_read_on_one_clock(
     tmp_path: Path, tiny_weights: Path, suffix: str
@@ -190,7 +187,7 @@ def test_an_mpeg_ts_whose_clock_starts_again_midway_is_read_on_one_clock(
     derain failed there ("Invalid argument": audio muxed back in time) and the frames after the jump were
     stacked a tick apart. Now the second part follows on from the first, the audio moved with its video,
     and cuts count on that one clock."""
-    src = _joined_ts(tmp_path / "in.ts")
+    src = joined_ts(tmp_path / "in.ts")
     single = tmp_path / "part0.ts"  # one of the two recordings as it was
     lead = audio_start(single) - decode(single)[2][0]  # the audio's start against the video's, in a part
     source = open_source(src)

@@ -89,6 +89,18 @@ def make_video(
     return path
 
 
+def joined_ts(path: Path, frames: int = 20) -> Path:
+    """Two recordings of `frames` frames (at 25 fps) and their audio joined as `cat a.ts b.ts` joins them:
+    the second one's clock starts again where the first one's did. The parts stay beside it (part0.ts,
+    part1.ts)."""
+    parts = [
+        make_video(path.with_name(f"part{i}.ts"), frames=frames, audio=True, time_base=Fraction(1, 90000))
+        for i in (0, 1)
+    ]
+    path.write_bytes(b"".join(part.read_bytes() for part in parts))
+    return path
+
+
 def decode(path: Path) -> tuple[list[np.ndarray], list[int], list[float], int]:
     """(RGB frames, pts, times in seconds, rotation) of the first video stream."""
     import av

@@ -36,6 +36,7 @@ from .timeline import Timeline, may_jump
 
 FRAME_SUFFIXES = IMAGE_SUFFIXES  # the files a folder of frames is made of
 MAX_FRAME_REPORTS = 5  # damaged frames named one by one; the rest are counted in one closing line
+_JOIN_FLAG_PACKETS = 2  # a demuxer's flag this many video packets before a jump in the clock is the join's
 MIN_SHORTFALL_S = 0.1  # a video this much short of its stated end can be rounding; more is damage
 MIXED_SLACK_S = 0.5  # the same when only the container's duration (of all its streams) is known
 SEEK_HINT = "tmics needs a file it can seek in; save it to a file first"
@@ -261,6 +262,7 @@ class VideoFileSource:
         moved: deque[tuple[int | None, int]] = deque(maxlen=64)  # (raw pts, offset) of packets not yet shown
         decoded, first, last = 0, None, None  # frames handed on; times of the first and the last
         pending: str | None = None  # a bad packet, reported once the stream goes on after it
+        flagged, held = False, 0  # whether the pending line is the demuxer's flag alone; packets since
         stopped: str | None = None  # why the demuxer stopped early
         packets = self._container.demux(stream)
         while True:
@@ -271,24 +273,37 @@ class VideoFileSource:
             except av.error.FFmpegError as exc:
                 stopped = _reason(exc)
                 break
-            if pending is not None and packet.size:
-                self.damage.frame(pending)
-                pending = None
             clock = packet.pts  # on the continuous clock, where it jumps
+            joined = False  # whether this packet starts a part (its clock jumped)
             if timeline is not None and packet.size:
-                timeline.feed(packet)
+                before = timeline.part
+                joined = timeline.feed(packet) != before
                 moved.append((packet.pts, timeline.offset))
                 clock = None if packet.pts is None else packet.pts + timeline.offset
+            if pending is not None and packet.size:
+                # where recordings were joined, the stream's packet count breaks and the demuxer flags one of
+                # the last packets before the join (its parser holds one back), whole or not: it cannot
+                # tell, as it cannot at the end of a file. Its flag is held for the packets after it.
+                held += 1
+                if flagged and joined:
+                    pending, flagged = None, False
+                elif not flagged or held >= _JOIN_FLAG_PACKETS:
+                    self.damage.frame(pending)
+                    pending, flagged = None, False
             where = self._where(decoded, clock, tb)
             # a bad packet before --start (decoded only to reach it) shows in the frames it spoils
             early = clock is not None and tb and float(clock * tb) - self.origin < self.start - 1e-6
             if packet.is_corrupt and not early:
+                if pending is not None:  # a flag held before it
+                    self.damage.frame(pending)
                 pending = f"{self.path}: {where} is damaged (the demuxer flagged its data corrupt)"
+                flagged, held = True, 0
             try:
                 frames = stream.decode(packet)  # an empty packet (the last) flushes the decoder
             except av.error.InvalidDataError as exc:
                 if not early:
                     pending = pending or f"{self.path}: {where} cannot be decoded ({_reason(exc)}); left out"
+                    flagged = False  # the decoder found it bad too
                 continue
             except av.error.FFmpegError as exc:
                 raise VideoError(
