@@ -210,6 +210,21 @@ def test_an_mpeg_ts_whose_clock_starts_again_midway_is_read_on_one_clock(
     assert audio_times(cut)[-1] - cut_times[0] == pytest.approx(0.7, abs=0.12)  # its last frame's start
 
 
+def test_a_cut_of_joined_mpeg_ts_recordings_is_found_on_their_one_clock(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """A cut past the join of two recordings (0.8 s and 2.4 s): the frame index sought it by raw time,
+    landed in the second recording at a raw 2.0 s where the cut (2.0 s on the one clock) is its 1.2 s, saw
+    no jump from there on, and planned segments of the wrong frames (10 where there are 15)."""
+    src = joined_ts(tmp_path / "in.ts", frames=(20, 60), gop=5)
+    out, alone = tmp_path / "out.mkv", tmp_path / "alone.mkv"
+    derain_video(src, out, weights=tiny_weights, device="cpu", crf=0, start=2.0, end=2.6, segment_frames=4)
+    derain_video(tmp_path / "part1.ts", alone, weights=tiny_weights, device="cpu", crf=0, start=1.2, end=1.8)
+    frames, _, times, _ = decode(out)
+    assert len(times) == 15 and np.allclose(np.diff(times), 0.04, atol=1e-3)
+    assert np.array_equal(np.stack(frames), np.stack(decode(alone)[0]))  # the same frames of the recording
+
+
 def test_an_mpeg_ts_cut_by_start_gives_every_frame_from_there_read_whole_or_indexed(tmp_path: Path) -> None:
     """An MPEG-TS seek by time lands on a frame between keyframes: a reader cut at --start lost the frames
     up to the next keyframe (all of them here from 2.2 s: "no video frames"). Seeks are now checked."""

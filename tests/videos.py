@@ -89,13 +89,12 @@ def make_video(
     return path
 
 
-def joined_ts(path: Path, frames: int = 20) -> Path:
-    """Two recordings of `frames` frames (at 25 fps) and their audio joined as `cat a.ts b.ts` joins them:
-    the second one's clock starts again where the first one's did. The parts stay beside it (part0.ts,
-    part1.ts)."""
+def joined_ts(path: Path, frames: tuple[int, ...] = (20, 20), gop: int | None = None) -> Path:
+    """Recordings of `frames` frames each (at 25 fps) and their audio joined as `cat a.ts b.ts` joins them:
+    each one's clock starts again where the first one's did. The parts stay beside it (part0.ts, ...)."""
     parts = [
-        make_video(path.with_name(f"part{i}.ts"), frames=frames, audio=True, time_base=Fraction(1, 90000))
-        for i in (0, 1)
+        make_video(path.with_name(f"part{i}.ts"), n, audio=True, time_base=Fraction(1, 90000), gop=gop)
+        for i, n in enumerate(frames)
     ]
     path.write_bytes(b"".join(part.read_bytes() for part in parts))
     return path

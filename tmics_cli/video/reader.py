@@ -399,6 +399,8 @@ class VideoFileSource:
         tb = self._stream.time_base
         if not tb:
             return None
+        if self.start and self._timeline is not None and jumps(self.path):
+            return None  # read from a seek on, the packets would not show a jump before it
         times = _packet_times(self.path, int((self.origin + self.start) / tb) if self.start else None)
         if times is None or len(set(times)) != len(times):
             return None
