@@ -123,6 +123,29 @@ CASES = [
     Case("unknown pix-fmt", (*D, "clip.mp4", "-o", "out.mp4", "--pix-fmt", "rgb999", *W), ("rgb999",)),
     Case("unknown option", (*D, "clip.mp4", "-o", "out.mp4", "--colour", *W), ("--colour",)),
     Case("threads 0", (*D, "clip.mp4", "-o", "out.mp4", "--threads", "0", *W), ("--threads",)),
+    Case(
+        "json onto weights",
+        (*D, "clip.mp4", "-o", "out.mp4", *W, "--json", "tiny.safetensors", "--overwrite"),
+        ("is the input",),
+    ),
+    Case(
+        "log onto weights",
+        (*D, "clip.mp4", "-o", "out.mp4", *W, "--log", "tiny.safetensors"),
+        ("is the input",),
+    ),
+    Case(
+        "json onto output", (*D, "clip.mp4", "-o", "out.mp4", *W, "--json", "out.mp4"), ("--json", "out.mp4")
+    ),
+    Case(
+        "json is log",
+        (*D, "clip.mp4", "-o", "out.mp4", *W, "--json", "r.json", "--log", "r.json"),
+        ("r.json",),
+    ),
+    Case(
+        "json in frames output",
+        (*D, "clip.mp4", "-o", "pngs", *W, "--json", "pngs/r.json"),
+        ("inside the output folder",),
+    ),
     # --- train ---
     Case("train data missing", (*T, "--data", "nothing", "-o", "w.safetensors"), ("nothing",)),
     Case("train data empty", (*T, "--data", "empty-folder", "-o", "w.safetensors"), ("empty-folder",)),

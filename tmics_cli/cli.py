@@ -602,7 +602,8 @@ def derain(
             compare=compare, start=start, end=end, fps=fps, audio=audio, overwrite=overwrite, strict=strict,
             segment_frames=segment_frames, flow=flow, colour=colour,
         )  # fmt: skip
-        _check_reports(json_out, log, [t.source for t in targets], [t.output for t in targets], overwrite)
+        sources = [*(t.source for t in targets), *derainer.reads()]
+        _check_reports(json_out, log, sources, [t.output for t in targets], overwrite)
     except (VideoError, WeightsError, ValueError, OSError, LookupError) as exc:
         fail(_first_line(exc))
     if ray is not None:
@@ -680,8 +681,9 @@ def _check_reports(
     json_out: str | None, log: Path | None, sources: list[Path], outputs: list[Path], overwrite: bool
 ) -> None:
     """--json and --log must not land on an input, an output or each other (before any work)."""
-    from .outputs import check_apart, check_output
+    from .outputs import check_apart, check_distinct, check_output
 
+    check_distinct([(json_out, "--json"), (log, "--log"), *((out, "-o output") for out in outputs)])
     if json_out is not None and json_out != "-":
         check_output(Path(json_out), [*sources, *outputs], overwrite=overwrite)
     if log is not None:
@@ -775,7 +777,7 @@ def benchmark(
     from .data.datasets import DataError
     from .inference import Restorer, default_batch, pick_device, pick_precision
     from .model.io import WeightsError, load_model
-    from .outputs import PendingOutput, check_apart, check_output
+    from .outputs import PendingOutput, check_apart, check_distinct, check_output
     from .weights import resolve_weights
 
     if threads:
@@ -796,9 +798,7 @@ def benchmark(
                 check_output(target, inputs, overwrite=overwrite, what=what)
                 if save_frames is not None:
                     check_apart(target, [save_frames], what=what)
-        if json_path is not None and csv_path is not None:
-            if json_path.absolute().resolve() == csv_path.absolute().resolve():
-                raise ValueError(f"--json and --csv both name {json_path}; give two files")
+        check_distinct([(json_path, "--json"), (csv_path, "--csv"), (save_frames, "--save-frames")])
         if save_frames is not None:
             what = "--save-frames folder"
             check_output(save_frames, inputs, overwrite=overwrite, folder=True, what=what)

@@ -103,6 +103,25 @@ def check_apart(
             raise OutputError(f"{what} folder {out} holds the input {source}; choose another {what}")
 
 
+def check_distinct(outputs: Iterable[tuple[str | os.PathLike[str] | None, str]]) -> None:
+    """Refuse two outputs of one run, given as (path, what it is), that name one file or one of which lies
+    inside the other (a folder output): one would replace or hold the other. Checked before any work,
+    whether they exist yet or not (OutputError); None and "-" (standard output) are passed over."""
+    seen: list[tuple[Path, Path, str]] = []
+    for given, what in outputs:
+        if given is None or str(given) == "-":
+            continue
+        path = Path(given)
+        real = _resolved(path)
+        for other_real, other, other_what in seen:
+            if real == other_real:
+                raise OutputError(f"{what} and {other_what} both name {path}; give each its own file")
+            if _inside(real, other_real) or _inside(other_real, real):
+                inner, outer = (path, other) if _inside(real, other_real) else (other, path)
+                raise OutputError(f"{inner} lies inside the output folder {outer}; give {what} another place")
+        seen.append((real, path, what))
+
+
 def check_name(path: Path, what: str = "output") -> None:
     """Refuse a name longer than file systems hold (255 bytes), before anything touches it."""
     size = len(os.fsencode(path.name))
