@@ -108,6 +108,32 @@ def test_cli_refuses_a_bad_recipe_in_one_line(tmp_path: Path) -> None:
     assert not (tmp_path / "o.safetensors").exists() and not (tmp_path / "o.steps").exists()
 
 
+def test_a_recipe_whose_last_step_is_not_training_cannot_write_over_what_it_reads(
+    tmp_path: Path, clips: Path
+) -> None:
+    """A last step that rescales (or averages) has no training config, whose checks refused an output on
+    an input: `-o init.safetensors --overwrite` replaced the init weights, `-o recipe.toml` the recipe, and
+    an output inside the data made its work folder there before the refusal."""
+    from tmics_cli.model import build_model, save_model
+
+    init = tmp_path / "init.safetensors"
+    save_model(build_model("light", "tiny"), init)
+    kept = init.read_bytes()
+    f = _write(
+        tmp_path / "r.toml",
+        f'data = ["{clips}"]\nsize = "tiny"\n[[step]]\nname = "ft"\ninit = "{init}"\n'
+        '[[step]]\nname = "warm"\nkind = "change-scale"\nfrom = "ft"\nscale = 1\n',
+    )
+    frame = next((clips / "alpha").iterdir())
+    cases = {init: "is the input", f: ".safetensors", frame.with_suffix(".safetensors"): "inside the input"}
+    for out, message in cases.items():
+        result = CliRunner().invoke(app, ["train", "--config", str(f), "-o", str(out), "--overwrite", *TINY])
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and message in lines[0], result.output
+    assert init.read_bytes() == kept and f.read_text().startswith("data")
+    assert all(p.suffix == ".jpg" for p in (clips / "alpha").iterdir())  # no work folder made there
+
+
 def test_shipped_recipes_match_the_card() -> None:
     light = load_recipe(ROOT / "configs/tmics-light.toml")
     full = load_recipe(ROOT / "configs/tmics-light-full.toml")

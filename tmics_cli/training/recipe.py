@@ -288,7 +288,27 @@ def plan(
             p = PlannedStep(step, target, None, sources, key, final, final and overwrite)
         planned[step.name] = p
         result.append(p)
+    _check_output(result, recipe.path)
     return result
+
+
+def _check_output(steps: list[PlannedStep], recipe_path: Path) -> None:
+    """The recipe's output and work folder against everything its steps read (the recipe, data, init and
+    genotype files), before any work or folder is made: a last step that averages or rescales has no
+    training config to check it (OutputError, ValueError)."""
+    from ..outputs import check_apart, check_output
+
+    out = steps[-1].output
+    made = {p.output for p in steps[:-1]}  # the work folder's
+    reads = [recipe_path, *(x for p in steps if p.config for x in p.config.inputs if Path(x) not in made)]
+    if out.is_dir():
+        example = out / "weights.safetensors"
+        raise ValueError(f"output {out} is a directory; give a file name such as {example}")
+    if out.suffix.lower() != ".safetensors":
+        raise ValueError(f"weights are written as .safetensors files; got {out.name}")
+    check_output(out, reads, overwrite=steps[-1].overwrite)
+    if len(steps) > 1:
+        check_apart(work_folder(out), reads, folder=True, what="work folder")
 
 
 def _check_choices(cfg: TrainConfig) -> None:
