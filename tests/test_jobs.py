@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from typer.testing import CliRunner
 from videos import (
     audio_packets,
@@ -26,7 +27,9 @@ from videos import (
 
 from tmics_cli.cli import app
 from tmics_cli.derain import Derainer, derain_video
-from tmics_cli.jobs import Job, JobMismatch, job_folder, plan_segments
+from tmics_cli.jobs import Job, JobGone, JobMismatch, job_folder, plan_segments, read_manifest
+from tmics_cli.model import build_model, save_model
+from tmics_cli.outputs import OutputError
 from tmics_cli.video.reader import VideoError, open_source
 
 REPO = Path(__file__).resolve().parent.parent
@@ -464,6 +467,53 @@ def test_two_workers_share_a_job_without_doing_a_segment_twice(tmp_path: Path, t
         derain_video(s, tmp_path / f"{s.stem}-one.mkv", weights=tiny_weights, device="cpu", crf=0)
         _same(tmp_path / f"{s.stem}.mkv", tmp_path / f"{s.stem}-one.mkv")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_overwrite_is_refused_while_another_run_works_in_the_job(tmp_path: Path, tiny_weights: Path) -> None:
+    """A second run with other weights and --overwrite removed the job folder a live run still worked in;
+    the live run went on claiming segments in the new job, and the output mixed both models' segments.
+    Now the second run is refused while a live process holds a claim, and a run whose job was replaced
+    stops without recording anything in the new one."""
+    import socket
+
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    dst = tmp_path / "o.mp4"
+    first = Derainer(weights=tiny_weights, device="cpu", segment_frames=4).prepare(src, dst).job
+    other = tmp_path / "other.safetensors"
+    torch.manual_seed(1)
+    save_model(build_model("light", "tiny"), other)
+    again = Derainer(weights=other, device="cpu", segment_frames=4, overwrite=True)
+    claim = first.folder / "piece-000001.claim"
+    claim.write_text(f"{socket.gethostname()} {os.getppid()}\n")  # a live process of this machine holds it
+    with pytest.raises(OutputError, match="being derained by another run now"):
+        again.prepare(src, dst)
+    assert read_manifest(first.folder) == first.manifest
+    pid = [sys.executable, "-c", "import os; print(os.getpid())"]
+    dead = subprocess.run(pid, capture_output=True, text=True)
+    claim.write_text(f"{socket.gethostname()} {dead.stdout.strip()}\n")  # its holder died: a fresh start
+    second = again.prepare(src, dst).job
+    assert first.gone() and not second.gone() and first.lost(0)
+    with pytest.raises(JobGone, match="started afresh by another run"):
+        first.claim(0)
+    with pytest.raises(JobGone):
+        first.finish(0, {"frames": 4})
+    assert not list(second.folder.glob("piece-*.json"))  # nothing of the first run recorded in it
+
+
+def test_a_run_whose_output_another_run_finished_meanwhile_is_skipped(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """Two runs of one command share the job; the one that joins removes the folder. The other then
+    failed with "[Errno 2] No such file or directory: ...claim..." (exit 2) for an output made whole."""
+    src = gop_video(tmp_path / "in.mp4", frames=8)
+    dst = tmp_path / "o.mp4"
+    derainer = Derainer(weights=tiny_weights, device="cpu", segment_frames=4)
+    late = derainer.prepare(src, dst)
+    derain_video(src, dst, weights=tiny_weights, device="cpu", segment_frames=4)  # the other run, whole
+    with pytest.raises(JobGone):
+        derainer.work(late)
+    assert derainer.finished_elsewhere(late) and derainer.skipped(late).status == "skipped"
+    assert len(decode(dst)[0]) == 8 and not job_folder(dst).exists()
 
 
 def test_claims_are_exclusive_and_a_dead_holders_claim_is_taken_over(

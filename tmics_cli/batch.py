@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .derain import Derainer, DerainSummary
+from .jobs import JobGone
 from .report import InputResult, JobReport
 
 
@@ -154,8 +155,12 @@ def _derain_one(
                 timings = derainer.work(job, on_frame, on_segment=on_segment)
                 joined = time.perf_counter()
                 summary = derainer.finish(job, timings)
+            except JobGone:
+                if derainer.finished_elsewhere(job):
+                    return InputResult(source, output, "skipped", frames=frames, error="done by another run")
+                raise
             except BaseException:
-                if not job.job.done():
+                if not job.job.gone() and not job.job.done():
                     job.job.remove()  # nothing finished: leave nothing behind
                 raise
             finally:

@@ -42,7 +42,7 @@ from .inference import (
     pick_precision,
     rain_level,
 )
-from .jobs import Job, input_identity, job_folder, plan_segments, read_manifest
+from .jobs import Job, JobGone, input_identity, job_folder, plan_segments, read_manifest
 from .model.align import FLOW_CHOICES, GPU_DEVICE_TYPES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
@@ -687,6 +687,7 @@ class Derainer:
 
     def finish(self, job: Prepared, timings: dict[str, float] | None = None) -> DerainSummary:
         """Join the finished segments onto the output and remove the job folder."""
+        job.job.check()
         pieces = job.job.pieces()
         try:
             if job.folder_out:
@@ -745,10 +746,33 @@ class Derainer:
         try:
             timings = self.work(job, on_frame)
             return self.finish(job, timings)
+        except JobGone:
+            if self.finished_elsewhere(job):
+                return self.skipped(job)
+            raise
         except BaseException:
-            if not job.job.done():
+            if not job.job.gone() and not job.job.done():
                 job.job.remove()  # nothing finished: leave nothing behind
             raise
+
+    def finished_elsewhere(self, job: Prepared) -> bool:
+        """Whether another run sharing the job finished its output meanwhile (the job gone, the output
+        whole)."""
+        width = job.info.width * (2 if self.compare else 1)
+        return job.job.gone() and output_complete(job.dst, job.job.manifest.get("frames"), width)
+
+    def skipped(self, job: Prepared) -> DerainSummary:
+        """The summary of a job whose output another run finished (status "skipped")."""
+        return DerainSummary(
+            job.job.manifest.get("frames") or 0,
+            time.perf_counter() - job.begin,
+            str(self.device),
+            self.precision,
+            "",
+            "",
+            job.dst,
+            status="skipped",
+        )
 
     def help(self, src: str | Path, dst: str | Path) -> int:
         """A helper worker's share of the job of `dst` that another process prepared: the segments nobody

@@ -82,6 +82,11 @@ class JobMismatch(OutputError):
     """An unfinished job for this output was made with another input, weights or settings."""
 
 
+class JobGone(OutputError):
+    """The job folder this process works in was removed (another run finished the output) or replaced (by
+    a run with --overwrite) while it ran: its work there is not mixed in."""
+
+
 @dataclass(frozen=True)
 class Segment:
     index: int
@@ -276,6 +281,7 @@ class Job:
 
     def __init__(self, folder: Path, manifest: dict[str, Any]) -> None:
         self.folder, self.manifest = folder, manifest
+        self.id: str | None = manifest.get("id")  # made afresh with each job (none in jobs of older tmics)
         self.segments = [Segment(i, *row) for i, row in enumerate(manifest["segments"])]
         self.suffix: str = manifest["piece_suffix"]  # "" for a frames output
         # seconds the pieces' times are written late (MPEG-TS: video.writer.piece_late); 0 in older jobs
@@ -307,13 +313,14 @@ class Job:
             "frames": frames,
             "piece_suffix": piece_suffix,
             "segments": [s.as_list() for s in segments],
+            "id": secrets.token_hex(8),
         }
         if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
             raise OutputError(f"{folder} is in the way of the job folder of {dst}; move it away")
         if folder.is_dir():
             old = read_manifest(folder)
-            if old is not None and {k: v for k, v in old.items() if k != "output"} == {
-                k: v for k, v in manifest.items() if k != "output"
+            if old is not None and {k: v for k, v in old.items() if k not in ("output", "id")} == {
+                k: v for k, v in manifest.items() if k not in ("output", "id")
             }:
                 return cls(folder, old)
             if not overwrite:
@@ -323,6 +330,12 @@ class Job:
                 raise JobMismatch(
                     f"{dst} has an unfinished job that does not match this run ({what}); {kept} not mixed "
                     "in: rerun it as it was, or add --overwrite to start afresh"
+                )
+            live = live_holders(folder)
+            if live:
+                raise OutputError(
+                    f"{dst} is being derained by another run now ({', '.join(live[:2])}) with other "
+                    "settings; let it finish or stop it before --overwrite starts afresh"
                 )
             left = remove_job(folder)
             if left:
@@ -359,18 +372,41 @@ class Job:
         """Whether segment `index` is done (its record and its piece are in place)."""
         return self._record(index).exists() and self.piece(index).exists()
 
+    def gone(self) -> bool:
+        """Whether the job folder no longer holds this job: removed (its output finished by another run)
+        or made anew by a run with --overwrite."""
+        manifest = read_manifest(self.folder)
+        return manifest is None or manifest.get("id") != self.id
+
+    def check(self) -> None:
+        """JobGone when the folder no longer holds this job (see `gone`)."""
+        if self.gone():
+            output = self.folder.parent / self.manifest["output"]
+            raise JobGone(
+                f"the job of {output} was removed or started afresh by another run while this one ran; "
+                "this run's work is not mixed in"
+            )
+
     def claim(self, index: int) -> bool:
-        """Take segment `index` for this process; False when another live process holds it or it is done."""
+        """Take segment `index` for this process; False when another live process holds it or it is done.
+        JobGone when the job is no longer in its folder."""
+        self.check()
         path = self._claim(index)
         for _ in range(2):
             token = secrets.token_hex(8)
-            if not _create_claim(path, f"{_HOST} {os.getpid()} {token} {_MACHINE}\n"):
+            try:
+                made = _create_claim(path, f"{_HOST} {os.getpid()} {token} {_MACHINE}\n")
+            except FileNotFoundError:
+                self.check()  # the folder went meanwhile
+                raise
+            if not made:
                 if not self._take_over(path):
                     return False
                 continue
             HEARTBEAT.hold(path, token)
-            if self.is_done(index):
-                self.release(index)  # done meanwhile
+            if self.is_done(index) or self.gone():
+                self.release(index)  # done meanwhile, or the job replaced
+                self.check()
                 return False
             return True
         return False
@@ -385,8 +421,9 @@ class Job:
 
     def lost(self, index: int) -> bool:
         """Whether this process claimed segment `index` and another has taken the claim over since (a
-        segment handed to this process without a claim, as a cluster's task, is never lost)."""
-        return HEARTBEAT.token(self._claim(index)) is not None and not self.holds(index)
+        segment handed to this process without a claim, as a cluster's task, is never lost), or the job
+        is no longer in its folder (`gone`)."""
+        return self.gone() or (HEARTBEAT.token(self._claim(index)) is not None and not self.holds(index))
 
     def _take_over(self, path: Path) -> bool:
         """Remove the claim at `path` when its holder is gone; True when it was removed here (then the
@@ -485,7 +522,9 @@ class Job:
             piece.unlink()
 
     def finish(self, index: int, record: dict[str, Any]) -> None:
-        """Record segment `index` as done (its piece is in place)."""
+        """Record segment `index` as done (its piece is in place); JobGone when the job is no longer in its
+        folder."""
+        self.check()
         write_text(self._record(index), json.dumps(record) + "\n", overwrite=True)
         line = json.dumps({"index": index, "host": _HOST, "pid": os.getpid()}) + "\n"
         fd = os.open(self.folder / AUDIT, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -520,6 +559,32 @@ def job_progress(dst: Path) -> tuple[int, int] | None:
         return None
     job = Job(folder, manifest)
     return len(job.done()), len(job.segments)
+
+
+def live_holders(folder: Path) -> list[str]:
+    """The processes that hold claims in a job folder and may be alive ("host pid N"): of this machine,
+    those whose process runs; of another, those whose claim its heartbeat touched in the last
+    STALE_SECONDS (by this machine's clock: a refusal, never a takeover, rests on it)."""
+    live = []
+    now = time.time()
+    for path in sorted(folder.glob("piece-*.claim")):
+        holder = _claim_holder(path)
+        try:
+            age = now - path.stat().st_mtime
+        except OSError:
+            continue
+        if holder is None or not holder[0]:
+            if age < SETTLE_SECONDS:
+                live.append(f"a claim being made ({path.name})")
+            continue
+        host, pid, _token, machine = holder
+        here = machine == _MACHINE if machine else host == _HOST
+        if here and pid.isdigit():
+            if int(pid) != os.getpid() and _alive(int(pid)):
+                live.append(f"{host} pid {pid}")
+        elif abs(age) < STALE_SECONDS:
+            live.append(f"{host} pid {pid}")
+    return live
 
 
 def remove_job(folder: Path) -> list[str]:
