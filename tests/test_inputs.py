@@ -413,6 +413,24 @@ def test_many_mirror_under_the_output_folder(tmp_path: Path) -> None:
     ]
 
 
+def test_an_output_folder_inside_a_recursive_input_is_not_an_input(tmp_path: Path, cwd: Path) -> None:
+    """`tmics derain f -r -o f/clean` ran once; rerun (to finish what was left) it took f/clean's outputs
+    for inputs and refused them as colliding with themselves. What lies in the -o folder is passed over."""
+    touch(tmp_path, "f/a.mp4", "f/sub/b.mp4", "f/clean/a.mp4", "f/clean/sub/b.mp4")
+    found = collect_inputs([tmp_path / "f"], recursive=True, output=tmp_path / "f" / "clean")
+    assert rel(list(found.items)) == ["a.mp4", "sub/b.mp4"]
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in found.skipped) == [
+        "f/clean/a.mp4",
+        "f/clean/sub/b.mp4",
+    ]
+    targets = output_targets(found.items, tmp_path / "f" / "clean", None, many=True)
+    assert [t.path for t in targets] == [tmp_path / "f/clean/a.mp4", tmp_path / "f/clean/sub/b.mp4"]
+    pattern = collect_inputs(["f/**/*.mp4"], recursive=True, output="f/clean")
+    assert rel(list(pattern.items)) == ["a.mp4", "sub/b.mp4"]
+    alone = collect_inputs([tmp_path / "f" / "clean" / "a.mp4"], output=tmp_path / "f" / "clean")
+    assert rel(list(alone.items)) == ["a.mp4"]  # named itself: taken (and its output checked against it)
+
+
 def test_many_output_must_be_a_folder(tmp_path: Path) -> None:
     touch(tmp_path, "a.mp4", "b.mp4", "file")
     items = find_inputs([tmp_path / "a.mp4", tmp_path / "b.mp4"])

@@ -586,7 +586,7 @@ def derain(
         if output is not None:
             check_name(Path(output))
         given = [str(check_input(a)) if a == "-" else a for a in inputs or []]  # stdin: the file it reads
-        found = collect_inputs([str(SAMPLE_CLIP)] if sample else given, recursive)
+        found = collect_inputs([str(SAMPLE_CLIP)] if sample else given, recursive, output)
         if sample and output is None:
             output = f"{SAMPLE_CLIP.stem}.derained{SAMPLE_CLIP.suffix}"  # here, not in the package
         places = output_targets(found.items, output, fmt, many=found.many)

@@ -293,12 +293,31 @@ def _glob(pattern: str) -> list[tuple[Path, Path]]:
 
 
 # --- inputs --------------------------------------------------------------------------------------------
-def collect_inputs(args: Sequence[str | os.PathLike[str]], recursive: bool = False) -> Inputs:
+def collect_inputs(
+    args: Sequence[str | os.PathLike[str]],
+    recursive: bool = False,
+    output: str | os.PathLike[str] | None = None,
+) -> Inputs:
     """The inputs the arguments name (see the module), whether they are `many`, and the outputs of
-    earlier runs passed over. InputError when an argument names nothing, a folder or pattern yields no
-    input, or there is no input at all."""
+    earlier runs passed over. `output`: the -o folder; what a folder or pattern finds inside it is passed
+    over too (the outputs of a run that mirrors its inputs into a folder among them). InputError when an
+    argument names nothing, a folder or pattern yields no input, or there is no input at all."""
     if isinstance(args, (str, os.PathLike)):
         args = [args]
+    into = Path(os.path.realpath(output)) if output is not None else None
+
+    def outside(found: Sequence[InputItem], passed: list[Path]) -> list[InputItem]:
+        """`found` but what lies inside the -o folder (put in `passed`)."""
+        if into is None:
+            return list(found)
+        kept = []
+        for item in found:
+            if into in Path(os.path.realpath(item.path)).parents:
+                passed.append(item.path)
+            else:
+                kept.append(item)
+        return kept
+
     items: list[InputItem] = []
     seen: set[tuple[int, int] | str] = set()
     skipped: list[Path] = []
@@ -327,6 +346,7 @@ def collect_inputs(args: Sequence[str | os.PathLike[str]], recursive: bool = Fal
             elif path.is_dir():
                 own: list[Path] = []
                 found, videos = _folder(path, Path(), recursive, own)
+                found = outside(found, own)
                 if not found:
                     raise InputError(_empty_folder_message(path, recursive, own))
                 skipped += own
@@ -338,7 +358,7 @@ def collect_inputs(args: Sequence[str | os.PathLike[str]], recursive: bool = Fal
         if not _magic(name):
             raise InputError(f"{_shown(text)} does not exist")
         many = True
-        take(_pattern(text, name, recursive, skipped))
+        take(outside(_pattern(text, name, recursive, skipped), skipped))
     skipped = list(dict.fromkeys(skipped))
     if not items:
         if skipped:
