@@ -123,6 +123,7 @@ CASES = [
     Case("unknown pix-fmt", (*D, "clip.mp4", "-o", "out.mp4", "--pix-fmt", "rgb999", *W), ("rgb999",)),
     Case("unknown option", (*D, "clip.mp4", "-o", "out.mp4", "--colour", *W), ("--colour",)),
     Case("threads 0", (*D, "clip.mp4", "-o", "out.mp4", "--threads", "0", *W), ("--threads",)),
+    Case("output folder under a file", (*D, "x", "-o", "notes.txt/clean", *W), ("notes.txt", "is a file")),
     Case(
         "json onto weights",
         (*D, "clip.mp4", "-o", "out.mp4", *W, "--json", "tiny.safetensors", "--overwrite"),
@@ -165,6 +166,11 @@ CASES = [
         "train run-dir in data",
         (*T, "--data", "data", "-o", "w.safetensors", "--run-dir", "data/run"),
         ("inside the input",),
+    ),
+    Case(
+        "train run-dir a file",
+        (*T, "--data", "data", "-o", "w.safetensors", "--run-dir", "notes.txt"),
+        ("notes.txt", "is a file"),
     ),
     Case("train preset", (*T, "--data", "data", "-o", "w.safetensors", "--preset", "fog"), ("fog",)),
     Case("train size", (*T, "--data", "data", "-o", "w.safetensors", "--size", "huge"), ("huge",)),

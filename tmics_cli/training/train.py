@@ -143,6 +143,8 @@ class TrainConfig:
         if out.suffix.lower() != ".safetensors":
             raise ValueError(f"weights are written as .safetensors files; got {out.name}")
         check_output(out, self.inputs, overwrite=self.overwrite)
+        if os.path.lexists(self.run_path) and not self.run_path.is_dir():
+            raise ValueError(f"run folder {self.run_path} exists and is a file; give a folder (--run-dir)")
         check_apart(self.run_path, self.inputs, folder=True, what="run folder")
         check_fresh_start(self.run_path / CHECKPOINT_NAME, resume=self.resume, overwrite=self.overwrite)
 

@@ -470,6 +470,9 @@ def output_targets(
             )
         if folder.is_dir() and os.path.lexists(folder / MARKER):
             raise InputError(f"-o {_shown(output)} is an earlier tmics output; give another folder")
+        above = next((f for f in folder.absolute().parents if os.path.lexists(f)), None)
+        if above is not None and not above.is_dir():
+            raise InputError(f"-o {_shown(output)} cannot be made: {_shown(above)} is a file, not a folder")
         targets = [
             OutputTarget(folder / _named(i.relative, i, _kind(i, fmt)), not _kind(i, fmt)) for i in items
         ]
