@@ -322,3 +322,23 @@ def test_tags_that_describe_the_old_encoding_are_dropped() -> None:
     assert stream_tags({"ENCODER": "Lavc aac"}, reencoded=False) == {"ENCODER": "Lavc aac"}  # copied as is
     old = {"encoder": "Lavf", "major_brand": "isom", "creation_time": "2024", "LOCATION": "+1+2/"}
     assert container_tags(old) == {"creation_time": "2024", "LOCATION": "+1+2/"}
+
+
+def test_audio_whose_parameters_the_demuxer_never_found_is_named_not_kept(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """An MPEG-TS whose audio the probe did not reach (its first packet's time wrapped, 26.5 h ahead):
+    no sample rate, no channels. The whole derain ran and then failed to write frame 0 ("Invalid
+    argument"); ffmpeg leaves such a stream out, and so does tmics, saying so."""
+    import av
+
+    from tests.videos import make_video
+
+    src = make_video(tmp_path / "in.ts", frames=60, fps=2, audio=True, time_base=Fraction(1, 90000))
+    with av.open(str(src)) as probe:
+        if probe.streams.audio[0].codec_context.sample_rate:
+            pytest.skip("this PyAV muxes the fixture's audio where the probe finds it")
+    messages = _derain(src, tmp_path / "out.mkv", tiny_weights)
+    assert len(messages) == 1 and "audio stream 1 (aac, channels unknown)" in messages[0], messages
+    frames, _, _, _ = decode(tmp_path / "out.mkv")
+    assert len(frames) == 60

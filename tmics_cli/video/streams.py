@@ -196,6 +196,10 @@ class StreamCopy:
                 covers.append(stream)
             elif stream.type == "data" and "timecode" in stream.metadata and "timecode" in self.video_tags:
                 continue  # a timecode track: the muxer writes it again from the video's timecode tag
+            elif stream.type == "audio" and not _audio_known(stream):
+                # its first packets lie beyond what the demuxer probes (ffmpeg drops it too): no muxer or
+                # decoder can take it
+                self.dropped.append(f"audio stream {stream.index} ({codec_name(stream)}, channels unknown)")
             elif stream.type in ("audio", "video", "subtitle", "data"):
                 if not self._stream(stream):
                     self.dropped.append(f"{stream.type} stream {stream.index} ({codec_name(stream)})")
@@ -563,6 +567,12 @@ class StreamCopy:
 
     def close(self) -> None:
         self.input.close()
+
+
+def _audio_known(stream: Any) -> bool:
+    """Whether the demuxer found an audio stream's sample rate and channels."""
+    context = stream.codec_context
+    return context is not None and bool(context.sample_rate) and bool(context.layout.nb_channels)
 
 
 def _disposition(name: str) -> int:
