@@ -356,8 +356,9 @@ def weights_sha256(path: Path) -> str:
 
 def output_complete(dst: Path, frames: int | None, width: int) -> bool:
     """Whether `dst` already holds a whole derain: a video (or tmics frames folder) of `frames` frames of
-    `width` pixels. Outputs only ever appear whole (renamed at the end), so this tells one of this input
-    from an unrelated or older file in its place."""
+    `width` pixels. Outputs only ever appear whole (renamed at the end), so this tells a finished output
+    from one cut short or of another input's length or size; it cannot tell one made with other weights
+    or settings, or a file of the user's of the same length and size (--overwrite redoes it)."""
     if frames is None:
         return False
     if dst.is_dir():
