@@ -342,3 +342,35 @@ def test_audio_whose_parameters_the_demuxer_never_found_is_named_not_kept(
     assert len(messages) == 1 and "audio stream 1 (aac, channels unknown)" in messages[0], messages
     frames, _, _, _ = decode(tmp_path / "out.mkv")
     assert len(frames) == 60
+
+
+def _with_timecode(src: Path, dst: Path) -> Path:
+    """`src`'s video remuxed into `dst` with a start timecode (a tmcd track in MOV/MP4, a tag in MKV)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        template = inp.streams.video[0]
+        stream = out.add_stream_from_template(template)
+        stream.time_base = template.time_base
+        stream.codec_context.framerate = template.average_rate
+        stream.metadata["timecode"] = "01:00:00:00"
+        for packet in inp.demux(template):
+            if packet.size:
+                packet.stream = stream
+                out.mux(packet)
+    return dst
+
+
+@pytest.mark.parametrize(("kind", "out"), [(".mov", ".mov"), (".mkv", ".mp4")])
+def test_a_timecode_is_kept_into_mov_and_mp4(tmp_path: Path, tiny_weights: Path, kind: str, out: str) -> None:
+    """A camera's start timecode: MOV/MP4 write it as a timecode track built from the video's frame rate.
+    The joined output's stream, copied from a piece, read its rate off the time base (12800 fps), and
+    closing the file failed with "Invalid argument" after the whole derain."""
+    from tests.videos import make_video
+
+    src = _with_timecode(make_video(tmp_path / "plain.mp4", frames=12), tmp_path / f"in{kind}")
+    assert _derain(src, tmp_path / f"out{out}", tiny_weights) == []
+    after = probe(tmp_path / f"out{out}")
+    assert after["streams"][0]["tags"]["timecode"] == "01:00:00:00"
+    assert [s["type"] for s in after["streams"]] == ["video", "data"]  # the timecode track, written anew
+    assert len(decode(tmp_path / f"out{out}")[0]) == 12

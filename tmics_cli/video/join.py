@@ -47,6 +47,11 @@ class _JoinSink(VideoSink):
             template = piece.streams.video[0]
             stream = self.container.add_stream_from_template(template)
             stream.time_base = template.time_base
+            # the template's frame rate reads back as its time base's (1/12800 in MOV): a timecode track
+            # built from it is refused when the file is closed. The pieces play at the input's rate.
+            rate = template.average_rate or self.info.fps
+            if rate:
+                stream.codec_context.framerate = Fraction(rate)
         if self.info.rotation:
             stream.set_display_rotation(self.info.rotation)
         return stream
