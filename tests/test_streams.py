@@ -374,3 +374,59 @@ def test_a_timecode_is_kept_into_mov_and_mp4(tmp_path: Path, tiny_weights: Path,
     assert after["streams"][0]["tags"]["timecode"] == "01:00:00:00"
     assert [s["type"] for s in after["streams"]] == ["video", "data"]  # the timecode track, written anew
     assert len(decode(tmp_path / f"out{out}")[0]) == 12
+
+
+def _with_pcm(src: Path, dst: Path, layout: str) -> Path:
+    """`src`'s video (12 frames at 25 fps) and as long a PCM audio in `layout` (Matroska keeps only its
+    channel count)."""
+    import av
+
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        template = inp.streams.video[0]
+        video = out.add_stream_from_template(template)
+        video.time_base = template.time_base
+        sound = out.add_stream("pcm_s16le", rate=16000, layout=layout)
+        channels = av.AudioLayout(layout).nb_channels
+        tone = 3000 * np.sin(np.arange(7680) / 9)
+        for start in range(0, 7680, 768):
+            gains = np.arange(1, channels + 1) / channels  # each channel its own loudness
+            chunk = (tone[start : start + 768, None] * gains).astype(np.int16)  # (samples, channels)
+            frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout=layout)
+            frame.sample_rate, frame.pts = 16000, start
+            for packet in sound.encode(frame):
+                out.mux(packet)
+        for packet in sound.encode(None):
+            out.mux(packet)
+        for packet in inp.demux(template):
+            if packet.size:
+                packet.stream = video
+                out.mux(packet)
+    return dst
+
+
+def test_pcm_of_unordered_channels_is_kept_in_mp4_and_encoded_for_webm(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """Four channels of PCM in Matroska (no channel order stored): MP4 writes a layout box at close and
+    refused it there, after the whole derain ("Invalid argument"). The trial write now reaches the close:
+    MP4 copies the samples as they are under the usual layout of four channels, WebM's Opus takes them
+    as quad; what no encoder takes (16 channels into MPEG-TS) is named, not a failure at the end."""
+    import av
+
+    from tests.videos import make_video
+
+    plain = make_video(tmp_path / "plain.mp4", frames=12)
+    src = _with_pcm(plain, tmp_path / "in.mkv", "quad")
+    with av.open(str(src)) as check:
+        assert check.streams.audio[0].codec_context.layout.name == "4 channels"  # the order is gone
+    assert _derain(src, tmp_path / "out.mp4", tiny_weights) == []
+    samples = b"".join(audio_packets(src))
+    assert b"".join(audio_packets(tmp_path / "out.mp4")) == samples  # the very samples (MP4 packs them anew)
+    assert _derain(src, tmp_path / "out.webm", tiny_weights) == []
+    with av.open(str(tmp_path / "out.webm")) as out:
+        assert out.streams.audio[0].codec_context.name == "opus"
+        assert out.streams.audio[0].codec_context.channels == 4
+    many = _with_pcm(plain, tmp_path / "many.mkv", "hexadecagonal")
+    messages = _derain(many, tmp_path / "out.ts", tiny_weights)
+    assert len(messages) == 1 and "audio stream 1 (pcm_s16le)" in messages[0], messages
+    assert len(decode(tmp_path / "out.ts")[0]) == 12

@@ -10,8 +10,9 @@ Where the output container cannot hold a stream as it is, it is converted as ffm
 for MP4/MOV, WebVTT for WebM, ASS for MKV). What still cannot be kept (attachments outside MKV, bitmap
 subtitles in MP4, data streams a muxer refuses, chapters in TS/AVI, a stream's start offset from the
 video in AVI) is listed by `dropped_note()`, which the sink turns into one warning. Whether a muxer takes
-a stream is asked of the muxer itself: the stream is set up in a scratch container in memory whose header
-is written, before the real output is touched.
+a stream is asked of the muxer itself: the stream is set up in a scratch container in memory, which is
+written whole (header, the stream's first packet for audio and video, trailer: MP4 checks a channel layout
+only as it finishes), before the real output is touched.
 
 Tags that describe the old encoding are dropped as ffmpeg drops or rewrites them: `encoder` (the muxer
 writes its own), MP4 brands, and Matroska's per-stream statistics (DURATION, NUMBER_OF_FRAMES, BPS, ...).
@@ -75,6 +76,13 @@ _SYNC_TOLERANCE = 0.04  # seconds of audio-video offset below what viewers notic
 _NO_START_OFFSET = {"avi"}  # muxers that start every stream at its first packet, whatever its time
 _READ_AHEAD = 5000  # packets read ahead at most for the video's next part (where only the audio jumps)
 _END_MARGIN = 10.0  # past --end by this much, no stream has packets left before it (interleaving delta)
+# the standard channel layouts of each channel count (encoders take some of them)
+_LAYOUTS = {
+    1: ("mono",), 2: ("stereo",), 3: ("2.1", "3.0", "3.0(back)"), 4: ("4.0", "quad", "quad(side)", "3.1"),
+    5: ("5.0", "5.0(side)", "4.1"), 6: ("5.1", "5.1(side)", "6.0", "hexagonal"),
+    7: ("6.1", "6.1(back)", "7.0"), 8: ("7.1", "7.1(wide)", "octagonal"),
+}  # fmt: skip
+_TRIAL_PACKETS = 2000  # packets read at most for the first packet of each audio and video stream
 
 
 def container_tags(metadata: dict[str, str]) -> dict[str, str]:
@@ -185,6 +193,7 @@ class StreamCopy:
         self.video_tags = stream_tags(primary.metadata, reencoded=True, mov=self.mov)
         self.video_disposition = int(primary.disposition) & ~int(_disposition("attached_pic"))
         covers = []
+        self.trial = self._first_packets(primary)
         for stream in self.input.streams:
             if stream.index == primary.index or (stream.type == "audio" and not audio):
                 continue
@@ -221,6 +230,27 @@ class StreamCopy:
         if self.format in _NO_START_OFFSET:
             self._start_offsets(primary)
 
+    def _first_packets(self, primary: Any) -> dict[int, tuple[bytes, bool]]:
+        """The first packet with data of each audio and (not cover) video stream besides `primary`, by
+        index, as (data, keyframe) for the trial writes of `_try`; read by a reader of its own, at most
+        _TRIAL_PACKETS in."""
+        wanted = [
+            s.index
+            for s in self.input.streams
+            if s.index != primary.index
+            and (s.type == "audio" or s.type == "video" and not s.disposition & _disposition("attached_pic"))
+        ]
+        found: dict[int, tuple[bytes, bool]] = {}
+        if not wanted or self.format == "mpegts":
+            return found
+        with open_media(self.input.name) as reader:
+            for count, packet in enumerate(reader.demux(*[reader.streams[i] for i in wanted])):
+                if packet.size and packet.stream.index not in found:
+                    found[packet.stream.index] = (bytes(packet), packet.is_keyframe)
+                if len(found) == len(wanted) or count >= _TRIAL_PACKETS:
+                    break
+        return found
+
     def _start_offsets(self, primary: Any) -> None:
         """AVI has no start time per stream: a stream that starts later (or earlier) than the video in the
         input starts with it in the output. Each such offset beyond what a viewer notices is named."""
@@ -256,12 +286,20 @@ class StreamCopy:
         tags = self._tags(stream)
         if stream.codec_context is not None or stream.type == "data":
             held = stream.type == "data" or accepts(self.out, encoder, name, self.supported)
-            if held and self._try(_add_copy, stream, tags):
-                self.copies[stream.index] = _Copy("copy", stream, _add_copy(self.out, stream, tags), sparse)
-                return True
+            trial = self.trial.get(stream.index)
+            # audio whose channels have no order (PCM in Matroska): MP4 takes it as the usual layout of
+            # that many channels, as ffmpeg's decoders guess it
+            guess = _usual_layout(stream) if stream.type == "audio" else None
+            for layout in [None] + ([guess] if guess else []):
+                if held and self._try(_add_copy, stream, tags, layout, trial=trial):
+                    added = _add_copy(self.out, stream, tags, layout)
+                    self.copies[stream.index] = _Copy("copy", stream, added, sparse)
+                    return True
         if stream.type == "audio":
-            self.copies[stream.index] = _Copy("audio", stream, self._audio_encoder(stream), False)
-            return True
+            encoded = self._audio_encoder(stream)
+            if encoded is not None:
+                self.copies[stream.index] = _Copy("audio", stream, encoded, False)
+            return encoded is not None
         target = _TEXT_SUBTITLES.get(self.format)
         text = stream.codec_context is not None and getattr(stream.codec_context.codec, "text_sub", False)
         if stream.type == "subtitle" and target and text:
@@ -272,18 +310,19 @@ class StreamCopy:
                 return True
         return False
 
-    def _audio_encoder(self, stream: Any) -> Any:
-        """The container cannot hold this audio codec: an AAC (Opus for WebM) encoder to re-encode it."""
+    def _audio_encoder(self, stream: Any) -> Any | None:
+        """The container cannot hold this audio as it is: an AAC (Opus for WebM) encoder to re-encode it,
+        or None where the encoder or the muxer refuses it (too many channels)."""
         codec = _FALLBACK_AUDIO.get(self.suffix, "aac")
         rate = stream.codec_context.sample_rate or 48000
         if codec == "libopus":
             rate = 48000  # Opus takes 48/24/16/12/8 kHz only; the encoder resamples
-        encoded = self.out.add_stream(codec, rate=rate)
-        if stream.codec_context.layout:
-            encoded.layout = stream.codec_context.layout
-        encoded.metadata.update(self._tags(stream, reencoded=True))
-        encoded.disposition = stream.disposition
-        return encoded
+        tags = self._tags(stream, reencoded=True)
+        for layout in _encoder_layouts(stream):
+            args = (stream, codec, rate, layout, tags)
+            if self._try(_add_audio, *args):
+                return _add_audio(self.out, *args)
+        return None
 
     def _tags(self, stream: Any, reencoded: bool = False) -> dict[str, str]:
         return stream_tags(stream.metadata, reencoded, self.mov)
@@ -351,25 +390,33 @@ class StreamCopy:
         else:
             self.dropped.append(f"{len(chapters)} chapter{'s' if len(chapters) > 1 else ''}")
 
-    def _try(self, build: Callable[..., Any], *args: Any) -> bool:
-        """Whether the muxer takes the stream `build(container, *args)` adds: asked of a scratch container
-        in memory."""
+    def _try(self, build: Callable[..., Any], *args: Any, trial: tuple[bytes, bool] | None = None) -> bool:
+        """Whether the muxer takes the stream `build(container, *args)` adds (and its encoder opens, for
+        one that encodes): asked of a scratch container in memory, written whole, with the packet `trial`
+        ((data, keyframe) of the stream's first) at time 0 where given."""
         import av
 
-        if self.format == "mpegts":  # its header checks nothing; the codec tables above tell
+        if self.format == "mpegts" and build is _add_copy:  # its header checks nothing; the tables tell
             return True
         scratch = av.open(io.BytesIO(), "w", format=self.format)
         try:
-            build(scratch, *args)
+            added = build(scratch, *args)
             scratch.start_encoding()
+            if trial is not None:
+                packet = av.Packet(trial[0])
+                packet.pts = packet.dts = 0
+                packet.time_base = added.time_base
+                packet.is_keyframe = trial[1]
+                packet.stream = added
+                scratch.mux(packet)
+            scratch.close()
             return True
         except (av.error.FFmpegError, ValueError, TypeError):
-            return False
-        finally:
             try:
                 scratch.close()
             except Exception:  # noqa: BLE001 - a scratch file that cannot be finished is thrown away
                 pass
+            return False
 
     def dropped_note(self, src: Path | str, dst: Path | str) -> str | None:
         """One line naming what the output cannot hold, or None when everything is kept."""
@@ -591,13 +638,49 @@ def _mov_known(key: str) -> bool:
     return key.lower().split("-")[0] in _MOV_KNOWN
 
 
-def _add_copy(out: Any, stream: Any, tags: dict[str, str]) -> Any:
-    """An output stream copying `stream` (codec parameters, disposition), with the tags `tags`."""
+def _usual_layout(stream: Any) -> str | None:
+    """For audio whose channels have no order, the usual layout of that many channels (4: 4.0, 6: 5.1),
+    which ffmpeg's decoders guess; None for audio of a known layout, or of more channels than any has."""
+    import av
+
+    layout = stream.codec_context.layout if stream.codec_context is not None else None
+    if layout is None or not layout.nb_channels or any(c.name != "NONE" for c in layout.channels):
+        return None
+    try:
+        return av.AudioLayout(f"{layout.nb_channels}c").name
+    except (ValueError, av.error.FFmpegError):
+        return None
+
+
+def _encoder_layouts(stream: Any) -> list[str]:
+    """The channel layouts to ask an encoder for, best first: the audio's own (or the usual one of its
+    channel count, for channels without order), then the others of that count, into which the audio is
+    remixed as ffmpeg would for an encoder that takes none better (Opus: quad, not 4.0)."""
+    own = _usual_layout(stream) or stream.codec_context.layout.name
+    count = stream.codec_context.layout.nb_channels
+    return [own] + [name for name in _LAYOUTS.get(count, ()) if name != own]
+
+
+def _add_copy(out: Any, stream: Any, tags: dict[str, str], layout: str | None = None) -> Any:
+    """An output stream copying `stream` (codec parameters, disposition), with the tags `tags`, and for
+    audio the channel layout `layout` where given."""
     copied = out.add_stream_from_template(stream)
+    if layout is not None:
+        copied.codec_context.layout = layout
     copied.metadata.clear()
     copied.metadata.update(tags)
     copied.disposition = stream.disposition
     return copied
+
+
+def _add_audio(out: Any, stream: Any, codec: str, rate: int, layout: Any, tags: dict[str, str]) -> Any:
+    """An output stream encoding the audio of `stream` as `codec` at `rate` Hz in the `layout` given."""
+    encoded = out.add_stream(codec, rate=rate)
+    if layout:
+        encoded.layout = layout
+    encoded.metadata.update(tags)
+    encoded.disposition = stream.disposition
+    return encoded
 
 
 def _add_subtitle(out: Any, stream: Any, codec: str, tags: dict[str, str]) -> Any:
