@@ -96,8 +96,9 @@ def test_the_restorer_times_its_stages_and_they_sum_to_its_time(tiny_weights: Pa
 def test_derain_reports_every_stage_and_model_is_their_sum(tmp_path: Path, tiny_weights: Path) -> None:
     summary = _run(make_video(tmp_path / "in.mp4", frames=7), tmp_path / "out.mp4", tiny_weights)
     timings = summary.timings
-    assert list(timings) == list(TIMINGS)  # decode, upload, flow, network, download, encode, model
+    assert list(timings) == [*TIMINGS, "join"]  # decode, upload, flow, network, download, encode, model
     assert all(v >= 0 for v in timings.values()) and timings["decode"] > 0 and timings["encode"] > 0
+    assert timings["join"] > 0
     assert timings["model"] == pytest.approx(sum(timings[s] for s in STAGES))
     assert timings["model"] <= summary.seconds
 

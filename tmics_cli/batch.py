@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 from .derain import Derainer, DerainSummary
-from .jobs import JobGone
 from .report import InputResult, JobReport
 
 
@@ -152,28 +151,19 @@ def _derain_one(
                     report.segment_done(source, index + 1, total, frames=frames, seconds=seconds)
 
             try:
-                timings = derainer.work(job, on_frame, on_segment=on_segment)
-                joined = time.perf_counter()
-                summary = derainer.finish(job, timings)
-            except JobGone:
-                if derainer.finished_elsewhere(job):
-                    return InputResult(source, output, "skipped", frames=frames, error="done by another run")
-                raise
-            except BaseException:
-                if not job.job.gone() and not job.job.done():
-                    job.job.remove()  # nothing finished: leave nothing behind
-                raise
+                summary = derainer.run(job, on_frame, on_segment)
             finally:
                 if helpers is not None:
                     helpers.tell(report, source)
-            timings = {**summary.timings, "join": time.perf_counter() - joined}
+            if summary.status == "skipped":
+                return InputResult(source, output, "skipped", frames=frames, error="done by another run")
             return InputResult(
                 source,
                 output,
                 "done",
                 frames=summary.frames,
                 seconds=time.perf_counter() - began,
-                timings=timings,
+                timings=summary.timings,
                 rain_note=summary.rain_note,
                 weights=Path(summary.weights).name,
             )

@@ -437,7 +437,6 @@ class _Driver:
         self.active.pop(item.position, None)
         source, output = item.target.source, item.target.output
         if item.failed is None:
-            joined = time.perf_counter()
             with warnings_to(self.report, source):
                 try:
                     summary = self.prep.finish(item.job, item.timings)
@@ -450,7 +449,7 @@ class _Driver:
                         "done",
                         frames=summary.frames,
                         seconds=time.perf_counter() - item.began,
-                        timings={**item.timings, "join": time.perf_counter() - joined},
+                        timings=summary.timings,
                         rain_note=summary.rain_note,
                     )
         if not item.job.job.done():

@@ -77,7 +77,7 @@ class DerainSummary:
     rain: str  # the rain level whose weights ran ("custom" for --weights)
     output: Path
     rain_note: str = ""  # why --rain auto chose what it chose
-    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage, keys segments.TIMINGS
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: segments.TIMINGS, join
     status: str = "done"  # "skipped": the output was already whole; "helped": a helper worker's share
     resumed: tuple[int, int] | None = None  # (segments done before this run, all segments)
     segments: int = 1
@@ -621,16 +621,7 @@ class Derainer:
         folder_out = is_folder_output(dst) if folder is None else folder
         check_apart(dst, [src, *self.reads()], folder=folder_out)  # an input is never taken for a done output
         if not self.overwrite and os.path.lexists(dst) and output_complete(dst, frames, out_w):
-            return DerainSummary(
-                frames or 0,
-                time.perf_counter() - begin,
-                str(self.device),
-                self.precision,
-                "",
-                "",
-                dst,
-                status="skipped",
-            )
+            return self._skipped(dst, frames or 0, begin)
         check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
         check_encoder(dst, self.options, folder_out)
         level, note = self._level(src)
@@ -687,7 +678,9 @@ class Derainer:
         return run.timings
 
     def finish(self, job: Prepared, timings: dict[str, float] | None = None) -> DerainSummary:
-        """Join the finished segments onto the output and remove the job folder."""
+        """Join the finished segments onto the output and remove the job folder; the summary's timings are
+        `timings` and the seconds of the join ("join")."""
+        joined = time.perf_counter()
         job.job.check()
         pieces = job.job.pieces()
         try:
@@ -717,7 +710,7 @@ class Derainer:
             rain=job.level,
             output=job.dst,
             rain_note=job.note,
-            timings=timings or {},
+            timings={**(timings or {}), "join": time.perf_counter() - joined},
             resumed=(len(job.done), total) if job.done else None,
             segments=total,
             weights_sha256=job.sha,
@@ -744,9 +737,19 @@ class Derainer:
             on_start(job.info, job.note)
         if job.done and on_resume is not None:
             on_resume(len(job.done), len(job.job.segments))
+        return self.run(job, on_frame)
+
+    def run(
+        self,
+        job: Prepared,
+        on_frame: Callable[[int], None] | None = None,
+        on_segment: Callable[[int, int, int, float], None] | None = None,
+    ) -> DerainSummary:
+        """Work and finish a prepared job. Its summary has status "skipped" when another run sharing the
+        job joined the output meanwhile. After an error or interrupt the finished segments stay for a
+        rerun; a job with none is removed (unless another run replaced or finished it)."""
         try:
-            timings = self.work(job, on_frame)
-            return self.finish(job, timings)
+            return self.finish(job, self.work(job, on_frame, on_segment=on_segment))
         except JobGone:
             if self.finished_elsewhere(job):
                 return self.skipped(job)
@@ -764,16 +767,12 @@ class Derainer:
 
     def skipped(self, job: Prepared) -> DerainSummary:
         """The summary of a job whose output another run finished (status "skipped")."""
-        return DerainSummary(
-            job.job.manifest.get("frames") or 0,
-            time.perf_counter() - job.begin,
-            str(self.device),
-            self.precision,
-            "",
-            "",
-            job.dst,
-            status="skipped",
-        )
+        return self._skipped(job.dst, job.job.manifest.get("frames") or 0, job.begin)
+
+    def _skipped(self, dst: Path, frames: int, begin: float) -> DerainSummary:
+        """A summary of status "skipped": `dst` is whole (`frames` frames) and nothing was derained here."""
+        elapsed = time.perf_counter() - begin
+        return DerainSummary(frames, elapsed, str(self.device), self.precision, "", "", dst, status="skipped")
 
     def help(self, src: str | Path, dst: str | Path) -> int:
         """A helper worker's share of the job of `dst` that another process prepared: the segments nobody

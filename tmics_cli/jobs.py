@@ -389,17 +389,18 @@ class Job:
 
     def claim(self, index: int) -> bool:
         """Take segment `index` for this process; False when another live process holds it or it is done.
-        JobGone when the job is no longer in its folder."""
-        self.check()
+        JobGone when the job is no longer in its folder (the manifest is read once a try: waiting runs
+        retry their claims often)."""
         path = self._claim(index)
         for _ in range(2):
             token = secrets.token_hex(8)
             try:
                 made = _create_claim(path, f"{_HOST} {os.getpid()} {token} {_MACHINE}\n")
             except FileNotFoundError:
-                self.check()  # the folder went meanwhile
+                self.check()  # the folder went
                 raise
             if not made:
+                self.check()  # held, perhaps by the run that replaced this job
                 if not self._take_over(path):
                     return False
                 continue

@@ -44,7 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from .train import TrainConfig
+from .train import TrainConfig, check_weights_output
 
 KINDS = ("train", "average", "change-scale")
 # TrainConfig fields a recipe may not set: where the steps write is the recipe's business
@@ -275,7 +275,7 @@ def plan(
                 overwrite=overwrite if final else False,
             )
             try:
-                _check_choices(cfg)
+                cfg.check_choices()  # those of files wait for the step's turn
             except ValueError as exc:
                 raise RecipeError(
                     f"{_where(recipe.path, None if recipe.plain else step.name)}: {exc}"
@@ -296,24 +296,14 @@ def _check_output(steps: list[PlannedStep], recipe_path: Path) -> None:
     """The recipe's output and work folder against everything its steps read (the recipe, data, init and
     genotype files), before any work or folder is made: a last step that averages or rescales has no
     training config to check it (OutputError, ValueError)."""
-    from ..outputs import check_apart, check_output
+    from ..outputs import check_apart
 
     out = steps[-1].output
     made = {p.output for p in steps[:-1]}  # the work folder's
     reads = [recipe_path, *(x for p in steps if p.config for x in p.config.inputs if Path(x) not in made)]
-    if out.is_dir():
-        example = out / "weights.safetensors"
-        raise ValueError(f"output {out} is a directory; give a file name such as {example}")
-    if out.suffix.lower() != ".safetensors":
-        raise ValueError(f"weights are written as .safetensors files; got {out.name}")
-    check_output(out, reads, overwrite=steps[-1].overwrite)
+    check_weights_output(out, reads, overwrite=steps[-1].overwrite)
     if len(steps) > 1:
         check_apart(work_folder(out), reads, folder=True, what="work folder")
-
-
-def _check_choices(cfg: TrainConfig) -> None:
-    """TrainConfig.validate's checks of named choices (those of files wait for the step's turn)."""
-    cfg.check_choices()
 
 
 def _stamp(p: PlannedStep) -> Path:

@@ -18,6 +18,7 @@ import math
 import os
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,17 @@ LOG_NAME = "log.jsonl"
 # loader's start-up and the batches its workers prefetched); under DDP it spans BUDGET_PROBE[1] - [0] steps
 BUDGET_PROBE = (10, 210)
 BUDGET_MARGIN = 0.93  # share of the remaining budget given to stage 1 steps (validation, saving)
+
+
+def check_weights_output(out: Path, reads: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:
+    """Refuse a weights output that is a folder, not a .safetensors file, or one that would replace
+    what the run reads or an existing file without --overwrite (ValueError, OutputError)."""
+    if out.is_dir():
+        example = out / "weights.safetensors"
+        raise ValueError(f"output {out} is a directory; give a file name such as {example}")
+    if out.suffix.lower() != ".safetensors":
+        raise ValueError(f"weights are written as .safetensors files; got {out.name}")
+    check_output(out, reads, overwrite=overwrite)
 
 
 @dataclass
@@ -135,14 +147,7 @@ class TrainConfig:
             raise ValueError("the L1 weight must be zero or positive")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError("the time budget must be a positive number of seconds")
-        out = Path(self.output)
-        if out.is_dir():
-            raise ValueError(
-                f"output {out} is a directory; give a file name such as {out / 'weights.safetensors'}"
-            )
-        if out.suffix.lower() != ".safetensors":
-            raise ValueError(f"weights are written as .safetensors files; got {out.name}")
-        check_output(out, self.inputs, overwrite=self.overwrite)
+        check_weights_output(Path(self.output), self.inputs, overwrite=self.overwrite)
         if os.path.lexists(self.run_path) and not self.run_path.is_dir():
             raise ValueError(f"run folder {self.run_path} exists and is a file; give a folder (--run-dir)")
         check_apart(self.run_path, self.inputs, folder=True, what="run folder")
