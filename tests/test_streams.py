@@ -376,19 +376,20 @@ def test_a_timecode_is_kept_into_mov_and_mp4(tmp_path: Path, tiny_weights: Path,
     assert len(decode(tmp_path / f"out{out}")[0]) == 12
 
 
-def _with_pcm(src: Path, dst: Path, layout: str) -> Path:
-    """`src`'s video (12 frames at 25 fps) and as long a PCM audio in `layout` (Matroska keeps only its
-    channel count)."""
+def _with_pcm(src: Path, dst: Path, layout: str, samples: int = 7680) -> Path:
+    """`src`'s video (12 frames at 25 fps) and PCM audio in `layout` (Matroska keeps only its channel
+    count), as long as the video unless `samples` (at 16 kHz) says otherwise."""
     import av
 
     with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
         template = inp.streams.video[0]
         video = out.add_stream_from_template(template)
         video.time_base = template.time_base
+        video.codec_context.framerate = template.average_rate
         sound = out.add_stream("pcm_s16le", rate=16000, layout=layout)
         channels = av.AudioLayout(layout).nb_channels
-        tone = 3000 * np.sin(np.arange(7680) / 9)
-        for start in range(0, 7680, 768):
+        tone = 3000 * np.sin(np.arange(samples) / 9)
+        for start in range(0, samples, 768):
             gains = np.arange(1, channels + 1) / channels  # each channel its own loudness
             chunk = (tone[start : start + 768, None] * gains).astype(np.int16)  # (samples, channels)
             frame = av.AudioFrame.from_ndarray(chunk.reshape(1, -1), format="s16", layout=layout)
@@ -430,3 +431,21 @@ def test_pcm_of_unordered_channels_is_kept_in_mp4_and_encoded_for_webm(
     messages = _derain(many, tmp_path / "out.ts", tiny_weights)
     assert len(messages) == 1 and "audio stream 1 (pcm_s16le)" in messages[0], messages
     assert len(decode(tmp_path / "out.ts")[0]) == 12
+
+
+def test_audio_that_runs_on_after_the_video_is_no_damage(tmp_path: Path, tiny_weights: Path) -> None:
+    """Matroska states one duration for the file, here the audio's (1 s); the video's own (0.48 s) is in
+    the DURATION tag its muxer wrote. Read by the file's, the whole video was told "stops after 12 of
+    about 25 frames (the file is truncated or damaged)" and --strict refused it."""
+    from tests.videos import make_video
+
+    src = _with_pcm(make_video(tmp_path / "plain.mp4", frames=12), tmp_path / "in.mkv", "mono", 16000)
+    result = CliRunner().invoke(
+        app,
+        ["derain", str(src), "-o", str(tmp_path / "out.mkv"), "--weights", str(tiny_weights),
+         "--device", "cpu", "--strict"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "damaged" not in result.output and "warning" not in result.output
+    assert "1 input, about 12 frames" in result.output  # reckoned from the video's duration
+    assert len(decode(tmp_path / "out.mkv")[0]) == 12

@@ -301,13 +301,15 @@ def send_steps(queue: Any) -> None:
 
 def probe_targets(
     derainer: Derainer, targets: Sequence[Target]
-) -> tuple[list[int | None], list[tuple[int, int]]]:
-    """Each input's frame count (None where unknown or unreadable: it fails later with its own message)
-    and the frame sizes, for the job's first line; damage is told when the input is derained, not here."""
+) -> tuple[list[int | None], list[tuple[int, int]], bool]:
+    """Each input's frame count (None where unknown or unreadable: it fails later with its own message),
+    the frame sizes, and whether some count is an estimate (from a duration, not counted), for the job's
+    first line; damage is told when the input is derained, not here."""
     from .video.reader import open_source
 
     frames: list[int | None] = []
     sizes: list[tuple[int, int]] = []
+    estimated = False
     for target in targets:
         try:
             with warnings.catch_warnings():
@@ -319,4 +321,5 @@ def probe_targets(
             continue
         frames.append(source.info.frames)
         sizes.append((source.info.width, source.info.height))
-    return frames, sizes
+        estimated = estimated or not source.info.frames_exact
+    return frames, sizes, estimated

@@ -624,13 +624,13 @@ def derain(
     results = []
     try:
         try:
-            frames, sizes = probe_targets(derainer, targets)
+            frames, sizes, estimated = probe_targets(derainer, targets)
             auto = (
                 "light or heavy, measured per input (--rain auto)" if rain == "auto" and not weights else None
             )
             report.run_started(
                 str(derainer.device), derainer.precision, derainer.weights_file(), frames=frames, sizes=sizes,
-                label=auto,
+                label=auto, estimated=estimated,
             )  # fmt: skip
             if ray is not None:
                 from .cluster import derain_on_ray

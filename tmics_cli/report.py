@@ -216,11 +216,13 @@ class JobReport:
         sizes: Iterable[tuple[int, int]] = (),
         sha256: str | None = None,
         label: str | None = None,
+        estimated: bool = False,
     ) -> None:
         """The job begins: `weights` is the file that runs (its sha256 is read unless given), `frames` the
-        frame count of each input (None where unknown; the job's total is then unknown), `sizes` each
-        input's (width, height); `label` names the weights in the run line instead of the file (e.g.
-        for --rain auto, which chooses per input)."""
+        frame count of each input (None where unknown; the job's total is then unknown; `estimated`: some
+        are reckoned from a duration, and the line says "about"), `sizes` each input's (width, height);
+        `label` names the weights in the run line instead of the file (e.g. for --rain auto, which
+        chooses per input)."""
         counts = list(frames)
         sizes = list(sizes)
         path = Path(weights)
@@ -234,6 +236,8 @@ class JobReport:
             self.inputs = len(counts)
             self.total = None if any(c is None for c in counts) else sum(c for c in counts if c is not None)
             frames_text = "frames unknown" if self.total is None else _plural(self.total, "frame")
+            if estimated and self.total is not None:
+                frames_text = f"about {frames_text}"
             digest = f" (sha256 {sha256[:12]})" if sha256 and not label else ""
             # said when the first input starts (or ends, or the job does): an input refused before any work
             # gets its one error line and nothing else
@@ -249,6 +253,7 @@ class JobReport:
                 weights=self.weights,
                 inputs=self.inputs,
                 frames=self.total,
+                frames_estimated=estimated,
                 sizes=[list(s) for s in sizes],
                 settings=self.settings,
             )

@@ -196,22 +196,27 @@ class VideoFileSource:
         self._first = first
         stream = self._stream  # decoding a segment may have opened the file again
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate or Fraction(25)
-        duration = None
-        if stream.duration and stream.time_base:
-            duration = float(stream.duration * stream.time_base)
-        elif self._container.duration:
+        own = float(stream.duration * stream.time_base) if stream.duration and stream.time_base else None
+        tagged = tagged_end(stream)
+        begin = (self._container.start_time or 0) / 1_000_000
+        duration = own
+        if duration is None and tagged is not None:
+            # counted from zero (or, to be safe, from the container's start: the earlier end)
+            duration = min(tagged, begin + tagged) - self.origin
+        if duration is None and self._container.duration:
             duration = self._container.duration / 1_000_000
         # what the container states, to tell a video that stops short: its frame count, and where the
-        # video stream ends (from the stream's duration, else the container's, which may be the audio's:
-        # then only a larger shortfall counts)
+        # video stream ends (from the stream's duration or its muxer's tag, else the container's, which
+        # may be the audio's: then only a larger shortfall counts)
         self._stated_frames = stream.frames or None
         self._stated_end, self._slack = None, 0.0
-        if stream.duration and stream.time_base:
-            self._stated_end = float(stream.duration * stream.time_base)
+        if own is not None:
+            self._stated_end = own
+        elif tagged is not None:
+            self._stated_end = duration
         elif self._container.duration:
             # counted from the container's start, or (Matroska) from zero: the earlier end, so as never to
             # expect frames the file does not promise
-            begin = (self._container.start_time or 0) / 1_000_000
             length = self._container.duration / 1_000_000
             self._stated_end = min(length, begin + length) - self.origin
             if len(self._container.streams) > 1:
@@ -494,6 +499,20 @@ def _offset_of(moved: deque[tuple[int | None, int]], pts: int, current: int) -> 
             del moved[i]
             return offset
     return current
+
+
+def tagged_end(stream: Any) -> float | None:
+    """Matroska stores one duration, the file's (perhaps the audio's); its muxers (ffmpeg, mkvmerge) write
+    each stream's end, from zero, as a DURATION tag ("00:01:02.500000000"): that, in seconds, or None."""
+    for key, value in stream.metadata.items():
+        if key.upper().split("-")[0] == "DURATION":
+            parts = value.strip().split(":")
+            try:
+                seconds = sum(float(part) * 60**i for i, part in enumerate(reversed(parts)))
+            except ValueError:
+                return None
+            return seconds if len(parts) == 3 and seconds > 0 and math.isfinite(seconds) else None
+    return None
 
 
 def _packet_times(path: Path, target: int | None) -> list[int] | None:
