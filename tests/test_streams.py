@@ -308,11 +308,32 @@ def test_webm_ts_and_no_audio(tmp_path: Path, tiny_weights: Path) -> None:
     assert len(caught) == 1 and "font.ttf" in caught[0] and "webm cannot hold" in caught[0]
     assert after["tags"]["location"] == TAGS["location"]
     caught = _derain(src, tmp_path / "out.ts", tiny_weights)
-    assert len(caught) == 1 and "subtitle stream 2 (subrip)" in caught[0] and "2 chapters" in caught[0]
+    assert len(caught) == 2 and "subtitle stream 2 (subrip)" in caught[0] and "2 chapters" in caught[0]
+    # read back from the written file: what the muxer left out without a word
+    kept = "the title of video stream 0, the language of video stream 0, the title of audio stream 1"
+    assert caught[1].endswith(f"(ts cannot hold them): {kept}"), caught[1]
     assert len(decode(tmp_path / "out.ts")[0]) == 10 and audio_packets(tmp_path / "out.ts")
     assert _derain(src, tmp_path / "silent.mkv", tiny_weights, audio=False) == []
     after = probe(tmp_path / "silent.mkv")
     assert [s["type"] for s in after["streams"]] == ["video", "subtitle", "subtitle", "attachment"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "lost"),
+    [
+        (".mov", "the forced flag of subtitle stream 3"),
+        (".avi", "the language of video stream 0, the language of audio stream 1"),
+    ],
+)
+def test_titles_languages_and_flags_a_muxer_leaves_out_are_named(
+    tmp_path: Path, tiny_weights: Path, suffix: str, lost: str
+) -> None:
+    """Muxers drop some stream tags and dispositions without an error (ffmpeg -map 0 loses them too); the
+    output is read back and what it lost is named. MP4 and MOV keep titles (as `name`): not named."""
+    src = make_rich_mkv(tmp_path / "in.mkv", frames=10)
+    caught = _derain(src, tmp_path / f"out{suffix}", tiny_weights)
+    assert caught[-1].endswith(f"({suffix[1:]} cannot hold them): {lost}"), caught
+    assert len(decode(tmp_path / f"out{suffix}")[0]) == 10
 
 
 def test_tags_that_describe_the_old_encoding_are_dropped() -> None:

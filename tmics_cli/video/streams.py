@@ -9,7 +9,9 @@ Where the output container cannot hold a stream as it is, it is converted as ffm
 (Opus for WebM), text subtitles (SubRip, ASS, WebVTT, mov_text) to the container's text format (mov_text
 for MP4/MOV, WebVTT for WebM, ASS for MKV). What still cannot be kept (attachments outside MKV, bitmap
 subtitles in MP4, data streams a muxer refuses, chapters in TS/AVI, a stream's start offset from the
-video in AVI) is listed by `dropped_note()`, which the sink turns into one warning. Whether a muxer takes
+video in AVI) is listed by `dropped_note()`, which the sink turns into a warning before it writes; the
+titles, languages and dispositions a muxer leaves out without an error are read back from the finished
+file by `unkept_note()`, a second warning at the end. Whether a muxer takes
 a stream is asked of the muxer itself: the stream is set up in a scratch container in memory, which is
 written whole (header, the stream's first packet for audio and video, trailer: MP4 checks a channel layout
 only as it finishes), before the real output is touched.
@@ -22,7 +24,7 @@ from __future__ import annotations
 
 import io
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -72,6 +74,10 @@ _MOV_KNOWN = {
 }  # fmt: skip
 _COVER_TYPES = {"mjpeg": ("jpg", "image/jpeg"), "png": ("png", "image/png"), "bmp": ("bmp", "image/bmp")}
 SUBTITLE_LOOKBACK = 10.0  # seconds read before --start, for a subtitle shown since before the cut
+_VIEWER_FLAGS = {
+    "default", "dub", "original", "comment", "lyrics", "karaoke", "forced", "hearing_impaired",
+    "visual_impaired", "clean_effects", "non_diegetic", "captions", "descriptions",
+}  # fmt: skip
 _SYNC_TOLERANCE = 0.04  # seconds of audio-video offset below what viewers notice (ITU-R BT.1359: 45 ms)
 _NO_START_OFFSET = {"avi"}  # muxers that start every stream at its first packet, whatever its time
 _READ_AHEAD = 5000  # packets read ahead at most for the video's next part (where only the audio jumps)
@@ -229,6 +235,12 @@ class StreamCopy:
         self._chapters()
         if self.format in _NO_START_OFFSET:
             self._start_offsets(primary)
+        # (output index, name, tags, disposition) of each stream as it was set up, for unkept_note
+        video = self.out.streams.video[0]
+        self.expected = [(video.index, _label(primary), dict(self.video_tags), self.video_disposition)] + [
+            (c.out.index, _label(c.source), dict(c.out.metadata), int(c.source.disposition))
+            for c in self.copies.values()
+        ]
 
     def _first_packets(self, primary: Any) -> dict[int, tuple[bytes, bool]]:
         """The first packet with data of each audio and (not cover) video stream besides `primary`, by
@@ -417,6 +429,38 @@ class StreamCopy:
             except Exception:  # noqa: BLE001 - a scratch file that cannot be finished is thrown away
                 pass
             return False
+
+    def unkept_note(self, written: Path, src: Path | str, dst: Path | str) -> str | None:
+        """One line naming the titles, languages and dispositions (forced, hearing impaired, ...) of the
+        streams that the muxer of `written` (the finished output, before its rename to `dst`) left out, as
+        read back from it; None when it kept them all. Muxers drop these without a word (MPEG-TS keeps
+        no titles nor dispositions, AVI no languages, MOV no forced flag); `default` counts only where the
+        output has more than one stream of that type (alone, a stream is played anyway)."""
+        try:
+            with open_media(written) as back:
+                found = [
+                    (s.type, {k.lower() for k, v in s.metadata.items() if v}, s.disposition)
+                    for s in back.streams
+                ]
+        except Exception:  # noqa: BLE001 - an output that cannot be read back is not judged here
+            return None
+        of_type = Counter(kind for kind, _, _ in found)
+        lost = []
+        for index, label, tags, disposition in self.expected:
+            if index >= len(found) or found[index][0] != label.split()[0]:
+                continue  # not where it was put: not judged
+            kind, keys, flags = found[index]
+            keys = keys | ({"title"} if "name" in keys else set())  # MP4/MOV keep a title as `name`
+            given = {k.lower(): v for k, v in tags.items() if v and v != "und"}
+            lost += [
+                f"the {key} of {label}" for key in ("title", "language") if key in given and key not in keys
+            ]
+            for flag in _kept_flags():
+                if disposition & ~int(flags) & int(flag) and (flag.name != "default" or of_type[kind] > 1):
+                    lost.append(f"the {flag.name.replace('_', ' ')} flag of {label}")
+        if not lost:
+            return None
+        return f"{src}: not kept in {dst} ({self.label} cannot hold them): {', '.join(lost)}"
 
     def dropped_note(self, src: Path | str, dst: Path | str) -> str | None:
         """One line naming what the output cannot hold, or None when everything is kept."""
@@ -614,6 +658,17 @@ class StreamCopy:
 
     def close(self) -> None:
         self.input.close()
+
+
+def _kept_flags() -> list[Any]:
+    """The dispositions that tell a viewer something about a stream (not how it is stored)."""
+    import av
+
+    return [flag for flag in av.stream.Disposition if flag.name in _VIEWER_FLAGS]
+
+
+def _label(stream: Any) -> str:
+    return f"{stream.type} stream {stream.index}"
 
 
 def _audio_known(stream: Any) -> bool:

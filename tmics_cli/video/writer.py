@@ -8,7 +8,8 @@ A video sink keeps what the input had: the timestamps of every frame (variable f
 base and frame rate, the display rotation, the colour tags (and converts with the same matrix), the video
 stream's tags and dispositions, and everything else of the input (`streams.StreamCopy`: audio, subtitles,
 data, attachments, chapters, tags), copied without re-encoding and interleaved with the video as it is
-written. What the output container cannot hold is named in one `VideoWarning`.
+written. What the output container cannot hold is named in a `VideoWarning` (and what its muxer left out
+of stream titles, languages and dispositions, read back from the finished file, in a second one).
 """
 
 from __future__ import annotations
@@ -262,11 +263,15 @@ class VideoSink:
             self._flush_video()
             if self.others is not None:
                 self.others.copy_until(None)
-                self.others.close()
             self.container.close()
         except av.error.FFmpegError as exc:
             self.abort()
             raise write_error(self.shown, exc, self.first + self.count) from None
+        if self.others is not None:
+            note = self.others.unkept_note(self.tmp, self.info.path, self.dst)
+            self.others.close()
+            if note:
+                warnings.warn(note, VideoWarning, stacklevel=2)
         self.pending.commit()
 
     def abort(self) -> None:
