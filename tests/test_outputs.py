@@ -163,6 +163,29 @@ def test_derain_never_deletes_a_folder_that_holds_the_input(tmp_path: Path, tiny
     assert _tree(tmp_path) == {**before, "y/in.mp4": (other / "in.mp4").read_bytes()}  # beside, not over
 
 
+def test_a_rerun_skips_only_its_own_output_made_with_these_settings(tmp_path: Path, tiny_weights: Path):
+    """A finished output is recorded (its input, settings and the file as written): a rerun with other
+    settings, or over a file that merely has the same length and size, was told "skipped: output exists"
+    with the old pixels kept; it is refused (exit 2) and says why, and --overwrite redoes it."""
+    src = make_video(tmp_path / "in.mp4", frames=3)
+    out = tmp_path / "out.mp4"
+    run = ["derain", src, "-o", out, "--weights", tiny_weights, "--device", "cpu"]
+    assert _cli(*run)[0].exit_code == 0
+    made = out.read_bytes()
+    result, lines = _cli(*run)
+    assert result.exit_code == 0 and lines[-1] == f"skipped {src} -> {out}: output exists"
+    result, lines = _cli(*run, "--crf", "30")
+    _one_error(result, lines, "derained by tmics with other crf", "--overwrite")
+    assert out.read_bytes() == made
+    assert _cli(*run, "--crf", "30", "--overwrite")[0].exit_code == 0
+    assert out.read_bytes() != made and _cli(*run, "--crf", "30")[1][-1].startswith("skipped")
+    make_video(out, frames=3)  # the user's own video of the same length and size put in its place
+    mine = out.read_bytes()
+    result, lines = _cli(*run, "--crf", "30")
+    _one_error(result, lines, "changed since tmics wrote it", "--overwrite")
+    assert out.read_bytes() == mine
+
+
 def test_derain_replaces_its_own_frames_folder_with_overwrite(tmp_path: Path, tiny_weights: Path) -> None:
     src = make_video(tmp_path / "in.mp4", frames=3)
     out = tmp_path / "frames"

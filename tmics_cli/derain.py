@@ -18,6 +18,7 @@ it is a `VideoError` and, as after any error, no output is left.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -46,6 +47,7 @@ from .jobs import Job, JobGone, input_identity, job_folder, plan_segments, read_
 from .model.align import FLOW_CHOICES, GPU_DEVICE_TYPES, choose_flow
 from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
+from .records import CHANGED, made_by, record_output
 from .segments import BackgroundReader, SegmentRunner, model_pixels
 from .video.join import join_frames, join_video
 from .video.reader import (
@@ -289,6 +291,15 @@ def _weights_read(rain: str, weights: str | Path | None, device: torch.device) -
     return found
 
 
+def _made_otherwise(recorded: dict[str, Any], made: dict[str, Any]) -> str:
+    """How the run that made an output differs from this one: 'derained by tmics from another input' or
+    '... with other rain, crf'."""
+    if recorded.get("input") != made["input"]:
+        return "derained by tmics from another input (or this one before it changed)"
+    names = [key.replace("_sha256", "") for key in made if key != "input" and recorded.get(key) != made[key]]
+    return f"derained by tmics with other {', '.join(names) or 'settings'}"
+
+
 def _not_in_frames(info: SourceInfo, dst: Path) -> str:
     """The warning for a frames-folder output of a video with other streams: pictures hold none of them."""
     counts: dict[str, int] = {}
@@ -358,7 +369,8 @@ def output_complete(dst: Path, frames: int | None, width: int) -> bool:
     """Whether `dst` already holds a whole derain: a video (or tmics frames folder) of `frames` frames of
     `width` pixels. Outputs only ever appear whole (renamed at the end), so this tells a finished output
     from one cut short or of another input's length or size; it cannot tell one made with other weights
-    or settings, or a file of the user's of the same length and size (--overwrite redoes it)."""
+    or settings, or a file of the user's of the same length and size: `records` tells those where this
+    machine finished the output, and this is what is left where it did not."""
     if frames is None:
         return False
     if dst.is_dir():
@@ -422,6 +434,7 @@ class Prepared:
     folder_out: bool
     begin: float
     done: dict[int, dict[str, Any]]  # segments finished by earlier runs
+    made: dict[str, Any] = field(default_factory=dict)  # what makes its output (Derainer.made), recorded
 
 
 class Derainer:
@@ -506,6 +519,7 @@ class Derainer:
         self.dtype = pick_precision(precision, self.job_device)
         self.batch = batch or default_batch(self.job_device)
         self._models: dict[Path, tuple[Restorer, str]] = {}
+        self._shas: dict[Path, str] = {}  # sha256 of the weights files, read once
 
     @property
     def precision(self) -> str:
@@ -620,8 +634,19 @@ class Derainer:
         out_w = info.width * (2 if self.compare else 1)
         folder_out = is_folder_output(dst) if folder is None else folder
         check_apart(dst, [src, *self.reads()], folder=folder_out)  # an input is never taken for a done output
-        if not self.overwrite and os.path.lexists(dst) and output_complete(dst, frames, out_w):
-            return self._skipped(dst, frames or 0, begin)
+        made = self.made(src)
+        if not self.overwrite and os.path.lexists(dst):
+            recorded = made_by(dst)
+            if recorded == made or recorded is None and output_complete(dst, frames, out_w):
+                return self._skipped(dst, frames or 0, begin)
+            if recorded == CHANGED:
+                raise OutputError(
+                    f"{dst} exists, changed since tmics wrote it; add --overwrite to replace it"
+                )
+            if isinstance(recorded, dict):
+                raise OutputError(
+                    f"{dst} exists, {_made_otherwise(recorded, made)}; add --overwrite to redo it"
+                )
         check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
         check_encoder(dst, self.options, folder_out)
         level, note = self._level(src)
@@ -658,7 +683,7 @@ class Derainer:
         self._check_space(dst, info, frames, len(done), len(segments))
         if folder_out and info.other_streams:
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
-        return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done)
+        return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done, made)
 
     def work(
         self,
@@ -693,6 +718,7 @@ class Derainer:
         except OutputError:
             job.job.remove()  # the result is kept under another name (see PendingOutput.commit)
             raise
+        record_output(job.dst, job.made)
         left = job.job.remove()
         if left:
             warnings.warn(
@@ -768,6 +794,33 @@ class Derainer:
     def skipped(self, job: Prepared) -> DerainSummary:
         """The summary of a job whose output another run finished (status "skipped")."""
         return self._skipped(job.dst, job.job.manifest.get("frames") or 0, job.begin)
+
+    def made(self, src: Path) -> dict[str, Any]:
+        """What makes an output of `src` the one this derainer makes: the input's identity and the settings
+        as asked (the weights by their sha256). A finished output's record (`records`) holds it, so that
+        a rerun skips its own output and refuses one made otherwise."""
+        made = {
+            "input": input_identity(src),
+            "weights_sha256": [self._sha(path) for path in self.reads()],
+            "rain": "custom" if self.weights is not None else self.rain,
+            "flow": self.flow,
+            "codec": self.options.codec,
+            "crf": self.options.crf,
+            "preset": self.options.preset,
+            "pix_fmt": self.options.pix_fmt,
+            "compare": self.compare,
+            "start": self.start,
+            "end": self.end,
+            "fps": self.fps,
+            "tile": self.tile or 0,
+            "tile_overlap": self.tile_overlap,
+        }
+        return json.loads(json.dumps(made))  # as a record reads back
+
+    def _sha(self, path: Path) -> str:
+        if path not in self._shas:
+            self._shas[path] = weights_sha256(path)
+        return self._shas[path]
 
     def _skipped(self, dst: Path, frames: int, begin: float) -> DerainSummary:
         """A summary of status "skipped": `dst` is whole (`frames` frames) and nothing was derained here."""
