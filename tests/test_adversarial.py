@@ -63,6 +63,12 @@ CASES = [
     Case("output is a symlink", (*D, "clip.mp4", "-o", "link.mp4", "--overwrite", *W), ("is the input",)),
     Case("output is a hard link", (*D, "clip.mp4", "-o", "hard.mp4", "--overwrite", *W), ("is the input",)),
     Case("output exists", (*D, "clip.mp4", "-o", "existing.mp4", *W), ("exists", "--overwrite")),
+    Case(
+        "log folder missing", (*D, "clip.mp4", "-o", "o.mp4", *W, "--log", "no/x.log"), ("cannot open --log",)
+    ),
+    Case(
+        "json is a folder", (*D, "clip.mp4", "-o", "o.mp4", *W, "--json", "mine"), ("--json", "is a folder")
+    ),
     # an existing folder (not a tmics frames output) takes the output inside it, under the input's name
     Case("into the input's folder", (*D, "x/in.mp4", "-o", "x", "--overwrite", *W), ("is the input",)),
     Case("-o . beside the input", (*D, "clip.mp4", "-o", ".", "--overwrite", *W), ("is the input",)),
@@ -198,7 +204,16 @@ CASES = [
         ("--l1-weight",),
     ),
     Case("train device", (*T, "--data", "data", "-o", "w.safetensors", "--device", "gpu9"), ("gpu9",)),
+    Case(
+        "train lr infinite", (*T, "--data", "data", "-o", "w.safetensors", "--lr", "inf"), ("--lr", "finite")
+    ),
+    Case(
+        "train fusion lr negative",
+        (*T, "--data", "data", "-o", "w.safetensors", "--fusion-lr", "-1"),
+        ("--fusion-lr", "finite"),
+    ),
     # --- search ---
+    Case("search lr nan", (*S, "--data", "data", "-o", "g.json", "--lr", "nan"), ("--lr", "finite")),
     Case("search into data", (*S, "--data", "data", "-o", "data/g.json"), ("inside the input",)),
     Case("search output exists", (*S, "--data", "data", "-o", "existing.json"), ("exists", "--overwrite")),
     Case("search history exists", (*S, "--data", "data", "-o", "taken.json"), ("taken.history.csv",)),
@@ -247,6 +262,12 @@ CASES = [
         env={"HTTPS_PROXY": f"http://127.0.0.1:{CLOSED}", "HTTP_PROXY": f"http://127.0.0.1:{CLOSED}"},
     ),
     Case("cache is a file", (*F, "light"), ("notes.txt",), env={"TMICS_HOME": "notes.txt"}),
+    Case(
+        "endpoint port",
+        (*F, "light", "--overwrite"),
+        ("99999",),
+        env={"HF_ENDPOINT": "http://127.0.0.1:99999"},
+    ),
 ]
 
 

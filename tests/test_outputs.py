@@ -578,3 +578,39 @@ def test_frames_output_of_a_video_with_audio_says_what_it_drops(tmp_path: Path, 
     assert result.exit_code == 0, result.output
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "1 audio stream" in warning[0] and "video file" in warning[0]
+
+
+def test_a_derain_refused_for_disk_space_leaves_no_job_folder(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tmics_cli.derain as derain_module
+
+    src = make_video(tmp_path / "in.mp4", frames=3)
+    monkeypatch.setattr(derain_module, "_free_bytes", lambda folder: 1000)
+    with pytest.raises(Exception, match="not enough disk space"):
+        derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]  # the job folder went too
+
+
+def test_a_full_disk_is_said_as_such_for_saved_frames_and_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    import shutil
+
+    from tmics_cli import benchmark
+    from tmics_cli.outputs import write_failed
+
+    def full(path: Path, rgb: np.ndarray) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("tmics_cli.video.images.write_png", full)  # cv2.imwrite said only False: frames lost
+    with pytest.raises(ValueError, match="disk full while writing the frame .*00001.png"):
+        benchmark._save(tmp_path / "v" / "00001.png", np.zeros((4, 4, 3), np.uint8))
+    # torch.save's own error says nothing of the disk: judged by the space left
+    failure = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 128 vs 0")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10, 10, 0))
+    said = str(write_failed(tmp_path / "c.pt", failure, "the checkpoint"))
+    assert said.startswith("disk full while writing the checkpoint")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40))
+    assert "unexpected pos" in str(write_failed(tmp_path / "c.pt", failure, "the checkpoint"))

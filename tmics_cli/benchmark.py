@@ -40,7 +40,7 @@ from .data.datasets import DataError, LayoutNotFound, find_paired_videos, read_i
 from .inference import Restorer, frames_to_uint8, stream_windows, windows_to_tensor
 from .metrics import fsim, luma, psnr_y, ssim_y, vif
 from .model.align import DISFlow, align_frames, estimate_flows
-from .outputs import PendingOutput, write_text
+from .outputs import PendingOutput, write_failed, write_text
 from .video.reader import VideoWarning
 
 BENCHMARK_FORMAT = "tmics-benchmark/1"
@@ -550,7 +550,11 @@ def _safe(name: str) -> str:
 
 
 def _save(path: Path, rgb: np.ndarray) -> None:
-    import cv2
+    """One saved frame; a failed write (a full disk) raises OSError (cv2.imwrite only returns False)."""
+    from .video.images import write_png
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_png(path, rgb)
+    except OSError as exc:
+        raise write_failed(path, exc, "the frame") from None

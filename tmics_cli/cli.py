@@ -615,10 +615,13 @@ def derain(
             fail(_first_line(exc))
     console = Console(stderr=True)
     settings = {**derainer.kwargs, "workers": workers, "ray": ray, "segment_frames": segment_frames}
-    report = JobReport(
-        console, quiet=quiet, verbose=verbose, progress_every=progress_every, json_path=json_out,
-        log_path=log, overwrite=overwrite, settings=settings,
-    )  # fmt: skip
+    try:
+        report = JobReport(
+            console, quiet=quiet, verbose=verbose, progress_every=progress_every, json_path=json_out,
+            log_path=log, overwrite=overwrite, settings=settings,
+        )  # fmt: skip
+    except OSError as exc:
+        fail(f"cannot open --log {log}: {exc.strerror or exc}")
     for passed in found.skipped:
         report.warning(None, f"passed over {passed}: an output of an earlier tmics run")
     results = []
@@ -683,13 +686,16 @@ def _check_reports(
     """--json and --log must not land on an input, an output or each other (before any work)."""
     from .outputs import check_apart, check_distinct, check_output
 
+    if json_out is not None and json_out != "-" and Path(json_out).is_dir():
+        raise ValueError(f"--json {json_out} is a folder; give a file name")
+    if log is not None and log.is_dir():
+        raise ValueError(f"--log {log} is a folder; give a file to append to")
     check_distinct([(json_out, "--json"), (log, "--log"), *((out, "-o output") for out in outputs)])
     if json_out is not None and json_out != "-":
-        check_output(Path(json_out), [*sources, *outputs], overwrite=overwrite)
+        check_output(Path(json_out), [*sources, *outputs], overwrite=overwrite, what="--json file")
     if log is not None:
-        check_apart(log, [*sources, *outputs, *([Path(json_out)] if json_out not in (None, "-") else [])])
-        if log.is_dir():
-            raise ValueError(f"--log {log} is a folder; give a file to append to")
+        json_file = [Path(json_out)] if json_out not in (None, "-") else []
+        check_apart(log, [*sources, *outputs, *json_file], what="--log file")
 
 
 @app.command(

@@ -680,7 +680,12 @@ class Derainer:
             overwrite=self.overwrite,
         )
         done = job.done()
-        self._check_space(dst, info, frames, len(done), len(segments))
+        try:
+            self._check_space(dst, info, frames, len(done), len(segments))
+        except BaseException:
+            if not done:
+                job.remove()  # refused before any work: nothing left behind
+            raise
         if folder_out and info.other_streams:
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
         return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done, made)

@@ -122,6 +122,23 @@ def check_distinct(outputs: Iterable[tuple[str | os.PathLike[str] | None, str]])
         seen.append((real, path, what))
 
 
+def write_failed(path: str | os.PathLike[str], exc: BaseException, what: str = "output") -> OutputError:
+    """A failed write of `path` as one line. A full disk says so: an ENOSPC, or a library's own error (torch
+    saving a checkpoint says "unexpected pos") where the disk has under a megabyte free."""
+    path = Path(path)
+    full = getattr(exc, "errno", None) == errno.ENOSPC
+    if not full and not isinstance(exc, OSError):
+        try:
+            full = shutil.disk_usage(_resolved(path).parent).free < (1 << 20)
+        except OSError:
+            full = False
+    if full:
+        return OutputError(f"disk full while writing {what} {path}: free some space or give another place")
+    lines = str(exc).strip().splitlines()
+    reason = getattr(exc, "strerror", None) or (lines[0] if lines else type(exc).__name__)
+    return OutputError(f"cannot write {what} {path}: {reason}")
+
+
 def check_name(path: Path, what: str = "output") -> None:
     """Refuse a name longer than file systems hold (255 bytes), before anything touches it."""
     size = len(os.fsencode(path.name))
@@ -164,10 +181,11 @@ def check_output(
                 )
     parent = _resolved(out).parent
     shown = out.absolute().parent
+    holder = f"the folder {shown} of {what}" if what.endswith("folder") else f"{what} folder {shown}"
     if not parent.is_dir():
-        raise OutputError(f"{what} folder {shown} does not exist")
+        raise OutputError(f"{holder} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"{what} folder {shown} is not writable")
+        raise OutputError(f"{holder} is not writable")
 
 
 def check_fresh_start(checkpoint: Path, *, resume: bool, overwrite: bool, what: str = "run") -> None:

@@ -177,14 +177,17 @@ def fetch(name: str, force: bool = False) -> Path:
             f"offline (HF_HUB_OFFLINE is set) and {entry.filename} is not in the cache {cache_dir()}"
             + ("" if bundled_path(name) is None else "; the copy bundled with tmics is used meanwhile")
         )
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.utils import logging as hub_logging
-
-    hub_logging.set_verbosity_error()  # its retry warnings would break the one-line error
     _check_cache(target.parent)
     endpoint = os.environ.get("HF_ENDPOINT") or None
     where = f"{entry.repo_id}@{entry.revision} on {endpoint or 'huggingface.co'}"
-    _check_reachable(endpoint or "https://huggingface.co", where)
+    _check_reachable(endpoint or "https://huggingface.co", where)  # before the hub parses HF_ENDPOINT
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.utils import logging as hub_logging
+    except ValueError as exc:  # the hub parses HF_ENDPOINT and its other settings as it is imported
+        raise FetchError(f"cannot download from {where}: {exc}; check HF_ENDPOINT") from None
+
+    hub_logging.set_verbosity_error()  # its retry warnings would break the one-line error
     created = _prepare_cache(target.parent)
     # Download beside the cache, and replace the cached file only with a copy that passed its check:
     # a failed --force never costs the good copy.

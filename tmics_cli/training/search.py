@@ -35,9 +35,9 @@ from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
 from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
-from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_text
+from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_failed, write_text
 from .losses import ETA, alpha_entropy, restoration_loss
-from .train import TrainConfig, cosine_lr, read_checkpoint, split_data
+from .train import TrainConfig, check_rates, cosine_lr, read_checkpoint, split_data
 
 CHECKPOINT_NAME = "search.pt"
 RESUME_MUST_MATCH = ("preset", "size", "width", "data", "holdout", "groups", "val_groups", "crop", "seed")
@@ -93,6 +93,9 @@ class SearchConfig:
                 raise ValueError(f"--{name.replace('_', '-')} must be sgd or adam")
         if self.groups < 1 or self.val_groups < 1 or self.batch < 1:
             raise ValueError("--groups, --val-groups and --batch must be at least 1")
+        check_rates(
+            lr=self.lr, lr_min=self.lr_min, arch_lr=self.arch_lr, eta=self.eta, fusion_lr=self.fusion_lr
+        )
         out = Path(self.output)
         if out.is_dir() or not out.absolute().parent.is_dir():
             raise ValueError(f"cannot write the genotype to {out}: give a file in an existing folder")
@@ -231,7 +234,10 @@ class Searcher:
             "fusion_opt": self.fusion_opt.state_dict(),
         }
         with PendingOutput(self.run / CHECKPOINT_NAME, overwrite=True) as pending:  # whole or not at all
-            torch.save(state, pending.path)
+            try:
+                torch.save(state, pending.path)
+            except (OSError, RuntimeError) as exc:
+                raise write_failed(self.run / CHECKPOINT_NAME, exc, "the checkpoint") from None
             pending.commit()
 
     def load_checkpoint(self) -> bool:

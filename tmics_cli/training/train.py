@@ -47,7 +47,7 @@ from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flo
 from ..model.genotypes import PRESET_GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
-from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output
+from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_failed
 from .flow import train_flow
 from .losses import RHO, restoration_loss
 
@@ -73,6 +73,16 @@ LOG_NAME = "log.jsonl"
 # loader's start-up and the batches its workers prefetched); under DDP it spans BUDGET_PROBE[1] - [0] steps
 BUDGET_PROBE = (10, 210)
 BUDGET_MARGIN = 0.93  # share of the remaining budget given to stage 1 steps (validation, saving)
+
+
+def check_rates(**rates: float) -> None:
+    """Refuse a learning rate (or other step size) that is not a finite number of zero or more, before any
+    work: NaN or infinity trains nothing and writes weights of NaN (ValueError)."""
+    for name, value in rates.items():
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(
+                f"--{name.replace('_', '-')} must be a finite number of zero or more, got {value}"
+            )
 
 
 def check_weights_output(out: Path, reads: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:
@@ -145,6 +155,7 @@ class TrainConfig:
         self.check_choices()
         if self.l1_weight < 0:
             raise ValueError("the L1 weight must be zero or positive")
+        check_rates(lr=self.lr, lr_min=self.lr_min, fusion_lr=self.fusion_lr, l1_weight=self.l1_weight)
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError("the time budget must be a positive number of seconds")
         check_weights_output(Path(self.output), self.inputs, overwrite=self.overwrite)
@@ -401,7 +412,10 @@ class Trainer:
         }
         self.run.mkdir(parents=True, exist_ok=True)
         with PendingOutput(self.run / CHECKPOINT_NAME, overwrite=True) as pending:  # whole or not at all
-            torch.save(state, pending.path)
+            try:
+                torch.save(state, pending.path)
+            except (OSError, RuntimeError) as exc:
+                raise write_failed(self.run / CHECKPOINT_NAME, exc, "the checkpoint") from None
             pending.commit()
 
     def load_checkpoint(self) -> dict[str, Any] | None:

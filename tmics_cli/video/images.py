@@ -8,6 +8,7 @@ Other formats are not checked.
 
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 from typing import BinaryIO
 
@@ -87,3 +88,14 @@ def read_rgb(path: Path) -> tuple[np.ndarray | None, str | None]:
         return None, None
     image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return (None if image is None else np.ascontiguousarray(image[..., ::-1])), problem
+
+
+def write_png(path: Path, rgb: np.ndarray) -> None:
+    """One PNG frame; errors as OSError with their errno (cv2.imwrite only says False)."""
+    import cv2
+
+    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
+    if not ok:
+        raise OSError(errno.EINVAL, f"cannot encode frame as PNG ({rgb.shape})")
+    with open(path, "wb") as f:
+        f.write(data.tobytes())

@@ -29,6 +29,7 @@ from ..outputs import PendingOutput, check_name
 from ..outputs import check_output as check_output_path
 from .colour import PlaneFormat, YUVPlanes, rgb_to_frame
 from .files import CONTAINER_SUFFIXES
+from .images import write_png
 from .reader import SourceInfo, VideoError, VideoWarning, _reason
 from .streams import StreamCopy
 from .streams import accepts as _accepts
@@ -93,7 +94,7 @@ class FolderSink:
         self.count += 1
         number = self.first + self.count
         try:
-            _write_png(self.tmp / f"{number:06d}.png", rgb)
+            write_png(self.tmp / f"{number:06d}.png", rgb)
         except OSError as exc:
             raise write_error(self.shown, exc, number) from None
 
@@ -429,14 +430,3 @@ def write_error(dst: Path, exc: BaseException, frame: int) -> VideoError:
             "another disk"
         )
     return VideoError(f"cannot write {dst} (frame {frame}): {_reason(exc)}")
-
-
-def _write_png(path: Path, rgb: np.ndarray) -> None:
-    """One PNG frame; errors as OSError with their errno (cv2.imwrite only says False)."""
-    import cv2
-
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if not ok:
-        raise OSError(errno.EINVAL, f"cannot encode frame as PNG ({rgb.shape})")
-    with open(path, "wb") as f:
-        f.write(data.tobytes())
