@@ -470,3 +470,29 @@ def test_audio_that_runs_on_after_the_video_is_no_damage(tmp_path: Path, tiny_we
     assert "damaged" not in result.output and "warning" not in result.output
     assert "1 input, about 12 frames" in result.output  # reckoned from the video's duration
     assert len(decode(tmp_path / "out.mkv")[0]) == 12
+
+
+def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path: Path, tiny_weights: Path) -> None:
+    """Non-square pixels (DVD, HDV, anamorphic): the output had square ones and played stretched."""
+    import av
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
+        for i in range(6):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24").reformat(
+                format="yuv420p"
+            )
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    for suffix in (".mp4", ".mkv", ".mov", ".ts"):
+        assert _derain(src, tmp_path / f"out{suffix}", tiny_weights) == [], suffix
+        with av.open(str(tmp_path / f"out{suffix}")) as done:
+            assert done.streams.video[0].sample_aspect_ratio == Fraction(4, 3), suffix
+    messages = _derain(src, tmp_path / "out.webm", tiny_weights)  # PyAV cannot give WebM's muxer the ratio
+    assert len(messages) == 1 and "the pixel aspect ratio 4:3 of the video" in messages[0], messages

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..outputs import PendingOutput
 from .reader import SourceInfo, VideoError, _reason, open_media
-from .writer import EncodeOptions, VideoSink, late_ticks, write_error
+from .writer import EncodeOptions, VideoSink, late_ticks, set_pixel_aspect, write_error
 
 
 class _JoinSink(VideoSink):
@@ -54,6 +54,7 @@ class _JoinSink(VideoSink):
                 stream.codec_context.framerate = Fraction(rate)
         if self.info.rotation:
             stream.set_display_rotation(self.info.rotation)
+        set_pixel_aspect(stream, self.info.pixel_aspect)
         return stream
 
     def add(self, piece: Path) -> int:

@@ -113,6 +113,7 @@ class SourceInfo:
     start: float = 0.0  # seconds skipped at the start (--start), counted from `origin`
     end: float | None = None  # where the output stops (--end), counted from `origin`
     origin: float = 0.0  # the stream's own start time in seconds (TS captures often start at 10 s or more)
+    pixel_aspect: Fraction | None = None  # a pixel's width over its height where not square (anamorphic)
 
     @property
     def shift(self) -> float:
@@ -247,6 +248,7 @@ class VideoFileSource:
             start=self.start,
             end=end,
             origin=self.origin,
+            pixel_aspect=_pixel_aspect(stream),
         )
 
     def _decode(self) -> Iterator[Any]:
@@ -499,6 +501,15 @@ def _offset_of(moved: deque[tuple[int | None, int]], pts: int, current: int) -> 
             del moved[i]
             return offset
     return current
+
+
+def _pixel_aspect(stream: Any) -> Fraction | None:
+    """The stream's sample (pixel) aspect ratio, from the container or the bitstream; None for square
+    pixels or none stated."""
+    for ratio in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if ratio and ratio.numerator > 0 and ratio.denominator > 0:
+            return None if ratio == 1 else Fraction(ratio)
+    return None
 
 
 def tagged_end(stream: Any) -> float | None:

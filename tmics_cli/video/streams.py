@@ -158,6 +158,7 @@ class StreamCopy:
         self.label = suffix.lstrip(".") or self.format
         self.suffix = suffix
         self.shift = info.shift  # seconds taken off every timestamp (the video's are shifted alike)
+        self.pixel_aspect = info.pixel_aspect
         self.first = info.origin + info.start if info.start else None  # absolute cut points, seconds
         self.last = info.origin + info.end if info.end is not None else None
         self.supported = set() if self.format == "mpegts" else out.supported_codecs
@@ -442,10 +443,18 @@ class StreamCopy:
                     (s.type, {k.lower() for k, v in s.metadata.items() if v}, s.disposition)
                     for s in back.streams
                 ]
+                video = back.streams.video[0] if back.streams.video else None
+                aspect = video.sample_aspect_ratio if video is not None else None
         except Exception:  # noqa: BLE001 - an output that cannot be read back is not judged here
             return None
         of_type = Counter(kind for kind, _, _ in found)
         lost = []
+        if self.pixel_aspect and (aspect or 1) != self.pixel_aspect and video is not None:
+            ratio = self.pixel_aspect
+            lost.append(
+                f"the pixel aspect ratio {ratio.numerator}:{ratio.denominator} of the video (it plays in "
+                "another shape)"
+            )
         for index, label, tags, disposition in self.expected:
             if index >= len(found) or found[index][0] != label.split()[0]:
                 continue  # not where it was put: not judged

@@ -220,6 +220,7 @@ class VideoSink:
         stream.options = options
         if info.rotation:
             stream.set_display_rotation(info.rotation)
+        set_pixel_aspect(stream, info.pixel_aspect)
         return stream
 
     def plane_format(self) -> PlaneFormat | None:
@@ -283,6 +284,14 @@ class VideoSink:
         except Exception:  # noqa: BLE001 - closing a half-written file may fail; the file goes anyway
             pass
         self.pending.abort()
+
+
+def set_pixel_aspect(stream: Any, ratio: Fraction | None) -> None:
+    """Give the output video the input's non-square pixels (anamorphic video), in the bitstream and the
+    container, so that it plays at the input's shape."""
+    if ratio:
+        stream.codec_context.sample_aspect_ratio = ratio
+        stream.sample_aspect_ratio = ratio
 
 
 PIECE_LATE_SECONDS = 10  # an MPEG-TS piece's times are written this much later (piece_late)
