@@ -496,3 +496,22 @@ def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path: Path, tiny_weig
             assert done.streams.video[0].sample_aspect_ratio == Fraction(4, 3), suffix
     messages = _derain(src, tmp_path / "out.webm", tiny_weights)  # PyAV cannot give WebM's muxer the ratio
     assert len(messages) == 1 and "the pixel aspect ratio 4:3 of the video" in messages[0], messages
+
+
+def test_av1_output_joins(tmp_path: Path, tiny_weights: Path) -> None:
+    """AV1 pieces read back through the decoder libdav1d; the join looked up an encoder of that name and
+    every AV1 derain failed with "error: libdav1d"."""
+    import av
+
+    from tests.videos import make_video
+
+    try:
+        av.codec.Codec("libsvtav1", "w")
+    except Exception:  # noqa: BLE001 - a PyAV build without it
+        pytest.skip("this PyAV has no libsvtav1")
+    src = make_video(tmp_path / "in.mp4", frames=6)
+    for suffix in (".mkv", ".mp4"):
+        _derain(src, tmp_path / f"out{suffix}", tiny_weights, codec="libsvtav1")
+        with av.open(str(tmp_path / f"out{suffix}")) as done:
+            assert done.streams.video[0].codec_context.codec.id == av.codec.Codec("libdav1d").id
+        assert len(decode(tmp_path / f"out{suffix}")[0]) == 6

@@ -45,7 +45,8 @@ class _JoinSink(VideoSink):
     def _video_stream(self, width: int, height: int) -> Any:
         with open_media(self.first_piece) as piece:
             template = piece.streams.video[0]
-            stream = self.container.add_stream_from_template(template)
+            # by the decoder's codec (libdav1d for AV1): an encoder of the decoder's name is not looked up
+            stream = self.container.add_stream_from_template(template, opaque=True)
             stream.time_base = template.time_base
             # the template's frame rate reads back as its time base's (1/12800 in MOV): a timecode track
             # built from it is refused when the file is closed. The pieces play at the input's rate.

@@ -728,7 +728,7 @@ def _encoder_layouts(stream: Any) -> list[str]:
 def _add_copy(out: Any, stream: Any, tags: dict[str, str], layout: str | None = None) -> Any:
     """An output stream copying `stream` (codec parameters, disposition), with the tags `tags`, and for
     audio the channel layout `layout` where given."""
-    copied = out.add_stream_from_template(stream)
+    copied = out.add_stream_from_template(stream, opaque=True)  # the decoder's codec: no encoder looked up
     if layout is not None:
         copied.codec_context.layout = layout
     copied.metadata.clear()
