@@ -488,3 +488,14 @@ def test_webm_takes_44k_audio_and_avi_keeps_the_frame_count(tmp_path: Path, tiny
     with av.open(str(tmp_path / "out.avi")) as container:
         assert container.streams.video[0].frames <= 9  # was thousands of empty index entries
     assert len(decode(tmp_path / "out.avi")[0]) == 8
+
+
+def test_frames_too_small_for_the_flow_are_refused_before_any_work(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """8x8 frames reached OpenCV's DIS flow, which failed with its own message ("error: error: OpenCV ...
+    The input image must have either width or height >= 12")."""
+    src = make_video(tmp_path / "in.mkv", frames=3, w=8, h=8, pix_fmt="yuv444p")
+    with pytest.raises(VideoError, match="8x8: frames need at least 12 pixels on one side"):
+        derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]

@@ -341,6 +341,7 @@ def test_tags_that_describe_the_old_encoding_are_dropped() -> None:
     assert stream_tags(tags, reencoded=False) == {"language": "eng", "title": "x"}
     assert stream_tags({"encoder": "Lavc libx264", "handler_name": "V"}, True) == {"handler_name": "V"}
     assert stream_tags({"ENCODER": "Lavc aac"}, reencoded=False) == {"ENCODER": "Lavc aac"}  # copied as is
+    assert container_tags({"software": "Lavf58.76.100", "title": "x"}) == {"title": "x"}  # AVI's ISFT
     old = {"encoder": "Lavf", "major_brand": "isom", "creation_time": "2024", "LOCATION": "+1+2/"}
     assert container_tags(old) == {"creation_time": "2024", "LOCATION": "+1+2/"}
 
@@ -515,3 +516,15 @@ def test_av1_output_joins(tmp_path: Path, tiny_weights: Path) -> None:
         with av.open(str(tmp_path / f"out{suffix}")) as done:
             assert done.streams.video[0].codec_context.codec.id == av.codec.Codec("libdav1d").id
         assert len(decode(tmp_path / f"out{suffix}")[0]) == 6
+
+
+def test_a_rotation_the_output_cannot_hold_is_named(tmp_path: Path, tiny_weights: Path) -> None:
+    """A phone clip's display rotation: MPEG-TS and AVI have no place for it, and PNG frames are stored
+    unrotated; each dropped it without a word."""
+    from tests.videos import make_video
+
+    src = make_video(tmp_path / "in.mp4", frames=4, rotation=90)
+    assert _derain(src, tmp_path / "out.mkv", tiny_weights) == []
+    for out in ("out.ts", "out.avi", "frames"):
+        messages = _derain(src, tmp_path / out, tiny_weights)
+        assert len(messages) == 1 and "display rotation" in messages[0] and "90 degrees" in messages[0], out

@@ -301,14 +301,22 @@ def _made_otherwise(recorded: dict[str, Any], made: dict[str, Any]) -> str:
 
 
 def _not_in_frames(info: SourceInfo, dst: Path) -> str:
-    """The warning for a frames-folder output of a video with other streams: pictures hold none of them."""
+    """The warning for a frames-folder output of a video with other streams, a display rotation or
+    non-square pixels: pictures hold none of them (the frames are as stored, unrotated)."""
     counts: dict[str, int] = {}
     for kind in info.other_streams:
         counts[kind] = counts.get(kind, 0) + 1
-    kinds = ", ".join(f"{n} {kind} stream{'s' if n > 1 else ''}" for kind, n in counts.items())
+    kinds = [f"{n} {kind} stream{'s' if n > 1 else ''}" for kind, n in counts.items()]
+    if info.other_streams:
+        kinds.append("chapters and tags")
+    if info.rotation:
+        kinds.append(f"the display rotation ({info.rotation} degrees: the frames are as stored, unrotated)")
+    if info.pixel_aspect:
+        ratio = info.pixel_aspect
+        kinds.append(f"the pixel aspect ratio {ratio.numerator}:{ratio.denominator}")
     return (
-        f"{info.path}: not kept in the frames folder {dst} (PNG frames hold pictures only): {kinds}, "
-        "chapters and tags; write a video file (e.g. .mkv) to keep them"
+        f"{info.path}: not kept in the frames folder {dst} (PNG frames hold pictures only): "
+        f"{', '.join(kinds)}; write a video file (e.g. .mkv) to keep them"
     )
 
 
@@ -363,6 +371,9 @@ def weights_sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+MIN_SIDE = 12  # pixels a frame needs on one side at least (OpenCV's DIS flow refuses smaller images)
 
 
 def output_complete(dst: Path, frames: int | None, width: int) -> bool:
@@ -630,6 +641,11 @@ class Derainer:
             times = probe.frame_index()
         finally:
             probe.close()
+        if max(info.width, info.height) < MIN_SIDE:
+            raise VideoError(
+                f"{src} is {info.width}x{info.height}: frames need at least {MIN_SIDE} pixels on one side "
+                "(the optical flow finds no motion in less)"
+            )
         frames = len(times) if times is not None else info.frames
         out_w = info.width * (2 if self.compare else 1)
         folder_out = is_folder_output(dst) if folder is None else folder
@@ -686,7 +702,7 @@ class Derainer:
             if not done:
                 job.remove()  # refused before any work: nothing left behind
             raise
-        if folder_out and info.other_streams:
+        if folder_out and (info.other_streams or info.rotation or info.pixel_aspect):
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
         return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done, made)
 

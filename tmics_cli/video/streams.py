@@ -55,7 +55,8 @@ _FEW_TAGS = {
 _MPEGTS_CODECS = {"h264", "hevc", "mpeg2video", "mpeg1video", "aac", "mp3", "mp2", "ac3", "eac3", "opus"}
 _MPEGTS_OTHERS = {"dvb_subtitle", "dvb_teletext", "smpte_klv", "timed_id3"}
 
-_CONTAINER_DROPPED = {"encoder", "major_brand", "minor_version", "compatible_brands"}
+# describe the old file's muxer (AVI's ISFT reads as `software`); the output's muxer writes its own
+_CONTAINER_DROPPED = {"encoder", "software", "major_brand", "minor_version", "compatible_brands"}
 _STREAM_STATISTICS = {
     "duration",
     "number_of_frames",
@@ -158,7 +159,7 @@ class StreamCopy:
         self.label = suffix.lstrip(".") or self.format
         self.suffix = suffix
         self.shift = info.shift  # seconds taken off every timestamp (the video's are shifted alike)
-        self.pixel_aspect = info.pixel_aspect
+        self.pixel_aspect, self.rotation = info.pixel_aspect, info.rotation
         self.first = info.origin + info.start if info.start else None  # absolute cut points, seconds
         self.last = info.origin + info.end if info.end is not None else None
         self.supported = set() if self.format == "mpegts" else out.supported_codecs
@@ -445,10 +446,13 @@ class StreamCopy:
                 ]
                 video = back.streams.video[0] if back.streams.video else None
                 aspect = video.sample_aspect_ratio if video is not None else None
+                turned = _rotation(back, video) if self.rotation and video is not None else 0
         except Exception:  # noqa: BLE001 - an output that cannot be read back is not judged here
             return None
         of_type = Counter(kind for kind, _, _ in found)
         lost = []
+        if self.rotation and video is not None and turned != self.rotation:
+            lost.append(f"the display rotation of the video ({self.rotation} degrees: it plays unrotated)")
         if self.pixel_aspect and (aspect or 1) != self.pixel_aspect and video is not None:
             ratio = self.pixel_aspect
             lost.append(
@@ -667,6 +671,13 @@ class StreamCopy:
 
     def close(self) -> None:
         self.input.close()
+
+
+def _rotation(container: Any, video: Any) -> int:
+    """The display rotation of the first frame of `video` (degrees), as the reader takes it."""
+    for frame in container.decode(video):
+        return int(round(frame.rotation or 0))
+    return 0
 
 
 def _kept_flags() -> list[Any]:
