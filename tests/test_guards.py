@@ -312,7 +312,7 @@ def test_disk_full_while_writing_frames_says_so(
             raise OSError(errno.ENOSPC, "No space left on device")
         path.write_bytes(b"png")
 
-    monkeypatch.setattr("tmics_cli.video.writer._write_png", full)
+    monkeypatch.setattr("tmics_cli.video.writer.write_png", full)
     result = _derain(clips["small"], tmp_path / "frames", tiny_weights, "--quiet")
     line = one_error(result, "disk full while writing")
     assert "frames (frame 3)" in line
