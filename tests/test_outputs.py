@@ -614,3 +614,30 @@ def test_a_full_disk_is_said_as_such_for_saved_frames_and_checkpoints(
     assert said.startswith("disk full while writing the checkpoint")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40))
     assert "unexpected pos" in str(write_failed(tmp_path / "c.pt", failure, "the checkpoint"))
+
+
+def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
+    """Two `tmics train` (or search) runs on one output shared its run folder: both wrote the log and
+    the checkpoint. The second is refused; a lock whose process died is taken over."""
+    from tmics_cli.outputs import RUN_LOCK, OutputError, machine_id, run_lock
+
+    run = tmp_path / "w.run"
+    with run_lock(run):
+        assert (run / RUN_LOCK).read_text().split()[1] == str(os.getpid())
+        with pytest.raises(OutputError, match="in use by another run"), run_lock(run):
+            pass  # pragma: no cover - refused
+    assert sorted(os.listdir(run)) == []  # released
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    import socket
+
+    (run / RUN_LOCK).write_text(f"{socket.gethostname()} {dead.stdout.strip()} {machine_id()}\n")
+    with run_lock(run):  # its process is gone: taken over
+        pass
+    (run / RUN_LOCK).write_text(f"elsewhere 123 {machine_id()}x\n")
+    with pytest.raises(
+        OutputError, match=f"in use by a run on elsewhere; if that run has ended, remove {run}"
+    ):
+        with run_lock(run):
+            pass  # pragma: no cover - refused

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .outputs import OutputError, _alive, write_text
+from .outputs import OutputError, _alive, machine_id, write_text
 
 JOB_VERSION = 1
 JOB_SUFFIX = ".tmics-job"
@@ -55,19 +55,7 @@ _PIECE = re.compile(r"^piece-(\d{6})(\..*)?$")
 _HOST = socket.gethostname()
 
 
-def _machine_id() -> str:
-    """What tells this machine and pid namespace from another with the same host name (containers with the
-    host's network, cloned machines): the kernel's boot id and the pid namespace's inode, where there are
-    such (Linux); else the host name alone."""
-    parts = []
-    with contextlib.suppress(OSError):
-        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:16])
-    with contextlib.suppress(OSError):
-        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
-    return "-".join(parts) or "host"
-
-
-_MACHINE = _machine_id()
+_MACHINE = machine_id()
 AUDIT = "segments.log"  # one line per segment done: which host and process did it
 HEARTBEAT_SECONDS = 15.0  # a holder touches its claims this often
 # A claim of another machine unchanged this long (by this machine's clock) is stale: many missed heartbeats,

@@ -384,6 +384,64 @@ def _umask() -> int:
 _HOST = hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
 
 
+def machine_id() -> str:
+    """What tells this machine and pid namespace from another with the same host name (containers with the
+    host's network, cloned machines): the kernel's boot id and the pid namespace's inode, where there are
+    such (Linux); else the host name alone."""
+    parts = []
+    with contextlib.suppress(OSError):
+        parts.append(Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:16])
+    with contextlib.suppress(OSError):
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    return "-".join(parts) or "host"
+
+
+RUN_LOCK = ".tmics-run.lock"  # in a training or search run folder while a process works in it
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, what: str = "run folder") -> Iterator[None]:
+    """Hold the run folder `folder` for this process while the block runs: a second run on it is refused
+    (OutputError) instead of both writing its checkpoint and log. A lock whose process of this machine is
+    gone (kill -9, power loss) is taken over; one of another machine is refused, naming the file to remove
+    once that run has ended (no clock of another machine is trusted)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / RUN_LOCK
+    mine = f"{socket.gethostname()} {os.getpid()} {machine_id()}"
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                host, pid, machine = (path.read_text().split() + ["", "", ""])[:3]
+            except OSError:
+                continue  # removed meanwhile
+            here = host == socket.gethostname() and machine == machine_id()
+            if here and pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()  # its process is gone
+                continue
+            if here or not host:
+                raise OutputError(
+                    f"{what} {folder} is in use by another run (process {pid or 'unknown'}); wait for it to "
+                    "end or stop it"
+                ) from None
+            raise OutputError(
+                f"{what} {folder} is in use by a run on {host}; if that run has ended, remove {path}"
+            ) from None
+        with os.fdopen(fd, "w") as f:
+            f.write(mine + "\n")
+        break
+    else:
+        raise OutputError(f"cannot take {what} {folder}: its lock {path} keeps changing")
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            if path.read_text().strip() == mine:
+                path.unlink()
+
+
 def _temporary_prefix(dst: Path) -> str:
     """`.NAME.HOST-PID.`: hidden, short enough for any file system (the name is cut to 60 characters), and
     telling which process on which machine writes it (see `remove_stale`)."""

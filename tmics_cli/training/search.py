@@ -35,7 +35,15 @@ from ..model.align import DISFlow, estimate_flows
 from ..model.genotypes import ALIGNMENTS, Genotype, genotype_from_architecture
 from ..model.network import SIZES, TMICS, model_config
 from ..model.ops import OPERATION_NAMES
-from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_failed, write_text
+from ..outputs import (
+    PendingOutput,
+    check_apart,
+    check_fresh_start,
+    check_output,
+    run_lock,
+    write_failed,
+    write_text,
+)
 from .losses import ETA, alpha_entropy, restoration_loss
 from .train import TrainConfig, check_rates, cosine_lr, read_checkpoint, split_data
 
@@ -331,6 +339,10 @@ class Searcher:
         return genotype_from_architecture(self.model.alpha, self.model.beta, provenance)
 
     def fit(self, on_epoch: Any = None) -> Genotype:
+        with run_lock(self.run):  # a second search on this run folder is refused
+            return self._fit(on_epoch)
+
+    def _fit(self, on_epoch: Any = None) -> Genotype:
         self.prepare()
         train, val = build_pools(self.cfg, self._data)
         while self.epoch < self.cfg.epochs:

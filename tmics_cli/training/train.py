@@ -13,6 +13,7 @@ index and gradients are averaged by DistributedDataParallel (gloo on the CPU, nc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -47,7 +48,15 @@ from ..model.align import FLOW_ESTIMATORS, DISFlow, PyramidFlowNet, estimate_flo
 from ..model.genotypes import PRESET_GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
-from ..outputs import PendingOutput, check_apart, check_fresh_start, check_output, write_failed
+from ..outputs import (
+    RUN_LOCK,
+    PendingOutput,
+    check_apart,
+    check_fresh_start,
+    check_output,
+    run_lock,
+    write_failed,
+)
 from .flow import train_flow
 from .losses import RHO, restoration_loss
 
@@ -352,7 +361,7 @@ class Trainer:
         made (the log), and the folder when nothing else is in it."""
         if not self.is_main or not self._new_dirs or (self.run / CHECKPOINT_NAME).exists():
             return
-        for name in (LOG_NAME, CHECKPOINT_NAME + ".tmp"):
+        for name in (LOG_NAME, CHECKPOINT_NAME + ".tmp", RUN_LOCK):
             (self.run / name).unlink(missing_ok=True)
         for folder in self._new_dirs:  # deepest first
             try:
@@ -652,13 +661,15 @@ class Trainer:
 
         threads = cv2.getNumThreads()
         cv2.setNumThreads(1)
-        try:
-            return self._fit(progress)
-        except Exception:
-            self._discard_run()
-            raise
-        finally:
-            cv2.setNumThreads(threads)
+        # a second run on this run folder is refused before it touches the first one's log or checkpoint
+        with run_lock(self.run) if self.is_main else contextlib.nullcontext():
+            try:
+                return self._fit(progress)
+            except Exception:
+                self._discard_run()
+                raise
+            finally:
+                cv2.setNumThreads(threads)
 
     def _fit(self, progress: Any = None) -> Path:
         cfg = self.cfg
