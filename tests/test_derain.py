@@ -499,3 +499,28 @@ def test_frames_too_small_for_the_flow_are_refused_before_any_work(
     with pytest.raises(VideoError, match="8x8: frames need at least 12 pixels on one side"):
         derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mkv"]
+
+
+def test_interlaced_input_is_said_to_come_out_progressive(tmp_path: Path, tiny_weights: Path) -> None:
+    """Broadcast video in two fields: derained as whole frames and written progressive, without a word."""
+    import av
+
+    src = tmp_path / "in.mp4"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        stream.options = {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"}
+        for i in range(4):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24").reformat(
+                format="yuv420p"
+            )
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
+    messages = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
+    assert len(messages) == 1 and "is interlaced" in messages[0] and "progressive" in messages[0], messages

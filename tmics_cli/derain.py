@@ -702,6 +702,13 @@ class Derainer:
             if not done:
                 job.remove()  # refused before any work: nothing left behind
             raise
+        if info.interlaced:
+            warnings.warn(
+                f"{src} is interlaced: it is derained as whole frames and written progressive (the field "
+                "order is not kept); deinterlace it first (e.g. ffmpeg -vf bwdif) for the cleanest result",
+                VideoWarning,
+                stacklevel=2,
+            )
         if folder_out and (info.other_streams or info.rotation or info.pixel_aspect):
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
         return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done, made)

@@ -114,6 +114,7 @@ class SourceInfo:
     end: float | None = None  # where the output stops (--end), counted from `origin`
     origin: float = 0.0  # the stream's own start time in seconds (TS captures often start at 10 s or more)
     pixel_aspect: Fraction | None = None  # a pixel's width over its height where not square (anamorphic)
+    interlaced: bool = False  # the first frame is interlaced (two fields)
 
     @property
     def shift(self) -> float:
@@ -249,6 +250,7 @@ class VideoFileSource:
             end=end,
             origin=self.origin,
             pixel_aspect=_pixel_aspect(stream),
+            interlaced=bool(getattr(first, "interlaced_frame", False)),
         )
 
     def _decode(self) -> Iterator[Any]:
