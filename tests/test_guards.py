@@ -286,6 +286,24 @@ def test_bad_values_are_one_line_in_the_users_terms_before_any_work(
     nothing_left(tmp_path)
 
 
+def test_odd_frames_in_a_subsampled_pix_fmt_are_refused_before_any_work(
+    tmp_path: Path, tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """x264 refuses 65x48 in yuv420p only at the first frame ("Generic error in an external library")."""
+
+    def no_work(*a, **k):
+        raise AssertionError("the weights were loaded: the size was not checked first")
+
+    src = make_video(tmp_path / "odd.mkv", frames=3, w=65, h=48, pix_fmt="yuv444p")
+    monkeypatch.setattr("tmics_cli.derain.load_weights", no_work)
+    line = one_error(_derain(src, tmp_path / "out.mp4", tiny_weights, "--pix-fmt", "yuv420p"), "65x48")
+    assert "yuv420p" in line and "--pix-fmt yuv444p" in line, line
+    nothing_left(tmp_path, src)
+    monkeypatch.undo()
+    ok = _derain(src, tmp_path / "out.webm", tiny_weights, "--pix-fmt", "yuv420p", "--quiet")  # VP9 takes it
+    assert ok.exit_code == 0, ok.output
+
+
 def test_disk_full_while_writing_a_video_says_so(
     tmp_path: Path, clips: dict[str, Path], tiny_weights: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

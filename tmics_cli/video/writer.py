@@ -189,11 +189,11 @@ class VideoSink:
             raise VideoError(
                 f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
             )
-        odd = width % 2 or height % 2
-        pix_fmt = opts.pix_fmt or ("yuv444p" if odd else "yuv420p")
+        pix_fmt = _pix_fmt(opts, width, height)
         formats = [f.name for f in (encoder.video_formats or [])]
         if formats and pix_fmt not in formats:
             raise VideoError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(formats[:8])}")
+        _check_subsampling(codec, pix_fmt, width, height)
         stream = self.container.add_stream(codec, rate=info.fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = self.time_base
@@ -396,9 +396,38 @@ def _video_encoder(dst: Path, options: EncodeOptions) -> tuple[str, Any]:
     return codec, encoder
 
 
-def check_encoder(dst: Path, options: EncodeOptions, folder: bool | None = None) -> None:
-    """Refuse an unknown encoder, --preset or --pix-fmt, or a --crf out of the encoder's range, before any
-    work: the encoder itself would refuse them only at the first frame ("Invalid argument")."""
+def _pix_fmt(options: EncodeOptions, width: int, height: int) -> str:
+    """The pixel format frames are encoded in: --pix-fmt, or yuv420p (yuv444p when a side is odd)."""
+    return options.pix_fmt or ("yuv444p" if width % 2 or height % 2 else "yuv420p")
+
+
+def _check_subsampling(codec: str, pix_fmt: str, width: int, height: int) -> None:
+    """x264 and x265 refuse frames whose sides are not whole multiples of the chroma subsampling (a
+    65x49 frame in yuv420p), with "Generic error in an external library" at the first frame; say it first.
+    Other encoders (VP9, AV1, MPEG-4, FFV1) round the chroma planes up and take any size."""
+    import av
+
+    if codec not in ("libx264", "libx265"):
+        return
+    fmt = av.VideoFormat(pix_fmt)
+    step_w = 1024 // max(1, fmt.chroma_width(1024))
+    step_h = 1024 // max(1, fmt.chroma_height(1024))
+    if width % step_w or height % step_h:
+        need = {(2, 2): "an even width and height", (2, 1): "an even width"}.get(
+            (step_w, step_h), f"sides in multiples of {step_w}x{step_h}"
+        )
+        raise VideoError(
+            f"{codec} cannot encode {width}x{height} frames in {pix_fmt} (its colour planes need {need}); "
+            "give --pix-fmt yuv444p, or leave --pix-fmt out"
+        )
+
+
+def check_encoder(
+    dst: Path, options: EncodeOptions, folder: bool | None = None, size: tuple[int, int] | None = None
+) -> None:
+    """Refuse an unknown encoder, --preset or --pix-fmt, a --crf out of the encoder's range, or frames of
+    `size` (width, height) the encoder cannot take in that pixel format, before any work: the encoder
+    itself would refuse them only at the first frame ("Invalid argument")."""
     if is_folder_output(dst) if folder is None else folder:
         return
     import av
@@ -429,6 +458,8 @@ def check_encoder(dst: Path, options: EncodeOptions, folder: bool | None = None)
             raise VideoError(f"unknown --pix-fmt {options.pix_fmt!r}{takes}") from None
         if formats and options.pix_fmt not in [f.name for f in encoder.video_formats]:
             raise VideoError(f"{codec} cannot encode {options.pix_fmt}; it takes {formats}")
+    if size is not None:
+        _check_subsampling(codec, _pix_fmt(options, *size), *size)
 
 
 def write_error(dst: Path, exc: BaseException, frame: int) -> VideoError:
