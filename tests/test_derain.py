@@ -524,3 +524,49 @@ def test_interlaced_input_is_said_to_come_out_progressive(tmp_path: Path, tiny_w
         derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
     messages = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
     assert len(messages) == 1 and "is interlaced" in messages[0] and "progressive" in messages[0], messages
+
+
+def test_deep_colour_and_hdr_metadata_are_said_to_be_lost(tmp_path: Path, tiny_weights: Path) -> None:
+    """A 10-bit HDR10 clip comes out 8-bit without its mastering metadata: the warning names both."""
+    import av
+
+    src = tmp_path / "hdr.mkv"
+    params = (
+        "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"
+    )
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream("libx265", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
+        ctx = stream.codec_context
+        ctx.colorspace, ctx.color_primaries, ctx.color_trc = 9, 9, 16  # BT.2020, PQ
+        stream.options = {"x265-params": params + ":log-level=error", "preset": "ultrafast"}
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24")
+            frame = frame.reformat(format="yuv420p10le")
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu")
+    messages = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
+    assert len(messages) == 1, messages
+    for words in ("10-bit (yuv420p10le)", "8 bits", "transfer (PQ) stays tagged", "mastering display"):
+        assert words in messages[0], (words, messages[0])
+
+
+@pytest.mark.parametrize(
+    ("source", "kept"), [("yuv444p", "yuv444p"), ("yuv422p", "yuv422p"), ("yuv420p", "yuv420p")]
+)
+def test_the_inputs_chroma_sampling_is_kept(
+    tmp_path: Path, tiny_weights: Path, source: str, kept: str
+) -> None:
+    """A 4:4:4 master was written 4:2:0 by default, three quarters of its colour resolution gone."""
+    import av
+
+    src = make_video(tmp_path / "in.mkv", frames=3, pix_fmt=source)
+    derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
+    with av.open(str(tmp_path / "out.mp4")) as done:
+        assert done.streams.video[0].codec_context.pix_fmt == kept

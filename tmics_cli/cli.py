@@ -501,7 +501,10 @@ def derain(
     ),
     preset: str = typer.Option("medium", help="x264/x265 speed preset.", rich_help_panel=ENCODING),
     pix_fmt: str | None = typer.Option(
-        None, help="Output pixel format (default yuv420p; yuv444p for odd sizes).", rich_help_panel=ENCODING
+        None,
+        help="Output pixel format (default: the input's chroma sampling at 8 bits, yuv420p for RGB; "
+        "yuv444p for odd sizes in x264/x265).",
+        rich_help_panel=ENCODING,
     ),
     segment_frames: int | None = typer.Option(
         None,

@@ -300,6 +300,27 @@ def _made_otherwise(recorded: dict[str, Any], made: dict[str, Any]) -> str:
     return f"derained by tmics with other {', '.join(names) or 'settings'}"
 
 
+_HDR_TRANSFER = {16: "PQ", 18: "HLG"}  # AVColorTransferCharacteristic values of HDR video
+
+
+def _depth_note(info: SourceInfo) -> str:
+    """What a derain of a deep-colour or HDR input does not keep: tmics derains and writes 8-bit frames."""
+    parts = []
+    if info.bits > 8:
+        parts.append(
+            f"{info.path} is {info.bits}-bit ({info.pix_fmt}): it is derained and written at 8 bits, so "
+            "smooth gradients may band"
+        )
+    else:
+        parts.append(f"{info.path} carries HDR metadata")
+    transfer = _HDR_TRANSFER.get(info.colour.trc)
+    if transfer:
+        parts.append(f"its HDR transfer ({transfer}) stays tagged")
+    if info.hdr_metadata:
+        parts.append(f"its HDR metadata ({', '.join(info.hdr_metadata)}) is not kept")
+    return "; ".join(parts)
+
+
 def _not_in_frames(info: SourceInfo, dst: Path) -> str:
     """The warning for a frames-folder output of a video with other streams, a display rotation or
     non-square pixels: pictures hold none of them (the frames are as stored, unrotated)."""
@@ -709,6 +730,8 @@ class Derainer:
                 VideoWarning,
                 stacklevel=2,
             )
+        if info.bits > 8 or info.hdr_metadata:
+            warnings.warn(_depth_note(info), VideoWarning, stacklevel=2)
         if folder_out and (info.other_streams or info.rotation or info.pixel_aspect):
             warnings.warn(_not_in_frames(info, dst), VideoWarning, stacklevel=2)
         return Prepared(src, dst, info, job, restorer, path, sha, level, note, folder_out, begin, done, made)

@@ -115,6 +115,8 @@ class SourceInfo:
     origin: float = 0.0  # the stream's own start time in seconds (TS captures often start at 10 s or more)
     pixel_aspect: Fraction | None = None  # a pixel's width over its height where not square (anamorphic)
     interlaced: bool = False  # the first frame is interlaced (two fields)
+    bits: int = 8  # bits per sample of the decoded frames (10 for yuv420p10le)
+    hdr_metadata: tuple[str, ...] = ()  # HDR side data of the first frame ("mastering display", ...)
 
     @property
     def shift(self) -> float:
@@ -251,6 +253,8 @@ class VideoFileSource:
             origin=self.origin,
             pixel_aspect=_pixel_aspect(stream),
             interlaced=bool(getattr(first, "interlaced_frame", False)),
+            bits=max((c.bits for c in first.format.components), default=8),
+            hdr_metadata=_hdr_metadata(first),
         )
 
     def _decode(self) -> Iterator[Any]:
@@ -503,6 +507,18 @@ def _offset_of(moved: deque[tuple[int | None, int]], pts: int, current: int) -> 
             del moved[i]
             return offset
     return current
+
+
+_HDR_SIDE_DATA = {  # frame side data of HDR10 (static metadata), by PyAV's type name
+    "MASTERING_DISPLAY_METADATA": "mastering display",
+    "CONTENT_LIGHT_LEVEL": "content light level",
+}
+
+
+def _hdr_metadata(frame: Any) -> tuple[str, ...]:
+    """The HDR side data a decoded frame carries (HDR10's static metadata), by name."""
+    names = [_HDR_SIDE_DATA.get(getattr(getattr(sd, "type", None), "name", "")) for sd in frame.side_data]
+    return tuple(dict.fromkeys(n for n in names if n))
 
 
 def _pixel_aspect(stream: Any) -> Fraction | None:

@@ -42,7 +42,7 @@ class EncodeOptions:
     codec: str | None = None  # default: libx264 (libvpx-vp9 for .webm)
     crf: int = 18
     preset: str = "medium"
-    pix_fmt: str | None = None  # default: yuv420p, or yuv444p when a side is odd
+    pix_fmt: str | None = None  # default: the input's chroma sampling at 8 bits (choose_pix_fmt)
     audio: bool = True
     threads: int | None = None  # encoder threads; None: FFmpeg's choice (all cores)
 
@@ -189,8 +189,8 @@ class VideoSink:
             raise VideoError(
                 f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
             )
-        pix_fmt = _pix_fmt(opts, width, height)
         formats = [f.name for f in (encoder.video_formats or [])]
+        pix_fmt = choose_pix_fmt(opts, codec, formats, width, height, info.pix_fmt)
         if formats and pix_fmt not in formats:
             raise VideoError(f"{codec} cannot encode {pix_fmt}; it takes {', '.join(formats[:8])}")
         _check_subsampling(codec, pix_fmt, width, height)
@@ -396,25 +396,53 @@ def _video_encoder(dst: Path, options: EncodeOptions) -> tuple[str, Any]:
     return codec, encoder
 
 
-def _pix_fmt(options: EncodeOptions, width: int, height: int) -> str:
-    """The pixel format frames are encoded in: --pix-fmt, or yuv420p (yuv444p when a side is odd)."""
-    return options.pix_fmt or ("yuv444p" if width % 2 or height % 2 else "yuv420p")
+def choose_pix_fmt(
+    options: EncodeOptions, codec: str, formats: list[str], width: int, height: int, source: str = ""
+) -> str:
+    """The pixel format frames are encoded in: --pix-fmt; else the input's chroma sampling at 8 bits
+    (a yuv444p or yuv422p input keeps its colour resolution; RGB, grey and palette inputs, and folders of
+    frames, get yuv420p), where the encoder takes it; then yuv444p where x264/x265 cannot take the frame
+    size in that sampling (an odd side)."""
+    if options.pix_fmt:
+        return options.pix_fmt
+    chosen = "yuv420p"
+    if source:
+        import av
+
+        try:
+            fmt = av.VideoFormat(source)
+        except (ValueError, TypeError):
+            fmt = None
+        if fmt is not None and not (fmt.is_rgb or fmt.has_palette or len(fmt.components) < 3):
+            step = (1024 // max(1, fmt.chroma_width(1024)), 1024 // max(1, fmt.chroma_height(1024)))
+            chosen = {(1, 1): "yuv444p", (2, 1): "yuv422p"}.get(step, "yuv420p")
+    if formats and chosen not in formats:
+        chosen = "yuv420p"
+    if _subsampling_misfit(codec, chosen, width, height):
+        chosen = "yuv444p"
+    return chosen
+
+
+def _subsampling_misfit(codec: str, pix_fmt: str, width: int, height: int) -> tuple[int, int] | None:
+    """(horizontal, vertical) chroma steps where x264/x265 cannot take a frame of this size in `pix_fmt`,
+    else None."""
+    import av
+
+    if codec not in ("libx264", "libx265"):
+        return None
+    fmt = av.VideoFormat(pix_fmt)
+    step = (1024 // max(1, fmt.chroma_width(1024)), 1024 // max(1, fmt.chroma_height(1024)))
+    return step if width % step[0] or height % step[1] else None
 
 
 def _check_subsampling(codec: str, pix_fmt: str, width: int, height: int) -> None:
     """x264 and x265 refuse frames whose sides are not whole multiples of the chroma subsampling (a
     65x49 frame in yuv420p), with "Generic error in an external library" at the first frame; say it first.
     Other encoders (VP9, AV1, MPEG-4, FFV1) round the chroma planes up and take any size."""
-    import av
-
-    if codec not in ("libx264", "libx265"):
-        return
-    fmt = av.VideoFormat(pix_fmt)
-    step_w = 1024 // max(1, fmt.chroma_width(1024))
-    step_h = 1024 // max(1, fmt.chroma_height(1024))
-    if width % step_w or height % step_h:
+    step = _subsampling_misfit(codec, pix_fmt, width, height)
+    if step:
         need = {(2, 2): "an even width and height", (2, 1): "an even width"}.get(
-            (step_w, step_h), f"sides in multiples of {step_w}x{step_h}"
+            step, f"sides in multiples of {step[0]}x{step[1]}"
         )
         raise VideoError(
             f"{codec} cannot encode {width}x{height} frames in {pix_fmt} (its colour planes need {need}); "
@@ -458,8 +486,8 @@ def check_encoder(
             raise VideoError(f"unknown --pix-fmt {options.pix_fmt!r}{takes}") from None
         if formats and options.pix_fmt not in [f.name for f in encoder.video_formats]:
             raise VideoError(f"{codec} cannot encode {options.pix_fmt}; it takes {formats}")
-    if size is not None:
-        _check_subsampling(codec, _pix_fmt(options, *size), *size)
+    if size is not None and options.pix_fmt:
+        _check_subsampling(codec, options.pix_fmt, *size)
 
 
 def write_error(dst: Path, exc: BaseException, frame: int) -> VideoError:
