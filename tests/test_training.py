@@ -356,3 +356,18 @@ print("done")
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=240, cwd=Path.cwd()
     )
     assert result.returncode == 0 and "done" in result.stdout, result.stderr[-2000:]
+
+
+def test_a_holdout_name_the_data_lacks_is_refused_before_any_work(tmp_path: Path, clips: Path) -> None:
+    """A typo in --holdout trained on the clip meant for validation and scored on training data."""
+    from tmics_cli.data.datasets import DataError
+    from tmics_cli.training.train import split_data
+
+    with pytest.raises(DataError, match=r"--holdout hled: no such clip .*alpha, beta, held.*--holdout none"):
+        split_data(_config(tmp_path, clips, holdout=["alpha", "hled"]))
+    train, val, _ = split_data(_config(tmp_path, clips, holdout=["none"]))
+    assert [c.name for c in train] == ["alpha", "beta", "held"] and val == []
+    train, val, _ = split_data(_config(tmp_path, clips, holdout=["walk"]))  # the default: passed over here
+    assert len(train) == 3 and val == []
+    train, val, _ = split_data(_config(tmp_path, clips))
+    assert [c.name for c in train] == ["alpha", "beta"] and [c.name for c in val] == ["held"]

@@ -239,7 +239,10 @@ def train(
         rich_help_panel=IO,
     ),
     holdout: list[str] = typer.Option(
-        ["walk"], help="Clip names held out for validation. Repeatable.", rich_help_panel=IO
+        ["walk"],
+        help="Clip names held out for validation ('none': none; the default is passed over where the data "
+        "has no such clip). Repeatable.",
+        rich_help_panel=IO,
     ),
     steps: int = typer.Option(2000, min=1, help="Stage 1 steps (DNA + CNA).", rich_help_panel=TRAINING),
     fusion_steps: int = typer.Option(
@@ -924,7 +927,9 @@ def search(
         ..., "--data", help="Clean clips or a paired set. Repeatable.", rich_help_panel=IO
     ),
     holdout: list[str] = typer.Option(
-        [], help="Clips for the validation pool (default: other seeds).", rich_help_panel=IO
+        [],
+        help="Clip names for the validation pool (default: other seeds of the training data).",
+        rich_help_panel=IO,
     ),
     size: Size = typer.Option(
         "tiny",

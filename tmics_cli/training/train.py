@@ -61,6 +61,7 @@ from .flow import train_flow
 from .losses import RHO, restoration_loss
 
 CHECKPOINT_NAME = "checkpoint.pt"
+DEFAULT_HOLDOUT = ["walk"]  # the clip of the shared clean set kept out of training for validation
 # What a resumed run must share with the checkpoint: the network and the data stream. Step counts and
 # learning rates may change (the schedule then follows the new values from the current step on).
 RESUME_MUST_MATCH = (
@@ -116,7 +117,7 @@ class TrainConfig:
     flow: str | None = None  # flow estimator for OFM: "dis" (default) or "pyramid"
     init: str | None = None  # weights file to start from (fine-tuning); must describe the same network
     data: list[str] = field(default_factory=list)
-    holdout: list[str] = field(default_factory=lambda: ["walk"])  # whole clips kept for validation
+    holdout: list[str] = field(default_factory=lambda: list(DEFAULT_HOLDOUT))  # clips kept for validation
     steps: int = 2000  # stage 1
     fusion_steps: int = 200  # stage 2
     flow_steps: int = 1000  # flow stage (pyramid flow only)
@@ -251,6 +252,22 @@ def _describe_config(config: Any) -> str:
     return f"{genotype}, width {config.width}, scale {config.scale}, flow {config.flow}"
 
 
+def check_holdout(holdout: list[str], names: list[str]) -> None:
+    """Refuse a --holdout name that is no clip or paired video of the data (a typo would train on the clip
+    meant for validation, and score on the training data): DataError naming what the data holds. "none"
+    holds nothing out; the default, `walk`, is passed over where the data has no such clip."""
+    asked = [name for name in holdout if name != "none"]
+    missing = [name for name in asked if name not in names]
+    if not missing or asked == DEFAULT_HOLDOUT:
+        return
+    known = sorted(set(names))
+    held = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+    raise DataError(
+        f"--holdout {', '.join(missing)}: no such clip or video in --data (it holds {held or 'nothing'}); "
+        "give their names, or --holdout none to hold nothing out"
+    )
+
+
 def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
     """Clean clips for training, held-out clean clips for validation, and paired videos."""
     clean_sources, paired = [], []
@@ -265,6 +282,7 @@ def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
         except LayoutNotFound:
             clean_sources.append(source)
     clips = load_clips(clean_sources) if clean_sources else []
+    check_holdout(cfg.holdout, [c.name for c in clips] + [v.name for v in paired])
     train_clips = [c for c in clips if c.name not in cfg.holdout]
     val_clips = [c for c in clips if c.name in cfg.holdout]
     if not train_clips and not paired:
