@@ -422,3 +422,23 @@ def test_fetch_weights_through_an_unreachable_proxy_fails_fast(tmp_path: Path, h
     line = one_error(_invoke("fetch-weights", "light", "--force"), f"the proxy http://127.0.0.1:{port}")
     assert "(HTTPS_PROXY) cannot be reached" in line and time.perf_counter() - start < 10
     assert not list((tmp_path / "home" / "weights").glob("*.safetensors"))
+
+
+def test_errors_are_said_in_one_line_that_names_a_bare_word_and_an_opencv_error_once() -> None:
+    import av
+    import cv2
+
+    from tmics_cli.report import error_line, unexpected_line
+
+    with pytest.raises(Exception) as codec:
+        av.codec.Codec("libnothing", "w")
+    assert error_line(codec.value) == "UnknownCodecError: libnothing"  # was "error: libnothing"
+    with pytest.raises(cv2.error) as opencv:
+        cv2.resize(np.zeros((0, 0), np.uint8), (1, 1))
+    line = unexpected_line(opencv.value)
+    assert line.startswith("OpenCV") and "error: error" not in f"error: {line}" and "\n" not in line
+    assert error_line(KeyError("no such clip")) == "no such clip"  # unquoted
+    assert unexpected_line(RuntimeError("CUDA error: out of memory\nCUDA kernel errors ...")) == (
+        "RuntimeError: CUDA error: out of memory"
+    )
+    assert error_line(ValueError("")) == "ValueError"

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .derain import Derainer, DerainSummary
-from .report import InputResult, JobReport
+from .report import InputResult, JobReport, error_line, unexpected_line
 
 
 @dataclass(frozen=True)
@@ -50,11 +50,6 @@ def warnings_to(report: JobReport | None, source: Path) -> Iterator[None]:
         yield
     finally:
         warnings.showwarning = previous
-
-
-def one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def expected_errors() -> tuple[type[BaseException], ...]:
@@ -172,9 +167,7 @@ def _derain_one(
         except Exception as exc:
             if raise_errors:
                 raise
-            message = one_line(exc)
-            if not isinstance(exc, expected_errors()):
-                message = f"{type(exc).__name__}: {message}"
+            message = error_line(exc) if isinstance(exc, expected_errors()) else unexpected_line(exc)
             return InputResult(source, output, "failed", seconds=time.perf_counter() - began, error=message)
 
 

@@ -18,6 +18,7 @@ except ImportError:  # pragma: no cover - depends on the installed typer
 
 from . import __version__
 from .outputs import exit_code, handle_signals, signal_name
+from .report import error_line, unexpected_line
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
@@ -146,12 +147,6 @@ def root(
     ),
 ) -> None:
     """Remove rain from videos with TMICS."""
-
-
-def _first_line(exc: BaseException) -> str:
-    """An exception as one line (errors re-raised from data-loader workers carry a traceback after it)."""
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
@@ -374,7 +369,7 @@ def train(
             planned = plan(recipe, dict(given.values()))
             path = run_recipe(planned, lambda cfg: fit(cfg)[1], console.print)
     except (DataError, GenotypeError, WeightsError, ValueError, OSError, RuntimeError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     except KeyboardInterrupt as exc:
         if planned:
             where = (
@@ -597,7 +592,7 @@ def derain(
             output = f"{SAMPLE_CLIP.stem}.derained{SAMPLE_CLIP.suffix}"  # here, not in the package
         places = output_targets(found.items, output, fmt, many=found.many)
     except (InputError, VideoError, ValueError, OSError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     targets = [
         Target(item.path, place.path, place.frames) for item, place in zip(found.items, places, strict=True)
     ]
@@ -611,14 +606,14 @@ def derain(
         sources = [*(t.source for t in targets), *derainer.reads()]
         _check_reports(json_out, log, sources, [t.output for t in targets], overwrite)
     except (VideoError, WeightsError, ValueError, OSError, LookupError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     if ray is not None:
         from .cluster import RayUnavailable, check_ray
 
         try:
             check_ray()
         except RayUnavailable as exc:
-            fail(_first_line(exc))
+            fail(error_line(exc))
     console = Console(stderr=True)
     settings = {**derainer.kwargs, "workers": workers, "ray": ray, "segment_frames": segment_frames}
     try:
@@ -666,13 +661,13 @@ def derain(
             )
         fail(f"interrupted ({signal_name(exc)}){where}", exit_code(exc))
     except (VideoError, WeightsError, ValueError, OSError, MemoryError, LookupError) as exc:  # one input's
-        fail(_first_line(exc))
+        fail(error_line(exc))
     except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
-        fail(f"{type(exc).__name__}: {_first_line(exc)}")
+        fail(unexpected_line(exc))
     try:
         report.finish()
     except (ValueError, OSError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     failed = [r for r in results if r.status == "failed"]
     if failed and len(targets) > 1:
         names = ", ".join(str(r.source) for r in failed[:5]) + (", ..." if len(failed) > 5 else "")
@@ -831,7 +826,7 @@ def benchmark(
         if save_frames is not None:  # written under a temporary name, moved into place at the end
             frames_out = PendingOutput(save_frames, overwrite=overwrite, folder=True, kind="benchmark-frames")
     except (DataError, WeightsError, FileNotFoundError, ValueError, OSError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     total = sum(v.count for v in bench.videos) * len(methods)
     result = BenchmarkResult(bench, [m.name for m in methods], str(torch_device))
     columns = (TextColumn(bench.name), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
@@ -848,7 +843,7 @@ def benchmark(
     except KeyboardInterrupt as exc:
         interrupted = exc  # what is finished is kept: the table, --json, --csv and saved frames
     except (DataError, OSError, ValueError) as exc:
-        error = _first_line(exc)
+        error = error_line(exc)
     finally:
         _stop_progress(progress)
     if error is not None:
@@ -864,7 +859,7 @@ def benchmark(
         if csv_path is not None:
             result.write_csv(csv_path, overwrite=overwrite)  # "-": standard output
     except (ValueError, OSError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     if interrupted is not None:
         what = "the table, --json, --csv and --save-frames hold the videos finished so far"
         fail(f"interrupted ({signal_name(interrupted)}): {what}", exit_code(interrupted))
@@ -1033,7 +1028,7 @@ def search(
         finally:
             _stop_progress(progress)
     except (DataError, ValueError, OSError, RuntimeError) as exc:
-        fail(_first_line(exc))
+        fail(error_line(exc))
     except KeyboardInterrupt as exc:
         where = f"checkpoint in {cfg.run_path}"
         fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
@@ -1130,7 +1125,7 @@ def fetch_weights(
         try:
             path = registry.fetch(name, force=force or overwrite)
         except registry.FetchError as exc:
-            fail(_first_line(exc))
+            fail(error_line(exc))
         console.print(f"{name}: {path} (sha256 {registry.REGISTRY[name].sha256[:12]}... ok)", soft_wrap=True)
 
 

@@ -48,10 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .batch import Target, expected_errors, one_line, warnings_to
+from .batch import Target, expected_errors, warnings_to
 from .derain import Derainer, DerainSummary, Prepared
 from .inference import OutOfMemoryWarning
-from .report import InputResult, JobReport
+from .report import InputResult, JobReport, error_line, unexpected_line
 from .segments import TIMINGS
 from .video.reader import VideoError, VideoWarning
 
@@ -89,7 +89,7 @@ def _transient(exc: BaseException) -> BaseException:
     if isinstance(exc, VideoError | ValueError | LookupError | MemoryError):
         return exc
     if isinstance(exc, OSError | RuntimeError):
-        return TransientError(f"{type(exc).__name__}: {one_line(exc)}")
+        return TransientError(unexpected_line(exc))
     return exc  # anything else is a bug: the same every time
 
 
@@ -152,8 +152,8 @@ def _message(exc: BaseException) -> str:
     if isinstance(cause, BaseException):
         exc = cause
     if isinstance(exc, (*expected_errors(), TransientError)):
-        return one_line(exc)
-    return f"{type(exc).__name__}: {one_line(exc)}"
+        return error_line(exc)
+    return unexpected_line(exc)
 
 
 @dataclass
@@ -198,7 +198,7 @@ def _connect(ray: Any, address: str) -> bool:
     except Exception as exc:  # noqa: BLE001 - said as one line: where the cluster was looked for
         hint = "start one with `ray start --head`, or give --ray local" if address == "auto" else ""
         raise ConnectionError(
-            f"no Ray cluster at --ray {address}{f' ({hint})' if hint else ''}: {one_line(exc)}"
+            f"no Ray cluster at --ray {address}{f' ({hint})' if hint else ''}: {error_line(exc)}"
         ) from None
     finally:
         _restore(handlers)  # ray.init installs its own SIGTERM handler: tmics' clean-up stays in charge

@@ -84,6 +84,31 @@ Status = Literal["done", "skipped", "failed"]
 PathLike = str | os.PathLike[str]
 
 
+def error_line(exc: BaseException) -> str:
+    """An expected error as one line in the user's terms: its message's first line (errors re-raised from
+    data-loader workers carry a traceback after it), a KeyError's key unquoted, and the error's type
+    where the message alone is one bare word (PyAV's UnknownCodecError("libfoo"), KeyError("k")) or
+    empty."""
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    lines = text.strip().splitlines()
+    line = lines[0].strip() if lines else ""
+    if not line:
+        return type(exc).__name__
+    if " " not in line:  # a bare name says nothing without its type
+        return f"{type(exc).__name__}: {line}"
+    return line
+
+
+def unexpected_line(exc: BaseException) -> str:
+    """An unexpected error (a CUDA or codec failure) as one line that names its type, once: OpenCV's
+    cv2.error says "OpenCV(4.x) ..." itself, where its type name would read "error: error: ..."."""
+    line = error_line(exc)
+    name = type(exc).__name__
+    if line.startswith(f"{name}:") or (name == "error" and line.startswith("OpenCV")):
+        return line
+    return f"{name}: {line}"
+
+
 @dataclass
 class InputResult:
     """How one input of a job ended."""
