@@ -49,6 +49,7 @@ from .model.io import load_model
 from .outputs import MARKER, OutputError, check_apart
 from .records import CHANGED, made_by, record_output
 from .segments import BackgroundReader, SegmentRunner, model_pixels
+from .video.compare import panel_size, shown_rotation
 from .video.join import join_frames, join_video
 from .video.reader import (
     SourceFrame,
@@ -668,8 +669,8 @@ class Derainer:
                 "(the optical flow finds no motion in less)"
             )
         frames = len(times) if times is not None else info.frames
-        out_w = info.width * (2 if self.compare else 1)
         folder_out = is_folder_output(dst) if folder is None else folder
+        out_w, out_h = self.frame_size(info, dst, folder_out)
         check_apart(dst, [src, *self.reads()], folder=folder_out)  # an input is never taken for a done output
         made = self.made(src)
         if not self.overwrite and os.path.lexists(dst):
@@ -685,7 +686,7 @@ class Derainer:
                     f"{dst} exists, {_made_otherwise(recorded, made)}; add --overwrite to redo it"
                 )
         check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
-        check_encoder(dst, self.options, folder_out, size=(out_w, info.height))
+        check_encoder(dst, self.options, folder_out, size=(out_w, out_h))
         level, note = self._level(src)
         restorer, path, sha = self.model(level)
         if self._runs_here():  # another kind of device (a cluster node's) is not measurable from here
@@ -839,8 +840,14 @@ class Derainer:
     def finished_elsewhere(self, job: Prepared) -> bool:
         """Whether another run sharing the job finished its output meanwhile (the job gone, the output
         whole)."""
-        width = job.info.width * (2 if self.compare else 1)
+        width = self.frame_size(job.info, job.dst, job.folder_out)[0]
         return job.job.gone() and output_complete(job.dst, job.job.manifest.get("frames"), width)
+
+    def frame_size(self, info: SourceInfo, dst: Path, folder: bool) -> tuple[int, int]:
+        """(width, height) of the frames written to `dst`: the input's, or a --compare frame's."""
+        if not self.compare:
+            return info.width, info.height
+        return panel_size(info.width, info.height, shown_rotation(dst, info.rotation, folder))
 
     def skipped(self, job: Prepared) -> DerainSummary:
         """The summary of a job whose output another run finished (status "skipped")."""

@@ -26,6 +26,7 @@ import numpy as np
 from .inference import STAGES, Restorer, derain_stream
 from .jobs import Job, Segment
 from .video.colour import YUVPlanes
+from .video.compare import shown_rotation, side_by_side
 from .video.reader import SourceFrame, SourceInfo, open_source
 from .video.writer import open_sink
 
@@ -205,19 +206,21 @@ class SegmentRunner:
             )
             info = source.info
             try:
-                out_w = info.width * (2 if d.compare else 1)
+                shown = job.folder.parent / job.manifest["output"]
+                turn = shown_rotation(shown, info.rotation, self.folder_out)
+                out_w, out_h = d.frame_size(info, shown, self.folder_out)
                 sink = open_sink(
                     job.piece(index),
                     info,
                     d.options,
                     out_w,
-                    info.height,
+                    out_h,
                     folder=self.folder_out,
                     overwrite=True,  # a piece another worker made meanwhile: tmics' own, and the same frames
                     others=False,
                     piece_late=job.piece_late,
                     first=segment.first,
-                    shown=job.folder.parent / job.manifest["output"],
+                    shown=shown,
                 )
             except BaseException:
                 source.close()
@@ -239,7 +242,7 @@ class SegmentRunner:
                 )
                 for out in outputs:
                     item = pending.pop(segment.lead)
-                    writer.put(np.concatenate([item.rgb, out], 1) if d.compare else out, item.pts)
+                    writer.put(side_by_side(item.rgb, out, turn) if d.compare else out, item.pts)
                     count += 1
                     if self.on_frame is not None:
                         self.on_frame(self.counted + self.frames + count)

@@ -15,6 +15,7 @@ VIDEO_SUFFIXES = (
     ".mp4", ".mkv", ".mov", ".avi", ".webm", ".m4v", ".mpg", ".mpeg", ".ts", ".mts", ".flv", ".wmv"
 )  # fmt: skip
 CONTAINER_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".avi", ".webm", ".ts", ".mts")
+UNROTATED_SUFFIXES = (".avi", ".ts", ".mts")  # containers that cannot hold a display rotation (tested)
 
 
 def natural_key(path: Path) -> list[object]:
