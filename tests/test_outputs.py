@@ -626,7 +626,14 @@ def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
         assert (run / RUN_LOCK).read_text().split()[1] == str(os.getpid())
         with pytest.raises(OutputError, match="in use by another run"), run_lock(run):
             pass  # pragma: no cover - refused
-    assert sorted(os.listdir(run)) == []  # released
+    assert not run.exists()  # released, and the folder it made is gone with it (nothing was written)
+    nested = tmp_path / "a" / "b.run"
+    with pytest.raises(RuntimeError), run_lock(nested):
+        raise RuntimeError("refused before any work")
+    assert sorted(os.listdir(tmp_path)) == []
+    with run_lock(run):
+        (run / "log.jsonl").write_text("{}\n")
+    assert sorted(os.listdir(run)) == ["log.jsonl"]  # what the run wrote stays, and its folder
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )

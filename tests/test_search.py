@@ -1,4 +1,5 @@
 import csv
+import os
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -159,3 +160,43 @@ def test_pools_mix_clean_clips_and_paired_videos_and_hold_out_by_name(tmp_path: 
     assert flat == [False, True, False, True]  # clean clip, paired video, in turn
     assert [float(s["target"].std()) == 0.0 for s in val] == [False, True, False, True]
     assert all(s["flows"].shape == (4, 2, 32, 32) for s in train + val)
+
+
+def test_cli_search_resumes_where_it_stopped_and_an_early_stop_leaves_no_run_folder(
+    tmp_path: Path, clips: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from tmics_cli.cli import app
+
+    out = tmp_path / "g.genotype.json"
+    args = [
+        "search",
+        "--data",
+        str(clips),
+        "-o",
+        str(out),
+        "--size",
+        "tiny",
+        "--warmup",
+        "0",
+        "--groups",
+        "1",
+    ]
+    args += ["--val-groups", "1", "--batch", "1", "--crop", "32", "--holdout", "held"]
+    first = CliRunner().invoke(app, [*args, "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    more = CliRunner().invoke(app, [*args, "--epochs", "2", "--resume", "--overwrite"])
+    assert more.exit_code == 0, more.output
+    assert "resumed at epoch 1 of 2" in more.output and "epoch 2/2" in more.output, more.output
+    assert "epoch 1/2" not in more.output  # the bar went on from the checkpoint, not from 0
+    bare = tmp_path / "bare"
+    bare.mkdir()
+
+    def interrupted(self, train, val):  # noqa: ANN001 - Ctrl-C in the first epoch
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Searcher, "run_epoch", interrupted)
+    stopped = CliRunner().invoke(app, [*args[:4], str(bare / "g.genotype.json"), *args[5:], "--epochs", "1"])
+    assert stopped.exit_code != 0 and "interrupted" in stopped.output, stopped.output
+    assert os.listdir(bare) == []  # the run folder it made for its lock went with it: nothing was in it

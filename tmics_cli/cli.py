@@ -1015,7 +1015,9 @@ def search(
         progress = Progress(*columns, console=console)
         progress.start()
         try:
-            task = progress.add_task("epochs", total=epochs, completed=0, note="")
+            task = progress.add_task("epochs", total=epochs, completed=searcher.epoch, note="")
+            if searcher.epoch:
+                console.print(f"resumed at epoch {searcher.epoch} of {epochs} from {cfg.run_path}")
 
             def on_epoch(r: dict) -> None:
                 beta = ", ".join(f"{b:.3f}" for b in r["beta"])

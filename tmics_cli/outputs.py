@@ -404,7 +404,9 @@ def run_lock(folder: Path, what: str = "run folder") -> Iterator[None]:
     """Hold the run folder `folder` for this process while the block runs: a second run on it is refused
     (OutputError) instead of both writing its checkpoint and log. A lock whose process of this machine is
     gone (kill -9, power loss) is taken over; one of another machine is refused, naming the file to remove
-    once that run has ended (no clock of another machine is trusted)."""
+    once that run has ended (no clock of another machine is trusted). Folders it made are removed again
+    when the run leaves them empty (a run refused before any work)."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RUN_LOCK
     mine = f"{socket.gethostname()} {os.getpid()} {machine_id()}"
@@ -440,6 +442,9 @@ def run_lock(folder: Path, what: str = "run folder") -> Iterator[None]:
         with contextlib.suppress(OSError):
             if path.read_text().strip() == mine:
                 path.unlink()
+        with contextlib.suppress(OSError):  # stops at the first folder that holds anything
+            for empty in made:
+                empty.rmdir()
 
 
 def _temporary_prefix(dst: Path) -> str:
