@@ -570,3 +570,23 @@ def test_the_inputs_chroma_sampling_is_kept(
     derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
     with av.open(str(tmp_path / "out.mp4")) as done:
         assert done.streams.video[0].codec_context.pix_fmt == kept
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
+def test_a_capture_whose_clock_starts_late_comes_out_starting_at_zero(
+    tmp_path: Path, tiny_weights: Path, suffix: str
+) -> None:
+    """A DVR's MPEG-TS starts its clock at an hour: the MP4 began with an hour-long empty edit (players
+    showed 1:00:01 of nothing first), the MKV lasted an hour. The output starts at 0, audio in step."""
+    import av
+
+    src = make_video(tmp_path / "dvr.ts", frames=10, time_base=Fraction(1, 90000), audio=True, offset=3600.0)
+    times = decode(src)[2]
+    lead = audio_start(src) - times[0]
+    out = tmp_path / f"out{suffix}"
+    derain_video(src, out, weights=tiny_weights, device="cpu")
+    after = decode(out)[2]
+    assert len(after) == 10 and 0 <= after[0] < 0.1  # Matroska puts the AAC priming, not the video, at 0
+    with av.open(str(out)) as done:
+        assert done.duration is not None and done.duration / av.time_base < 1.0
+    assert audio_start(out) - after[0] == pytest.approx(lead, abs=0.03)

@@ -120,13 +120,14 @@ class SourceInfo:
 
     @property
     def shift(self) -> float:
-        """Seconds taken off every output timestamp: the cut's start when --start is given; else the
-        video's start when it is below zero (an MPEG-TS whose clock wraps in its first minute starts
-        there), as no output keeps a video's negative times (MP4's edit list cuts its frames, Matroska
-        moves the video alone); else 0 (the input's timestamps are kept as they are)."""
-        if self.start or self.origin < 0:
-            return self.origin + self.start
-        return 0.0
+        """Seconds taken off every output timestamp (every stream's alike, so they stay in sync): the
+        video's start, and the cut's when --start is given, so that the output's video starts at 0 as
+        ffmpeg's does. A capture's clock seldom starts at 0 (MPEG-TS and camcorder files at 10 s, or an
+        hour, or below zero where the clock wraps in its first minute), and kept, that start became an
+        empty edit in MP4 (a player showed an hour of nothing) and a long duration in Matroska; no output
+        keeps a video's negative times either (MP4's edit list cuts its frames, Matroska moves the video
+        alone)."""
+        return self.origin + self.start
 
 
 def parse_time(text: str | float | None) -> float | None:
