@@ -442,3 +442,21 @@ def test_errors_are_said_in_one_line_that_names_a_bare_word_and_an_opencv_error_
         "RuntimeError: CUDA error: out of memory"
     )
     assert error_line(ValueError("")) == "ValueError"
+
+
+def test_a_single_input_that_fails_still_gets_its_json_summary_and_log(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """Scripts read --json to learn what happened: with one input that failed, none was written."""
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(range(256)) * 20)
+    report, log = tmp_path / "s.json", tmp_path / "log.jsonl"
+    line = one_error(
+        _derain(bad, tmp_path / "out.mp4", tiny_weights, "--json", report, "--log", log), "bad.mp4"
+    )
+    summary = json.loads(report.read_text())
+    assert summary["ok"] is False and summary["error"] == line.removeprefix("error: ")
+    assert [(i["input"], i["result"]) for i in summary["inputs"]] == [(str(bad), "failed")]
+    events = [json.loads(x) for x in log.read_text().splitlines()]
+    assert [e["event"] for e in events][-2:] == ["input_finished", "finished"] and events[-1]["ok"] is False
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "log.jsonl", "s.json"]

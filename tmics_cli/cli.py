@@ -659,11 +659,11 @@ def derain(
                 f"; {kept[0]} of {kept[1]} segments of {target.output} are kept: run the same command again "
                 "to resume"
             )
-        fail(f"interrupted ({signal_name(exc)}){where}", exit_code(exc))
+        _abandon(report, f"interrupted ({signal_name(exc)}){where}", target, exit_code(exc))
     except (VideoError, WeightsError, ValueError, OSError, MemoryError, LookupError) as exc:  # one input's
-        fail(error_line(exc))
+        _abandon(report, error_line(exc), targets[0] if len(targets) == 1 else None)
     except Exception as exc:  # noqa: BLE001 - e.g. a CUDA or codec failure: still one line, no output left
-        fail(unexpected_line(exc))
+        _abandon(report, unexpected_line(exc), targets[0] if len(targets) == 1 else None)
     try:
         report.finish()
     except (ValueError, OSError) as exc:
@@ -674,6 +674,16 @@ def derain(
         fail(f"{len(failed)} of {len(targets)} inputs failed: {names}")
     if failed:
         raise typer.Exit(2)
+
+
+def _abandon(report: Any, message: str, target: Any = None, code: int = 2) -> NoReturn:
+    """The job ended with an error (of `target`, a batch.Target, where known): the --json summary and
+    the --log still say so (ok false, the error), then the one error line."""
+    try:
+        report.abandon(message, *((target.source, target.output) if target is not None else ()))
+    except (ValueError, OSError) as exc:
+        typer.echo(f"error: {error_line(exc)}", err=True)
+    fail(message, code)
 
 
 def _make_parent(target: Any) -> None:

@@ -52,8 +52,9 @@ with `overwrite`; "-" for standard output), schema 1:
       "warnings": [str, ...],               # warnings of no one input
       "frames": int,                        # frames derained by this run, all inputs
       "seconds": float,                     # the job's time, first input_started to finish
-      "ok": bool                            # every input announced finished, none failed
-    }
+      "ok": bool,                           # every input announced finished, none failed
+      "error": str                          # only where the job itself ended with an error (one input's
+    }                                       # failure, an interruption): the error line tmics printed
 
 The log (`log_path`) is appended to (an existing log grows: one file can hold many runs), one JSON object
 per line, written and flushed whole as each event happens, so `tail -f` shows the job and a job that dies
@@ -210,6 +211,7 @@ class JobReport:
         self.clock = clock
         self.live = console.is_interactive and not quiet  # a bar; else plain progress lines
         self._lock = threading.RLock()
+        self.log_path = log_path
         self._log: IO[str] | None = open(log_path, "a", encoding="utf-8") if log_path is not None else None
         # the run
         self.device = self.precision = ""
@@ -452,13 +454,46 @@ class JobReport:
                 )
             finally:
                 self.close()
-            if self.json_path is not None:
-                text = json.dumps(summary, indent=2) + "\n"
-                if os.fspath(self.json_path) == "-":
-                    sys.stdout.write(text)
-                    sys.stdout.flush()
-                else:
-                    write_text(self.json_path, text, overwrite=self.overwrite)
+            self._write_json(summary)
+            return summary
+
+    def _write_json(self, summary: dict[str, Any]) -> None:
+        if self.json_path is not None:
+            text = json.dumps(summary, indent=2) + "\n"
+            if os.fspath(self.json_path) == "-":
+                sys.stdout.write(text)
+                sys.stdout.flush()
+            else:
+                write_text(self.json_path, text, overwrite=self.overwrite)
+
+    def abandon(
+        self, error: str, source: PathLike | None = None, output: PathLike | None = None
+    ) -> dict[str, Any]:
+        """The job ended with `error` (an input, `source` -> `output` where known, failed with it, or the
+        run was interrupted): the input's entry (failed) unless it was told, `finished` logged with the
+        error, the JSON summary written (ok false, "error") and the log closed; nothing is printed (the
+        caller says the error). Does nothing once the job is finished."""
+        with self._lock:
+            if self._finished:
+                return {}
+            self._finished = True
+            self._stop_bar()
+            if source is not None and all(str(r.source) != str(source) for r in self.results):
+                told = self._warnings.pop(str(source), [])
+                failed = InputResult(Path(source), Path(output or ""), "failed", error=error, warnings=told)
+                self.results.append(failed)
+            else:
+                failed = None
+            summary = {**self.summary(), "ok": False, "error": error}
+            try:
+                if self._log is None and self.log_path is not None:  # closed before the error line
+                    self._log = open(self.log_path, "a", encoding="utf-8")  # noqa: SIM115
+                if failed is not None:
+                    self._event("input_finished", **self._entry(failed))
+                self._event("finished", ok=False, error=error, frames=summary["frames"])
+            finally:
+                self.close()
+            self._write_json(summary)
             return summary
 
     def close(self) -> None:
