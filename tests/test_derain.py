@@ -590,3 +590,12 @@ def test_a_capture_whose_clock_starts_late_comes_out_starting_at_zero(
     with av.open(str(out)) as done:
         assert done.duration is not None and done.duration / av.time_base < 1.0
     assert audio_start(out) - after[0] == pytest.approx(lead, abs=0.03)
+
+
+def test_a_negative_time_in_minutes_is_refused() -> None:
+    from tmics_cli.video.reader import parse_time
+
+    for text in ("-0:00.2", "-0:01", " -0.5"):
+        with pytest.raises(VideoError, match="is negative"):
+            parse_time(text)  # -0:00.2 was read as +0.2 s
+    assert parse_time("1:02.5") == 62.5

@@ -532,3 +532,10 @@ def test_single_format_must_agree_with_output(tmp_path: Path) -> None:
     assert out_error(items, tmp_path / "o", "mp4", many=False) == (
         f"--format mp4 does not match -o {tmp_path / 'o'} (a folder of frames); give one or the other"
     )
+
+
+def test_one_file_named_twice_is_many_so_dash_o_is_a_folder(tmp_path: Path) -> None:
+    """`tmics derain a.mp4 a.mp4 -o out` wrote PNG frames into out/: -o is a folder for several inputs."""
+    touch(tmp_path, "a.mp4")
+    found = collect_inputs([tmp_path / "a.mp4", tmp_path / "." / "a.mp4"])
+    assert found.many and rel(list(found.items)) == ["a.mp4"]

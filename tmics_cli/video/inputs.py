@@ -322,6 +322,7 @@ def collect_inputs(
     seen: set[tuple[int, int] | str] = set()
     skipped: list[Path] = []
     many = False
+    named = 0  # files named as arguments (one named twice counts twice; earlier outputs passed over not)
 
     def take(found: Sequence[InputItem]) -> None:
         for item in found:
@@ -353,6 +354,7 @@ def collect_inputs(
                 many = many or videos
                 take(found)
             else:  # any file (or something else the reader will refuse with its own message)
+                named += 1  # `a.mp4 a.mp4 -o DIR`: two arguments, so DIR is a folder, as the help says
                 take([InputItem(path, Path(path.name))])
             continue
         if not _magic(name):
@@ -370,7 +372,7 @@ def collect_inputs(
                 f"no inputs: {_names(skipped)} {are} of an earlier tmics run ({how} to derain again)"
             )
         raise InputError("no inputs given")
-    return Inputs(tuple(items), many or len(items) > 1, tuple(skipped))
+    return Inputs(tuple(items), many or len(items) > 1 or named > 1, tuple(skipped))
 
 
 def _link(path: str) -> str:

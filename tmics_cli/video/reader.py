@@ -144,7 +144,7 @@ def parse_time(text: str | float | None) -> float | None:
     seconds = 0.0
     for value in values:
         seconds = seconds * 60 + value
-    if seconds < 0:
+    if seconds < 0 or text.strip().startswith("-"):  # -0:00.2: -0 * 60 + 0.2 is positive
         raise VideoError(f"time {text!r} is negative")
     return seconds
 
