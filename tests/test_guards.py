@@ -460,3 +460,22 @@ def test_a_single_input_that_fails_still_gets_its_json_summary_and_log(
     events = [json.loads(x) for x in log.read_text().splitlines()]
     assert [e["event"] for e in events][-2:] == ["input_finished", "finished"] and events[-1]["ok"] is False
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.mp4", "log.jsonl", "s.json"]
+
+
+def test_a_batch_leaves_no_empty_output_folder_for_inputs_that_failed(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """-o DIR mirrors the inputs' tree: the folders of inputs that failed were left behind, empty."""
+    (tmp_path / "in" / "bad").mkdir(parents=True)
+    (tmp_path / "in" / "bad" / "g.mp4").write_bytes(bytes(range(256)) * 20)
+    (tmp_path / "in" / "good").mkdir()
+    make_video(tmp_path / "in" / "good" / "ok.mp4", frames=3)
+    result = _invoke("derain", tmp_path / "in", "-r", "-o", tmp_path / "out", "--weights", tiny_weights, "-q")
+    assert result.exit_code == 2, result.output
+    assert f"error: {tmp_path / 'in' / 'bad' / 'g.mp4'} is not a video" in result.output  # named once
+    assert sorted(str(p.relative_to(tmp_path)) for p in (tmp_path / "out").rglob("*")) == [
+        "out/good",
+        "out/good/ok.mp4",
+    ]
+    alone = _invoke("derain", tmp_path / "in" / "bad", "-o", tmp_path / "out2", "--weights", tiny_weights)
+    assert alone.exit_code == 2 and not (tmp_path / "out2").exists(), alone.output

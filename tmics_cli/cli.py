@@ -566,7 +566,7 @@ def derain(
     from .derain import SAMPLE_CLIP, Derainer
     from .jobs import job_progress
     from .model.io import WeightsError
-    from .outputs import check_name
+    from .outputs import MadeFolders, check_name
     from .report import JobReport
     from .video.inputs import InputError, collect_inputs, output_targets
     from .video.reader import VideoError, check_input
@@ -626,6 +626,11 @@ def derain(
     for passed in found.skipped:
         report.warning(None, f"passed over {passed}: an output of an earlier tmics run")
     results = []
+    folders = MadeFolders()  # under -o DIR the inputs' tree is mirrored, a folder made when its turn comes
+
+    def mirror(target: Target) -> None:
+        folders.make(target.output.parent)
+
     try:
         try:
             frames, sizes, estimated = probe_targets(derainer, targets)
@@ -643,13 +648,15 @@ def derain(
             else:
                 runs = derain_many(
                     derainer, targets, report=report, fail_fast=fail_fast, workers=workers,
-                    raise_errors=len(targets) == 1, on_output=_make_parent if found.many and output else None,
+                    raise_errors=len(targets) == 1, on_output=mirror if found.many and output else None,
                 )  # fmt: skip
             for result in runs:
                 results.append(result)
         except BaseException:
             report.close()  # the bar stopped and the log closed before the error line
             raise
+        finally:
+            folders.remove_empty()  # those of inputs that failed or were never reached
     except KeyboardInterrupt as exc:
         target = getattr(exc, "target", None)
         kept = job_progress(target.output) if target is not None else None
@@ -684,11 +691,6 @@ def _abandon(report: Any, message: str, target: Any = None, code: int = 2) -> No
     except (ValueError, OSError) as exc:
         typer.echo(f"error: {error_line(exc)}", err=True)
     fail(message, code)
-
-
-def _make_parent(target: Any) -> None:
-    """Under -o DIR the inputs' tree is mirrored: an output's folder is made when its turn comes."""
-    target.output.parent.mkdir(parents=True, exist_ok=True)
 
 
 def _check_reports(

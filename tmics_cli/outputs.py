@@ -396,6 +396,25 @@ def machine_id() -> str:
     return "-".join(parts) or "host"
 
 
+class MadeFolders:
+    """Folders made for outputs (`make`), removed again by `remove_empty` where nothing was written in
+    them: a job that failed or was interrupted leaves no empty folder tree behind (one it did not make is
+    never removed)."""
+
+    def __init__(self) -> None:
+        self.made: list[Path] = []
+
+    def make(self, folder: Path) -> None:
+        new = [p for p in (folder, *folder.parents) if not p.exists()]
+        folder.mkdir(parents=True, exist_ok=True)
+        self.made.extend(new)
+
+    def remove_empty(self) -> None:
+        for folder in sorted(set(self.made), key=lambda p: len(p.parts), reverse=True):  # deepest first
+            with contextlib.suppress(OSError):  # holds something (or gone): kept
+                folder.rmdir()
+
+
 RUN_LOCK = ".tmics-run.lock"  # in a training or search run folder while a process works in it
 
 
@@ -406,8 +425,8 @@ def run_lock(folder: Path, what: str = "run folder") -> Iterator[None]:
     gone (kill -9, power loss) is taken over; one of another machine is refused, naming the file to remove
     once that run has ended (no clock of another machine is trusted). Folders it made are removed again
     when the run leaves them empty (a run refused before any work)."""
-    made = [p for p in (folder, *folder.parents) if not p.exists()]  # innermost first
-    folder.mkdir(parents=True, exist_ok=True)
+    made = MadeFolders()
+    made.make(folder)
     path = folder / RUN_LOCK
     mine = f"{socket.gethostname()} {os.getpid()} {machine_id()}"
     for _ in range(3):
@@ -442,9 +461,7 @@ def run_lock(folder: Path, what: str = "run folder") -> Iterator[None]:
         with contextlib.suppress(OSError):
             if path.read_text().strip() == mine:
                 path.unlink()
-        with contextlib.suppress(OSError):  # stops at the first folder that holds anything
-            for empty in made:
-                empty.rmdir()
+        made.remove_empty()
 
 
 def _temporary_prefix(dst: Path) -> str:

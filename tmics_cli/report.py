@@ -397,7 +397,8 @@ class JobReport:
             self.results.append(result)
             if result.status == "failed":
                 what = result.error or "failed"
-                self._print(f"error: {result.source}: {what}")
+                named = what.startswith(str(result.source))  # "X is not a video ..." names X itself
+                self._print(f"error: {what}" if named else f"error: {result.source}: {what}")
             elif self.inputs > 1 and result.status == "skipped":
                 why = f": {result.error}" if result.error else ""
                 self._say(f"skipped {result.source} -> {result.output}{why}")
