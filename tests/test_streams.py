@@ -528,3 +528,31 @@ def test_a_rotation_the_output_cannot_hold_is_named(tmp_path: Path, tiny_weights
     for out in ("out.ts", "out.avi", "frames"):
         messages = _derain(src, tmp_path / out, tiny_weights)
         assert len(messages) == 1 and "display rotation" in messages[0] and "90 degrees" in messages[0], out
+
+
+def test_a_song_with_cover_art_is_no_video(tmp_path: Path, tiny_weights: Path) -> None:
+    """An MP3 (or M4A) with its album cover was "derained" into a still video of one frame."""
+    import av
+    import numpy as np
+
+    from tmics_cli.video.reader import VideoError
+
+    song = tmp_path / "song.mp4"
+    with av.open(str(song), "w") as out:
+        sound = out.add_stream("aac", rate=16000, layout="mono")
+        cover = out.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 200, np.uint8), format="rgb24")
+        for packet in [*cover.encode(picture.reformat(format="yuvj420p")), *cover.encode(None)]:
+            out.mux(packet)
+        chunk = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        chunk.sample_rate, chunk.pts = 16000, 0
+        for packet in [*sound.encode(chunk), *sound.encode(None)]:
+            out.mux(packet)
+    with av.open(str(song)) as check:
+        assert [s.type for s in check.streams] == ["audio", "video"]
+        assert int(check.streams.video[0].disposition) & 0x400  # kept as cover art by the muxer
+    with pytest.raises(VideoError, match=r"has no video stream \(only cover art\)"):
+        _derain(song, tmp_path / "out.mkv", tiny_weights)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mp4"]

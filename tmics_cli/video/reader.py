@@ -175,10 +175,12 @@ class VideoFileSource:
             raise VideoError(f"{path} is not a video PyAV can read ({_reason(exc)})") from None
         except av.error.FFmpegError as exc:
             raise VideoError(f"cannot open {path}: {_reason(exc)}") from None
-        if not self._container.streams.video:
+        stream = main_video(self._container)
+        if stream is None:
+            only = " (only cover art)" if self._container.streams.video else ""
             self._container.close()
-            raise VideoError(f"{path} has no video stream")
-        self._stream = stream = self._container.streams.video[0]
+            raise VideoError(f"{path} has no video stream{only}")
+        self._stream = stream
         stream.thread_type = "AUTO"
         # an MPEG-TS/PS whose clock may jump is read on one continuous clock (a segment's span comes from an
         # index, made only where nothing jumps)
@@ -402,7 +404,7 @@ class VideoFileSource:
         past the first keyframe, and nothing decodes)."""
         self._container.close()
         self._container = open_media(self.path)
-        self._stream = self._container.streams.video[0]
+        self._stream = main_video(self._container)
         self._stream.thread_type = "AUTO"
 
     def frame_index(self) -> list[int] | None:
@@ -559,7 +561,7 @@ def _packet_times(path: Path, target: int | None) -> list[int] | None:
     while True:
         container = open_media(path)
         try:
-            video = container.streams.video[0]
+            video = main_video(container)
             tb = video.time_base
             begin = video.start_time if video.start_time is not None else 0
             if back is None:
@@ -728,6 +730,15 @@ def _stdin_file() -> Path:
 _FORMAT_BY_SUFFIX = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts"}
 
 
+def main_video(container: Any) -> Any:
+    """The video stream tmics derains: the first that is not an attached picture (cover art, which MP4
+    and MKV may store before the video), or None."""
+    for stream in container.streams.video:
+        if not int(stream.disposition) & 0x400:  # AV_DISPOSITION_ATTACHED_PIC
+            return stream
+    return None
+
+
 def open_media(path: str | Path) -> Any:
     """`av.open(path)` for reading, and where FFmpeg's probe fails on a file named as MPEG-TS, that file
     read as MPEG-TS (an input, or a piece or output tmics wrote, of a few frames)."""
@@ -794,8 +805,8 @@ def _jumps(path: str, size: int, mtime_ns: int) -> bool:
     with open_media(path) as container:
         if not may_jump(container):
             return False
-        video = container.streams.video[0]
-        if not video.time_base:
+        video = main_video(container)
+        if video is None or not video.time_base:
             return False
         timeline = Timeline(video.time_base)
         try:

@@ -31,7 +31,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-from .reader import SourceInfo, jumps, open_media
+from .reader import SourceInfo, jumps, main_video, open_media
 from .timeline import Timeline, may_jump
 
 _FALLBACK_AUDIO = {".webm": "libopus"}
@@ -176,7 +176,7 @@ class StreamCopy:
             streams = [c.source for c in self.copies.values()]
             self.done = not streams
             # where the clock may jump (MPEG-TS), the video's packets are read too, for its timeline
-            video = self.input.streams.video[0]
+            video = main_video(self.input)
             self.video = video if streams and video.time_base and may_jump(self.input) else None
             self.timeline = Timeline(video.time_base) if self.video is not None else None
             self.parts: dict[int, Timeline] = {}  # each stream's own jumps: which part a packet is in
@@ -197,7 +197,7 @@ class StreamCopy:
     # --- setting up the output ---
 
     def _plan(self, audio: bool) -> None:
-        primary = self.input.streams.video[0]
+        primary = main_video(self.input)
         self.video_tags = stream_tags(primary.metadata, reencoded=True, mov=self.mov)
         self.video_disposition = int(primary.disposition) & ~int(_disposition("attached_pic"))
         covers = []
