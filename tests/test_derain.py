@@ -599,3 +599,27 @@ def test_a_negative_time_in_minutes_is_refused() -> None:
         with pytest.raises(VideoError, match="is negative"):
             parse_time(text)  # -0:00.2 was read as +0.2 s
     assert parse_time("1:02.5") == 62.5
+
+
+@pytest.mark.parametrize(("codec", "suffix"), [("mpeg2video", ".mkv"), ("mjpeg", ".avi")])
+def test_codecs_with_a_frame_clock_or_full_range_encode(
+    tmp_path: Path, tiny_weights: Path, codec: str, suffix: str
+) -> None:
+    """--codec mpeg2video failed at frame 1 with "Invalid argument" (MPEG-2 counts time in frames of its
+    rates, the input's 1/1000 time base is none) and mjpeg too (JPEG is full range only)."""
+    src = make_video(tmp_path / "in.mp4", frames=6)
+    out = tmp_path / f"out{suffix}"
+    derain_video(src, out, weights=tiny_weights, device="cpu", codec=codec, compare=True)
+    rainy, frames = decode(src)[0], decode(out)[0]
+    assert len(frames) == 6
+    for before, after in zip(rainy, frames, strict=True):  # the input's panel: no range or colour shift
+        assert abs(float(after[:, :64].mean()) - float(before.mean())) < 1.5
+
+
+def test_a_frame_rate_mpeg1_cannot_take_is_refused_before_any_work(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    src = make_video(tmp_path / "in.mp4", pts=[i * 80 for i in range(5)])  # 12.5 fps
+    with pytest.raises(VideoError, match="mpeg1video takes only the frame rates .*25.*; this video is 1"):
+        derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu", codec="mpeg1video")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]

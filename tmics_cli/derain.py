@@ -686,7 +686,7 @@ class Derainer:
                     f"{dst} exists, {_made_otherwise(recorded, made)}; add --overwrite to redo it"
                 )
         check_output(src, dst, self.overwrite, also_read=self.reads(), folder=folder_out)
-        check_encoder(dst, self.options, folder_out, size=(out_w, out_h))
+        check_encoder(dst, self.options, folder_out, size=(out_w, out_h), fps=info.fps)
         level, note = self._level(src)
         restorer, path, sha = self.model(level)
         if self._runs_here():  # another kind of device (a cluster node's) is not measurable from here

@@ -18,7 +18,7 @@ import errno
 import os
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ import numpy as np
 
 from ..outputs import PendingOutput, check_name
 from ..outputs import check_output as check_output_path
-from .colour import PlaneFormat, YUVPlanes, rgb_to_frame
+from .colour import ColourTags, PlaneFormat, YUVPlanes, rgb_to_frame
 from .files import CONTAINER_SUFFIXES
 from .images import write_png
 from .reader import SourceInfo, VideoError, VideoWarning, _reason
@@ -132,9 +132,12 @@ class VideoSink:
         self.count = 0
         self.others: StreamCopy | None = None  # the input's other streams, chapters and tags
         # AVI has no timestamps, only frame numbers at one rate: a fine time base would make the muxer
-        # write an index entry per tick (thousands of empty frames). Everywhere else: the input's.
+        # write an index entry per tick (thousands of empty frames); MPEG-1/2 video counts time in frames
+        # of one of its rates too. Everywhere else: the input's.
         self.avi = suffix == ".avi"
-        self.time_base = 1 / Fraction(info.fps).limit_denominator(1001) if self.avi else info.time_base
+        self.frame_clock = self.avi or bool(_frame_rates(_video_encoder(dst, options)[1]))
+        rate = Fraction(info.fps).limit_denominator(1001)
+        self.time_base = 1 / rate if self.frame_clock else info.time_base
         self._last_pts: int | None = None
         self.offset = late_ticks(piece_late, self.time_base)  # added to every frame's time
         try:
@@ -154,8 +157,8 @@ class VideoSink:
         except BaseException:
             self.abort()
             raise
-        self.tags = info.colour
         self.pix_fmt = self.stream.pix_fmt
+        self.tags = _tags_for(info.colour, self.pix_fmt)
         self.planes = PlaneFormat.of(self.pix_fmt, self.tags, width, height)  # taken as they are
 
     def _copy_others(self, suffix: str) -> StreamCopy | None:
@@ -201,7 +204,7 @@ class VideoSink:
         ctx = stream.codec_context
         if opts.threads:
             ctx.thread_count = opts.threads
-        tags = info.colour
+        tags = _tags_for(info.colour, pix_fmt)
         if tags.colorspace not in (0, 2):
             ctx.colorspace = tags.colorspace
         if tags.color_range:
@@ -238,7 +241,7 @@ class VideoSink:
         else:
             frame = rgb_to_frame(rgb, self.pix_fmt, self.tags)
         seconds = float(pts * self.info.time_base)
-        if self.avi:
+        if self.frame_clock:
             pts = round(pts * self.info.time_base / self.time_base)
             if self._last_pts is not None and pts <= self._last_pts:
                 pts = self._last_pts + 1
@@ -418,9 +421,21 @@ def choose_pix_fmt(
             chosen = {(1, 1): "yuv444p", (2, 1): "yuv422p"}.get(step, "yuv420p")
     if formats and chosen not in formats:
         chosen = "yuv420p"
+    if codec == "mjpeg":  # JPEG is full range: FFmpeg's encoder refuses limited-range YUV as non-standard
+        chosen = "yuvj" + chosen[3:]
     if _subsampling_misfit(codec, chosen, width, height):
         chosen = "yuv444p"
     return chosen
+
+
+def _tags_for(tags: ColourTags, pix_fmt: str) -> ColourTags:
+    """The colour tags frames of `pix_fmt` are written with: the input's, full range for yuvj formats."""
+    return replace(tags, color_range=2) if pix_fmt.startswith("yuvj") else tags
+
+
+def _frame_rates(encoder: Any) -> list[Fraction]:
+    """The only frame rates an encoder takes (MPEG-1/2 video), or [] where it takes any."""
+    return [Fraction(r.numerator, r.denominator) for r in (getattr(encoder, "frame_rates", None) or [])]
 
 
 def _subsampling_misfit(codec: str, pix_fmt: str, width: int, height: int) -> tuple[int, int] | None:
@@ -451,11 +466,16 @@ def _check_subsampling(codec: str, pix_fmt: str, width: int, height: int) -> Non
 
 
 def check_encoder(
-    dst: Path, options: EncodeOptions, folder: bool | None = None, size: tuple[int, int] | None = None
+    dst: Path,
+    options: EncodeOptions,
+    folder: bool | None = None,
+    size: tuple[int, int] | None = None,
+    fps: Fraction | float | None = None,
 ) -> None:
     """Refuse an unknown encoder, --preset or --pix-fmt, a --crf out of the encoder's range, or frames of
-    `size` (width, height) the encoder cannot take in that pixel format, before any work: the encoder
-    itself would refuse them only at the first frame ("Invalid argument")."""
+    `size` (width, height) the encoder cannot take in that pixel format, or a frame rate `fps` it cannot
+    take (MPEG-1/2), before any work: the encoder itself would refuse them only at the first frame
+    ("Invalid argument")."""
     if is_folder_output(dst) if folder is None else folder:
         return
     import av
@@ -488,6 +508,13 @@ def check_encoder(
             raise VideoError(f"{codec} cannot encode {options.pix_fmt}; it takes {formats}")
     if size is not None and options.pix_fmt:
         _check_subsampling(codec, options.pix_fmt, *size)
+    rates = _frame_rates(encoder)
+    if fps and rates and Fraction(fps).limit_denominator(1001) not in rates:
+        shown = ", ".join(f"{float(r):.3f}".rstrip("0").rstrip(".") for r in sorted(set(rates)))
+        raise VideoError(
+            f"{codec} takes only the frame rates {shown}; this video is {float(fps):.3f} fps: choose another "
+            "--codec"
+        )
 
 
 def write_error(dst: Path, exc: BaseException, frame: int) -> VideoError:
