@@ -155,6 +155,13 @@ CASES = [
     ),
     # --- train ---
     Case("train data missing", (*T, "--data", "nothing", "-o", "w.safetensors"), ("nothing",)),
+    Case(
+        "train workers typo",
+        (*T, "--data", "data", "-o", "w.safetensors", "--workers", "100000"),
+        ("--workers",),
+    ),
+    Case("train seed negative", (*T, "--data", "data", "-o", "w.safetensors", "--seed", "-1"), ("--seed",)),
+    Case("search seed huge", (*S, "--data", "data", "-o", "g.json", "--seed", str(2**64)), ("--seed",)),
     Case("train data empty", (*T, "--data", "empty-folder", "-o", "w.safetensors"), ("empty-folder",)),
     Case("train over a clip", (*T, "--data", "data", "-o", "data/alpha/00001.jpg"), ("safetensors",)),
     Case("train mp4 output", (*T, "--data", "data", "-o", "data/clip.mp4"), ("safetensors",)),

@@ -67,6 +67,9 @@ def test_tiny_search_writes_a_genotype_that_train_accepts_and_resumes(tmp_path: 
     )
     assert trainer.model.config.genotype.layers == genotype.layers
     # a resumed search continues from its checkpoint instead of starting again
+    other = Searcher(_config(tmp_path, clips, epochs=3, resume=True, overwrite=True, arch_optimizer="sgd"))
+    with pytest.raises(ValueError, match="--arch-optimizer 'adam'; resume with the same settings"):
+        other.prepare()  # loading Adam's state into SGD ended in a traceback (KeyError 'step') or worse
     more = Searcher(_config(tmp_path, clips, epochs=3, resume=True, overwrite=True))
     more.fit()
     assert more.epoch == 3 and len(more.history) == 3 and more.history[:2] == history

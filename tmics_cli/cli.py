@@ -22,7 +22,7 @@ from .report import error_line, unexpected_line
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
-MAX_WORKERS = 64  # local worker processes of derain, each with its own model
+MAX_WORKERS = 64  # local worker processes of derain (each with its own model) or of a training loader
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU; halved when out of memory)."
 OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
@@ -261,8 +261,12 @@ def train(
         rich_help_panel=TRAINING,
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
-    workers: int = typer.Option(2, min=0, help="Data loader worker processes.", rich_help_panel=DEVICE),
-    seed: int = typer.Option(0, help="Seed for weights and data.", rich_help_panel=TRAINING),
+    workers: int = typer.Option(
+        2, min=0, max=MAX_WORKERS, help="Data loader worker processes.", rich_help_panel=DEVICE
+    ),
+    seed: int = typer.Option(
+        0, min=0, max=2**32 - 1, help="Seed for weights and data.", rich_help_panel=TRAINING
+    ),
     val_every: int = typer.Option(
         250, min=1, help="Validate on the held-out set every N steps.", rich_help_panel=TRAINING
     ),
@@ -976,7 +980,9 @@ def search(
     fusion_lr: float = typer.Option(
         1e-3, help="Learning rate of the AAS fusion (level 3).", rich_help_panel=SEARCH
     ),
-    seed: int = typer.Option(0, help="Seed for weights and pools.", rich_help_panel=SEARCH),
+    seed: int = typer.Option(
+        0, min=0, max=2**32 - 1, help="Seed for weights and pools.", rich_help_panel=SEARCH
+    ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
     resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt.", rich_help_panel=IO),
     threads: int | None = typer.Option(

@@ -45,10 +45,22 @@ from ..outputs import (
     write_text,
 )
 from .losses import ETA, alpha_entropy, restoration_loss
-from .train import TrainConfig, check_rates, cosine_lr, read_checkpoint, split_data
+from .train import TrainConfig, check_rates, check_seed, cosine_lr, read_checkpoint, split_data
 
 CHECKPOINT_NAME = "search.pt"
-RESUME_MUST_MATCH = ("preset", "size", "width", "data", "holdout", "groups", "val_groups", "crop", "seed")
+RESUME_MUST_MATCH = (
+    "preset",
+    "size",
+    "width",
+    "data",
+    "holdout",
+    "groups",
+    "val_groups",
+    "crop",
+    "seed",
+    "weight_optimizer",  # an optimizer's saved state fits only its own kind
+    "arch_optimizer",
+)
 
 
 @dataclass
@@ -94,6 +106,7 @@ class SearchConfig:
             raise ValueError(f"unknown rain preset {self.preset!r}; known: {', '.join(RAIN_PRESETS)}")
         if self.size not in SIZES:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
+        check_seed(self.seed)
         if not 0 <= self.warmup <= self.epochs:
             raise ValueError("--warmup must be between 0 and --epochs")
         for name in ("weight_optimizer", "arch_optimizer"):

@@ -95,6 +95,16 @@ def check_rates(**rates: float) -> None:
             )
 
 
+MAX_SEED = 2**32 - 1  # numpy's seed sequences take no negative number; torch none past 64 bits
+MAX_LOADER_WORKERS = 64  # loader processes: a typo (--workers 100000) forked until the RAM ran out
+
+
+def check_seed(seed: int) -> None:
+    """Refuse a seed the random generators cannot take (ValueError), before any work."""
+    if not 0 <= seed <= MAX_SEED:
+        raise ValueError(f"--seed must be 0 to {MAX_SEED}, got {seed}")
+
+
 def check_weights_output(out: Path, reads: Iterable[str | os.PathLike[str]], overwrite: bool) -> None:
     """Refuse a weights output that is a folder, not a .safetensors file, or one that would replace
     what the run reads or an existing file without --overwrite (ValueError, OutputError)."""
@@ -166,6 +176,9 @@ class TrainConfig:
         if self.l1_weight < 0:
             raise ValueError("the L1 weight must be zero or positive")
         check_rates(lr=self.lr, lr_min=self.lr_min, fusion_lr=self.fusion_lr, l1_weight=self.l1_weight)
+        check_seed(self.seed)
+        if not 0 <= self.workers <= MAX_LOADER_WORKERS:
+            raise ValueError(f"--workers must be 0 to {MAX_LOADER_WORKERS}, got {self.workers}")
         if self.time_budget is not None and self.time_budget <= 0:
             raise ValueError("the time budget must be a positive number of seconds")
         check_weights_output(Path(self.output), self.inputs, overwrite=self.overwrite)
