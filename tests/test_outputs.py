@@ -434,6 +434,33 @@ def test_train_on_sigterm_keeps_its_checkpoint_and_leaves_no_partial_file(tmp_pa
     assert not [p for p in tmp_path.rglob("*") if "partial" in p.name or p.name.endswith(".tmp")]
 
 
+def test_train_stopped_before_its_first_checkpoint_leaves_nothing_and_says_so(tmp_path: Path) -> None:
+    """It left its run folder (a log alone) and pointed to checkpoints that did not exist."""
+    data = _clips(tmp_path / "data")
+    args = ["train", "--data", data, "-o", tmp_path / "w.safetensors", "--size", "tiny", "--steps", "100000"]
+    args += [
+        "--crop",
+        "32",
+        "--batch",
+        "1",
+        "--workers",
+        "0",
+        "--checkpoint-every",
+        "100000",
+        "--holdout",
+        "beta",
+    ]
+    before = _tree(tmp_path)
+    proc = _start(args, tmp_path)
+    _wait_for(lambda: (tmp_path / "w.run" / "log.jsonl").exists(), proc, seconds=180)
+    time.sleep(1.0)  # training steps, no checkpoint yet
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "before the first checkpoint; nothing was kept" in err.strip().splitlines()[-1], err
+    assert _tree(tmp_path) == before
+
+
 def test_benchmark_on_sigterm_keeps_the_finished_videos(tmp_path: Path, tiny_weights: Path) -> None:
     for video in ("v1", "v2"):
         for i in range(120):

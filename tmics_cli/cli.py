@@ -300,7 +300,7 @@ def train(
     from .model.genotypes import GenotypeError
     from .model.io import WeightsError
     from .training.recipe import load_recipe, plan, run_recipe
-    from .training.train import TrainConfig, Trainer
+    from .training.train import CHECKPOINT_NAME, TrainConfig, Trainer
 
     values = dict(
         output=str(output) if output else None,
@@ -380,8 +380,16 @@ def train(
                 f"rerun the same command to continue (steps in {planned[-1].output.with_suffix('.steps')})"
             )
             fail(f"interrupted ({signal_name(exc)}); {where}", exit_code(exc))
-        where = f"checkpoints in {running[-1].run_path}" if running else "nothing written"
-        fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
+        saved = running and (running[-1].run_path / CHECKPOINT_NAME).is_file()
+        if not saved:
+            fail(
+                f"interrupted ({signal_name(exc)}) before the first checkpoint; nothing was kept",
+                exit_code(exc),
+            )
+        fail(
+            f"interrupted ({signal_name(exc)}); resume with --resume (checkpoints in {running[-1].run_path})",
+            exit_code(exc),
+        )
     console.print(f"wrote {path}")
 
 

@@ -696,7 +696,7 @@ class Trainer:
         with run_lock(self.run) if self.is_main else contextlib.nullcontext():
             try:
                 return self._fit(progress)
-            except Exception:
+            except BaseException:  # Ctrl-C or SIGTERM before the first checkpoint too
                 self._discard_run()
                 raise
             finally:
