@@ -1,5 +1,6 @@
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
@@ -252,3 +253,32 @@ def test_optional_fsim_and_vif_columns(tmp_path: Path) -> None:
     methods = json.loads((tmp_path / "r.json").read_text())["methods"]
     assert 0 < methods["input"]["fsim"] < 1 and 0 < methods["input"]["vif"] < 1
     assert (tmp_path / "r.csv").read_text().splitlines()[0].endswith("fsim,vif")
+
+
+def test_weights_named_like_a_baseline_or_alike_keep_their_paths_as_labels(tmp_path: Path) -> None:
+    """w1/input.safetensors was reported as "input" (the rainy input's row), and a/m and b/m as one."""
+    torch.manual_seed(0)
+    for name in ("input", "a/m", "b/m"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        save_model(build_model("light", "tiny"), tmp_path / f"{name}.safetensors")
+    root = make_nturain(tmp_path / "ntu", frames=5)
+    given = [str(tmp_path / f"{n}.safetensors") for n in ("input", "a/m", "b/m")]
+    args = ["benchmark", str(root), "-m", "input", *(x for g in given for x in ("-m", g))]
+    result = CliRunner().invoke(app, [*args, "--device", "cpu", "--json", str(tmp_path / "r.json")])
+    assert result.exit_code == 0, result.output
+    assert set(json.loads((tmp_path / "r.json").read_text())["methods"]) == {"input", *given}
+
+
+def test_an_interrupted_table_says_so() -> None:
+    """Rich read " [interrupted]" in the title as a style tag and dropped it: partial means looked whole."""
+    from rich.console import Console
+
+    from tmics_cli.cli import _print_benchmark
+
+    bench = SimpleNamespace(name="set [v2]", videos=[], protocol="all")
+    row = {"psnr": 30.0, "ssim": 0.9, "temporal": 1.0, "fps": 2.0, "videos": 1}
+    result = SimpleNamespace(set=bench, complete=False, means=lambda: {"[x]": row}, per_video={})
+    console = Console(record=True, width=200)
+    _print_benchmark(console, result, per_video=False)
+    text = console.export_text()
+    assert "set [v2]: 0 videos" in text and "[interrupted]" in text and "[x]" in text

@@ -837,12 +837,17 @@ def benchmark(
         dtype = pick_precision(precision, torch_device)
         batch = batch or default_batch(torch_device)
         methods = []
+        stems = [Path(e).stem for e in entries if e not in BASELINES and e not in ("light", "heavy")]
         for entry in entries:
             if entry in BASELINES:
                 methods.append(baseline(entry))
                 continue
             path = weight_files[entry]
             label = entry if entry in ("light", "heavy") else Path(entry).stem
+            if label != entry and (
+                label in BASELINES or label in ("light", "heavy") or stems.count(label) > 1
+            ):
+                label = entry  # w1/input.safetensors is not the input, nor a/m and b/m one method
             restorer = Restorer(load_model(path), torch_device, dtype, flow=flow)
             methods.append(model_method(label, restorer, ablate))
         if len({m.name for m in methods}) != len(methods):
@@ -890,6 +895,7 @@ def benchmark(
 
 
 def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - rich Console, BenchmarkResult
+    from rich.markup import escape
     from rich.table import Table
 
     def fmt(value, spec: str) -> str:  # noqa: ANN001
@@ -898,14 +904,14 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
     bench = result.set
     scored = sum(len(v.scored) for v in bench.videos)
     title = f"{bench.name}: {len(bench.videos)} videos, {scored} scored frames ({bench.protocol} protocol)"
-    table = Table(title=title + ("" if result.complete else " [interrupted]"))
+    table = Table(title=escape(title) + ("" if result.complete else r" \[interrupted]"))
     means = result.means()
     extra = [m for m in ("fsim", "vif") if any(m in mean for mean in means.values())]
     for column in ("method", "Y-PSNR", "SSIM", *(m.upper() for m in extra), "temporal err", "fps", "videos"):
         table.add_column(column, justify="left" if column == "method" else "right")
     for row, mean in means.items():
         table.add_row(
-            row,
+            escape(row),
             fmt(mean["psnr"], ".2f"),
             fmt(mean["ssim"], ".4f"),
             *(fmt(mean.get(m), ".4f") for m in extra),
@@ -921,8 +927,8 @@ def _print_benchmark(out, result, per_video: bool) -> None:  # noqa: ANN001 - ri
         for row, videos in result.per_video.items():
             for video, r in videos.items():
                 detail.add_row(
-                    row,
-                    video,
+                    escape(row),
+                    escape(video),
                     fmt(r["psnr"], ".2f"),
                     fmt(r["ssim"], ".4f"),
                     fmt(r["temporal"], ".3f"),
