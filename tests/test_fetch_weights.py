@@ -110,3 +110,20 @@ def test_bad_arguments(home: Path) -> None:
     for args in ([], ["nothing"]):
         result, lines = _fetch(*args)
         assert result.exit_code == 2 and len(lines) == 1, args
+
+
+def test_a_bad_endpoint_or_proxy_address_and_a_wrapped_404_are_one_line(home: Path, monkeypatch) -> None:
+    monkeypatch.setenv("HF_ENDPOINT", "http://[::1")  # a traceback: ValueError: Invalid IPv6 URL
+    result, lines = _fetch("light", "--force")
+    assert result.exit_code == 2 and len(lines) == 1 and "is not a URL" in lines[0], result.output
+    monkeypatch.delenv("HF_ENDPOINT")
+    monkeypatch.setenv("HTTPS_PROXY", "http://[bad")
+    result, lines = _fetch("light", "--force")
+    assert result.exit_code == 2 and len(lines) == 1 and "the proxy http://[bad (HTTPS_PROXY)" in lines[0]
+    try:
+        try:
+            raise OSError("404 Client Error: Not Found for url: http://mirror/x")
+        except OSError as cause:
+            raise ValueError("Force download failed due to the above error.") from cause
+    except ValueError as wrapped:
+        assert registry._describe(wrapped).startswith("not found (404)")

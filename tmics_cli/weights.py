@@ -290,9 +290,20 @@ def _check_reachable(endpoint: str, where: str) -> None:
     import socket
     from urllib.parse import urlsplit
 
-    proxy = _proxy_for(endpoint)
+    try:
+        proxy = _proxy_for(endpoint)
+    except ValueError as exc:  # urlsplit: "Invalid IPv6 URL"
+        raise FetchError(
+            f"cannot download from {where}: the address {endpoint} is not a URL ({exc})"
+        ) from None
     target = endpoint if proxy is None else (proxy[1] if "://" in proxy[1] else f"http://{proxy[1]}")
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError as exc:
+        what = f"the proxy {proxy[1]} ({proxy[0]})" if proxy else f"the address {target}"
+        raise FetchError(
+            f"cannot download from {where}: {what} is not a URL ({exc}); check it or unset it"
+        ) from None
     try:
         default = {"https": 443, "socks4": 1080, "socks5": 1080, "socks5h": 1080}.get(parts.scheme, 80)
         port = parts.port or default
@@ -311,6 +322,10 @@ def _check_reachable(endpoint: str, where: str) -> None:
 
 
 def _describe(exc: BaseException) -> str:
+    """A failed download in the user's words; by its cause where the hub wraps one ("Force download
+    failed due to the above error")."""
+    while exc.__cause__ is not None and "above error" in str(exc):
+        exc = exc.__cause__
     name = type(exc).__name__
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if "404" in text or name in ("EntryNotFoundError", "RepositoryNotFoundError", "RevisionNotFoundError"):
