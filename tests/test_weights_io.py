@@ -134,3 +134,15 @@ def test_average_models_is_the_mean_and_refuses_other_networks(tmp_path: Path) -
     other = save_model(_trained_like("heavy"), tmp_path / "c.safetensors")
     with pytest.raises(WeightsError, match="another network"):
         average_models([paths[0], other])
+
+
+def test_weights_of_nan_or_integers_are_refused(tmp_path: Path) -> None:
+    """A diverged run's NaN weights loaded and were scored (3.8 dB) and would derain to black frames."""
+    path = save_model(_trained_like("heavy"), tmp_path / "m.safetensors")
+    meta, tensors = read_metadata(path), load_file(str(path))
+    _rewrite(path, {**tensors, "aas.score.0.weight": tensors["aas.score.0.weight"] * float("nan")}, meta)
+    with pytest.raises(WeightsError, match=r"NaN or infinite values: aas\.score\.0\.weight"):
+        load_model(path)
+    _rewrite(path, {**tensors, "aas.score.0.weight": tensors["aas.score.0.weight"].to(torch.int32)}, meta)
+    with pytest.raises(WeightsError, match=r"integer tensors where the network has floats.*aas\.score\.0"):
+        load_model(path)

@@ -126,10 +126,17 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
         problems.append(f"unexpected tensors: {_describe(unexpected)}")
     if reshaped:
         problems.append(f"shape mismatch (file vs metadata's network): {_describe(reshaped)}")
+    common = sorted(set(expected) & set(tensors))
+    retyped = [k for k in common if expected[k].is_floating_point() != tensors[k].is_floating_point()]
+    if retyped:
+        problems.append(f"integer tensors where the network has floats, or the reverse: {_describe(retyped)}")
     if problems:
         raise WeightsError(
             f"{path}: tensors do not match the network its metadata describes; " + "; ".join(problems)
         )
+    broken = [k for k in common if tensors[k].is_floating_point() and not torch.isfinite(tensors[k]).all()]
+    if broken:  # a training run that diverged: every output would be NaN, scored and written as black
+        raise WeightsError(f"{path}: tensors hold NaN or infinite values: {_describe(broken)}")
     state = {k: (v.to(expected[k].dtype) if v.is_floating_point() else v) for k, v in tensors.items()}
     model.load_state_dict(state)
     return model.to(device).eval()
