@@ -181,3 +181,21 @@ def test_each_recipe_runs_end_to_end_at_tiny_scale(
     assert again.exit_code == 0, again.output
     if len(steps) > 1:
         assert again.output.count("done before") == len(steps) - 1
+
+
+@pytest.mark.parametrize("stamp", [b"[1]", b"garbage", b"\xff\xfe", b'{"key": "k"'])
+def test_a_damaged_step_stamp_is_taken_for_other_settings(tmp_path: Path, stamp: bytes) -> None:
+    """A torn or foreign stamp in the work folder ended in a traceback ('list' object has no attribute
+    'get') or a bare parser message naming no file."""
+    from types import SimpleNamespace
+
+    from tmics_cli.training.recipe import PlannedStep, is_done
+
+    out = tmp_path / "a.safetensors"
+    out.write_bytes(b"weights")
+    step = PlannedStep(SimpleNamespace(name="a"), out, None, [], key="k", final=False)  # type: ignore[arg-type]
+    (tmp_path / "a.step.json").write_bytes(b'{"step": "a", "key": "k"}\n')
+    assert is_done(step)
+    (tmp_path / "a.step.json").write_bytes(stamp)
+    with pytest.raises(RecipeError, match=r"a\.safetensors was made by other settings .* remove it"):
+        is_done(step)

@@ -44,6 +44,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from ..outputs import write_text
 from .train import TrainConfig, check_weights_output
 
 KINDS = ("train", "average", "change-scale")
@@ -310,13 +311,25 @@ def _stamp(p: PlannedStep) -> Path:
     return p.output.with_suffix(".step.json")
 
 
+def _recorded_key(stamp: Path) -> str | None:
+    """The settings key a step's stamp records; None where there is none or it is damaged (then the step's
+    output is taken as made otherwise)."""
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):  # torn, not JSON, not UTF-8
+        return None
+    return recorded.get("key") if isinstance(recorded, dict) else None
+
+
 def is_done(p: PlannedStep) -> bool:
     """Whether an intermediate step's output is there, made from these settings and sources. A file made
     otherwise is refused (remove it, or the work folder, to redo the step)."""
     if p.final or not p.output.exists():
         return False
     stamp = _stamp(p)
-    recorded = json.loads(stamp.read_text()).get("key") if stamp.exists() else None
+    recorded = _recorded_key(stamp)
     if recorded != p.key:
         raise RecipeError(
             f"{p.output} was made by other settings than step {p.step.name!r} now asks for; remove it "
@@ -364,8 +377,8 @@ def run_recipe(
                     "rescaled_from": json.dumps({"file": p.sources[0].name, **_source_meta(p.sources[0])})
                 }
             save_model(model, p.output, dtype=dtype, metadata=meta, overwrite=p.overwrite)
-        if not p.final:
-            _stamp(p).write_text(json.dumps({"step": name, "key": p.key}) + "\n")
+        if not p.final:  # whole or not at all: a kill while writing it leaves no torn stamp
+            write_text(_stamp(p), json.dumps({"step": name, "key": p.key}) + "\n", overwrite=True)
     return steps[-1].output
 
 
