@@ -371,3 +371,11 @@ def test_a_holdout_name_the_data_lacks_is_refused_before_any_work(tmp_path: Path
     assert len(train) == 3 and val == []
     train, val, _ = split_data(_config(tmp_path, clips))
     assert [c.name for c in train] == ["alpha", "beta"] and [c.name for c in val] == ["held"]
+
+
+def test_the_weights_say_the_steps_that_ran_after_a_resume_asking_fewer(tmp_path: Path, clips: Path) -> None:
+    """Resumed with fewer steps than its checkpoint had run, the file said the fewer (20, not 240)."""
+    Trainer(_config(tmp_path, clips, steps=4, fusion_steps=0)).fit()
+    again = _config(tmp_path, clips, steps=2, fusion_steps=0, resume=True, overwrite=True)
+    Trainer(again).fit()
+    assert json.loads(read_metadata(tmp_path / "w.safetensors")["steps"]) == {"stage1": 4, "stage2": 0}

@@ -354,6 +354,7 @@ class Trainer:
         self.model = build_training_model(cfg).to(self.device)
         self.prepared = False
         self.stage, self.step = ("flow" if self.learns_flow else "stage1"), 0
+        self.ran: dict[str, int] = {}  # steps each finished stage ran (a resume may have run more than asked)
         self.optimizer: torch.optim.Optimizer | None = None
         self.log_file = self.run / LOG_NAME
         self._data: tuple[list[Clip], list[Clip], list[Any]] | None = None
@@ -445,6 +446,7 @@ class Trainer:
             "config": asdict(self.cfg),
             "stage": self.stage,
             "step": self.step,
+            "ran": self.ran,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict() if self.optimizer else None,
             "world_size": self.world,
@@ -476,6 +478,7 @@ class Trainer:
             )
         self.model.load_state_dict(state["model"])
         self.stage, self.step = state["stage"], state["step"]
+        self.ran = dict(state.get("ran", {}))
         if state.get("budget_steps"):  # a time budget fixed stage 1's length: the schedule depends on it
             self.budget_steps = self.cfg.steps = state["budget_steps"]
         return state
@@ -731,6 +734,7 @@ class Trainer:
                     opt_state,
                     progress,
                 )
+            self.ran["stage1"] = self.step  # cfg.steps, or more where a checkpoint was past it
             self.stage, self.step, opt_state, self.optimizer = "stage2", 0, None, None
             self.save_checkpoint()
         if self.stage == "stage2" and self.step < cfg.fusion_steps:
@@ -754,7 +758,9 @@ class Trainer:
                 "data": ", ".join(cfg.data),
                 "holdout": ", ".join(cfg.holdout),
                 "rain_preset": cfg.rain_preset,
-                "steps": json.dumps({"stage1": cfg.steps, "stage2": cfg.fusion_steps}),
+                "steps": json.dumps(
+                    {"stage1": self.ran.get("stage1", cfg.steps), "stage2": max(self.step, cfg.fusion_steps)}
+                ),
                 "heldout_scores": json.dumps(scores),
             }
             save_model(
