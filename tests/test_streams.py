@@ -556,3 +556,32 @@ def test_a_song_with_cover_art_is_no_video(tmp_path: Path, tiny_weights: Path) -
     with pytest.raises(VideoError, match=r"has no video stream \(only cover art\)"):
         _derain(song, tmp_path / "out.mkv", tiny_weights)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["song.mp4"]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "codec", "pix_fmt"), [(".mov", "png", "rgba"), (".webm", "libvpx-vp9", "yuva420p")]
+)
+def test_an_alpha_channel_is_named_and_its_tag_not_kept(
+    tmp_path: Path, tiny_weights: Path, suffix: str, codec: str, pix_fmt: str
+) -> None:
+    """Transparency was dropped without a word, and WebM kept ALPHA_MODE=1 for a video without alpha."""
+    import av
+    import numpy as np
+
+    src = tmp_path / f"in{suffix}"
+    with av.open(str(src), "w") as out:
+        stream = out.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+        stream.metadata["alpha_mode"] = "1"
+        for i in range(4):
+            rgba = np.dstack([moving_texture(i, 48, 64), np.full((48, 64), 128, np.uint8)])
+            frame = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    messages = _derain(src, tmp_path / f"out{suffix}", tiny_weights)
+    assert len(messages) == 1 and "has an alpha channel" in messages[0], messages
+    with av.open(str(tmp_path / f"out{suffix}")) as done:
+        assert not any(k.lower() == "alpha_mode" for k in done.streams.video[0].metadata)

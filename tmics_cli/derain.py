@@ -731,6 +731,12 @@ class Derainer:
                 VideoWarning,
                 stacklevel=2,
             )
+        if info.alpha:
+            warnings.warn(
+                f"{src} has an alpha channel (transparency): it is derained and written without it",
+                VideoWarning,
+                stacklevel=2,
+            )
         if info.bits > 8 or info.hdr_metadata:
             warnings.warn(_depth_note(info), VideoWarning, stacklevel=2)
         if folder_out and (info.other_streams or info.rotation or info.pixel_aspect):

@@ -117,6 +117,7 @@ class SourceInfo:
     interlaced: bool = False  # the first frame is interlaced (two fields)
     bits: int = 8  # bits per sample of the decoded frames (10 for yuv420p10le)
     hdr_metadata: tuple[str, ...] = ()  # HDR side data of the first frame ("mastering display", ...)
+    alpha: bool = False  # the frames have an alpha channel (transparency), decoded or tagged (WebM)
 
     @property
     def shift(self) -> float:
@@ -258,6 +259,8 @@ class VideoFileSource:
             interlaced=bool(getattr(first, "interlaced_frame", False)),
             bits=max((c.bits for c in first.format.components), default=8),
             hdr_metadata=_hdr_metadata(first),
+            alpha=len(first.format.components) in (2, 4)
+            or any(k.lower() == "alpha_mode" and v == "1" for k, v in stream.metadata.items()),
         )
 
     def _decode(self) -> Iterator[Any]:

@@ -66,7 +66,8 @@ _STREAM_STATISTICS = {
     "_statistics_writing_app",
     "_statistics_writing_date_utc",
 }
-_ENCODING_TAGS = {"encoder", "vendor_id"}  # describe the encoder of a stream that is re-encoded here
+# describe the encoding of a stream that is re-encoded here (WebM's alpha_mode: an alpha plane it has not)
+_ENCODING_TAGS = {"encoder", "vendor_id", "alpha_mode"}
 # tags the MP4/MOV muxer writes in its usual atoms; any other makes it write them all as `mdta` keys
 _MOV_KNOWN = {
     "title", "artist", "album_artist", "author", "composer", "album", "date", "comment", "genre",
