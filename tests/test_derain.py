@@ -623,3 +623,29 @@ def test_a_frame_rate_mpeg1_cannot_take_is_refused_before_any_work(
     with pytest.raises(VideoError, match="mpeg1video takes only the frame rates .*25.*; this video is 1"):
         derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu", codec="mpeg1video")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4"]
+
+
+def test_segmented_mpeg2_in_mpeg_ts_keeps_the_audio_in_step(tmp_path: Path, tiny_weights: Path) -> None:
+    """TS pieces are written 10 s late; on MPEG-2's frame clock (1001/30000) that was 10.01 s, and the
+    join took back 10: the video ran 10 ms behind its audio."""
+    ntsc = [i * 1001 for i in range(12)]  # 29.97 fps
+    src = make_video(tmp_path / "in.mp4", pts=ntsc, audio=True, fps=30, time_base=Fraction(1, 30000))
+    lead = audio_start(src) - decode(src)[2][0]
+    out = tmp_path / "out.ts"
+    derain_video(src, out, weights=tiny_weights, device="cpu", codec="mpeg2video", segment_frames=4)
+    times = decode(out)[2]
+    assert len(times) == 12 and audio_start(out) - times[0] == pytest.approx(lead, abs=0.004)
+
+
+def test_the_default_pixel_format_follows_the_inputs_chroma() -> None:
+    from tmics_cli.video.writer import EncodeOptions, choose_pix_fmt
+
+    x264 = ["yuv420p", "yuvj420p", "yuv422p", "yuv444p"]
+    cases = [("yuvj422p", "yuv422p"), ("rgb24", "yuv420p"), ("gray", "yuv420p"), ("", "yuv420p")]
+    cases += [("pal8", "yuv420p"), ("yuv420p10le", "yuv420p"), ("yuv444p12le", "yuv444p")]
+    for source, chosen in cases:
+        assert choose_pix_fmt(EncodeOptions(), "libx264", x264, 64, 48, source) == chosen, source
+    assert choose_pix_fmt(EncodeOptions(), "libx264", x264, 65, 48, "yuv420p") == "yuv444p"  # odd: x264
+    assert choose_pix_fmt(EncodeOptions(), "libsvtav1", ["yuv420p"], 65, 48, "yuv444p") == "yuv420p"
+    assert choose_pix_fmt(EncodeOptions(), "mjpeg", ["yuvj420p", "yuv420p"], 64, 48, "yuv420p") == "yuvj420p"
+    assert choose_pix_fmt(EncodeOptions(pix_fmt="nv12"), "libx264", x264, 64, 48, "yuv444p") == "nv12"

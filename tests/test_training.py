@@ -371,6 +371,19 @@ def test_a_holdout_name_the_data_lacks_is_refused_before_any_work(tmp_path: Path
     assert len(train) == 3 and val == []
     train, val, _ = split_data(_config(tmp_path, clips))
     assert [c.name for c in train] == ["alpha", "beta"] and [c.name for c in val] == ["held"]
+    import cv2
+    import numpy as np
+
+    for i in range(3):  # a paired set: train cannot hold one of its videos out (it would train on it)
+        for kind in ("rain", "gt"):
+            (tmp_path / "paired" / "pair_a" / kind).mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(
+                str(tmp_path / "paired" / "pair_a" / kind / f"{i}.png"), np.zeros((40, 48, 3), np.uint8)
+            )
+    both = [str(clips), str(tmp_path / "paired")]
+    with pytest.raises(DataError, match="--holdout pair_a: a paired video; train holds out clean clips only"):
+        split_data(_config(tmp_path, clips, data=both, holdout=["pair_a"]))
+    assert len(split_data(_config(tmp_path, clips, data=both, holdout=["pair_a"]), hold_paired=True)[2]) == 1
 
 
 def test_the_weights_say_the_steps_that_ran_after_a_resume_asking_fewer(tmp_path: Path, clips: Path) -> None:

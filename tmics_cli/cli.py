@@ -22,7 +22,7 @@ from .report import error_line, unexpected_line
 
 # inference.default_batch() in words (torch is imported lazily, so not derived from it here)
 MAX_THREADS = 1024  # more is a typo; torch would overflow or crash creating them
-MAX_WORKERS = 64  # local worker processes of derain (each with its own model) or of a training loader
+MAX_WORKERS = 64  # local worker processes of derain, each with its own model
 BATCH_HELP = "Windows per model call (default: 8 on CUDA, 2 on MPS, 1 on CPU; halved when out of memory)."
 OVERWRITE_HELP = (
     "Replace an existing output. Never an input, and a folder only if it holds an earlier tmics output "
@@ -262,11 +262,9 @@ def train(
     ),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
     workers: int = typer.Option(
-        2, min=0, max=MAX_WORKERS, help="Data loader worker processes.", rich_help_panel=DEVICE
+        2, min=0, help="Data loader worker processes (up to 64).", rich_help_panel=DEVICE
     ),
-    seed: int = typer.Option(
-        0, min=0, max=2**32 - 1, help="Seed for weights and data.", rich_help_panel=TRAINING
-    ),
+    seed: int = typer.Option(0, help="Seed for weights and data (0 to 2^32 - 1).", rich_help_panel=TRAINING),
     val_every: int = typer.Option(
         250, min=1, help="Validate on the held-out set every N steps.", rich_help_panel=TRAINING
     ),
@@ -994,9 +992,7 @@ def search(
     fusion_lr: float = typer.Option(
         1e-3, help="Learning rate of the AAS fusion (level 3).", rich_help_panel=SEARCH
     ),
-    seed: int = typer.Option(
-        0, min=0, max=2**32 - 1, help="Seed for weights and pools.", rich_help_panel=SEARCH
-    ),
+    seed: int = typer.Option(0, help="Seed for weights and pools (0 to 2^32 - 1).", rich_help_panel=SEARCH),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N.", rich_help_panel=DEVICE),
     resume: bool = typer.Option(False, help="Continue from OUTPUT.run/search.pt.", rich_help_panel=IO),
     threads: int | None = typer.Option(
@@ -1011,7 +1007,7 @@ def search(
 
     from .data.datasets import DataError
     from .model.ops import OPERATION_NAMES
-    from .training.search import SearchConfig, Searcher
+    from .training.search import CHECKPOINT_NAME, SearchConfig, Searcher
 
     cfg = SearchConfig(
         output=str(output),
@@ -1049,7 +1045,9 @@ def search(
         try:
             task = progress.add_task("epochs", total=epochs, completed=searcher.epoch, note="")
             if searcher.epoch:
-                console.print(f"resumed at epoch {searcher.epoch} of {epochs} from {cfg.run_path}")
+                console.print(
+                    f"resumed at epoch {searcher.epoch} of {epochs} from {cfg.run_path}", markup=False
+                )
 
             def on_epoch(r: dict) -> None:
                 beta = ", ".join(f"{b:.3f}" for b in r["beta"])
@@ -1064,6 +1062,11 @@ def search(
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         fail(error_line(exc))
     except KeyboardInterrupt as exc:
+        if not (cfg.run_path / CHECKPOINT_NAME).is_file():
+            fail(
+                f"interrupted ({signal_name(exc)}) before the first checkpoint; nothing was kept",
+                exit_code(exc),
+            )
         where = f"checkpoint in {cfg.run_path}"
         fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
     table = Table(title=f"softmax(alpha) per layer after {searcher.epoch} epochs")

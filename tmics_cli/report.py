@@ -397,7 +397,7 @@ class JobReport:
             self.results.append(result)
             if result.status == "failed":
                 what = result.error or "failed"
-                named = what.startswith(str(result.source))  # "X is not a video ..." names X itself
+                named = what.startswith((f"{result.source} ", f"{result.source}:"))  # "X is not a video ..."
                 self._print(f"error: {what}" if named else f"error: {result.source}: {what}")
             elif self.inputs > 1 and result.status == "skipped":
                 why = f": {result.error}" if result.error else ""

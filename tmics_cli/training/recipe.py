@@ -316,9 +316,7 @@ def _recorded_key(stamp: Path) -> str | None:
     output is taken as made otherwise)."""
     try:
         recorded = json.loads(stamp.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError):  # torn, not JSON, not UTF-8
+    except (OSError, ValueError):  # not there; torn, not JSON, not UTF-8
         return None
     return recorded.get("key") if isinstance(recorded, dict) else None
 

@@ -159,7 +159,8 @@ def architecture_step(
 
 def search_data(cfg: SearchConfig) -> tuple[list, list, list]:
     """(training clips, held-out clips, paired videos) of the search's --data and --holdout."""
-    return split_data(TrainConfig(output=cfg.output, data=cfg.data, holdout=cfg.holdout, preset="light"))
+    config = TrainConfig(output=cfg.output, data=cfg.data, holdout=cfg.holdout, preset="light")
+    return split_data(config, hold_paired=True)
 
 
 def build_pools(

@@ -19,7 +19,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -265,14 +265,21 @@ def _describe_config(config: Any) -> str:
     return f"{genotype}, width {config.width}, scale {config.scale}, flow {config.flow}"
 
 
-def check_holdout(holdout: list[str], names: list[str]) -> None:
-    """Refuse a --holdout name that is no clip or paired video of the data (a typo would train on the clip
-    meant for validation, and score on the training data): DataError naming what the data holds. "none"
-    holds nothing out; the default, `walk`, is passed over where the data has no such clip."""
+def check_holdout(holdout: list[str], names: list[str], paired: Sequence[str] = ()) -> None:
+    """Refuse a --holdout name that is none of `names` (a typo would train on the clip meant for
+    validation, and score on the training data), or one of the `paired` videos that cannot be held out
+    (train's validation renders rain on clean clips): DataError naming what the data holds. "none" holds
+    nothing out; the default, `walk`, is passed over where the data has no such clip."""
     asked = [name for name in holdout if name != "none"]
     missing = [name for name in asked if name not in names]
     if not missing or asked == DEFAULT_HOLDOUT:
         return
+    unheld = [name for name in missing if name in paired]
+    if unheld:
+        raise DataError(
+            f"--holdout {', '.join(unheld)}: a paired video; train holds out clean clips only (its "
+            "validation renders rain on them): leave it out of --data to keep it unseen"
+        )
     known = sorted(set(names))
     held = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
     raise DataError(
@@ -281,8 +288,9 @@ def check_holdout(holdout: list[str], names: list[str]) -> None:
     )
 
 
-def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
-    """Clean clips for training, held-out clean clips for validation, and paired videos."""
+def split_data(cfg: TrainConfig, hold_paired: bool = False) -> tuple[list[Clip], list[Clip], list[Any]]:
+    """Clean clips for training, held-out clean clips for validation, and paired videos. `hold_paired`:
+    the caller holds paired videos out by name too (search's pools); else only clean clips are."""
     clean_sources, paired = [], []
     for source in cfg.data:
         if not Path(source).exists():
@@ -295,7 +303,8 @@ def split_data(cfg: TrainConfig) -> tuple[list[Clip], list[Clip], list[Any]]:
         except LayoutNotFound:
             clean_sources.append(source)
     clips = load_clips(clean_sources) if clean_sources else []
-    check_holdout(cfg.holdout, [c.name for c in clips] + [v.name for v in paired])
+    videos = [v.name for v in paired]
+    check_holdout(cfg.holdout, [c.name for c in clips] + (videos if hold_paired else []), videos)
     train_clips = [c for c in clips if c.name not in cfg.holdout]
     val_clips = [c for c in clips if c.name in cfg.holdout]
     if not train_clips and not paired:

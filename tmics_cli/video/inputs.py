@@ -70,7 +70,7 @@ class Inputs:
     """What `collect_inputs` found."""
 
     items: tuple[InputItem, ...]
-    many: bool  # several inputs, or an argument was a folder of videos or a pattern: -o names a folder
+    many: bool  # several inputs (or one named twice), a folder of videos or a pattern: -o names a folder
     skipped: tuple[Path, ...] = ()  # outputs of earlier runs passed over (see the module), once each
 
 

@@ -34,13 +34,13 @@ class _JoinSink(VideoSink):
     ) -> None:
         self.first_piece = first_piece
         self._last_dts: Fraction | None = None  # the last packet's decode time, in seconds
-        # the pieces' times were written `late` seconds late (MPEG-TS: writer.piece_late), in the ticks
-        # their sink added; taken back here
-        self.late = late_ticks(late, info.time_base) * info.time_base
         # AVI's times are frame numbers (see _renumber); the last one given
         self.numbered = dst.suffix.lower() == ".avi"
         self._last_number: int | None = None
         super().__init__(dst, info, options, 0, 0, overwrite)
+        # the pieces' times were written `late` seconds late (MPEG-TS: writer.piece_late), in the ticks of
+        # their sink's time base (this sink's too: a frame clock's for MPEG-2, else the input's): taken back
+        self.late = late_ticks(late, self.time_base) * self.time_base
 
     def _video_stream(self, width: int, height: int) -> Any:
         with open_media(self.first_piece) as piece:

@@ -151,7 +151,8 @@ def parse_time(text: str | float | None) -> float | None:
 
 
 class VideoFileSource:
-    """Frames of the first video stream of a file PyAV opens, with their timestamps."""
+    """Frames of the video stream of a file PyAV opens (main_video: the first that is not cover art),
+    with their timestamps."""
 
     def __init__(
         self,
@@ -551,7 +552,7 @@ def tagged_end(stream: Any) -> float | None:
 
 
 def _packet_times(path: Path, target: int | None) -> list[int] | None:
-    """The presentation times of the first video stream's packets, in decode order: all of them, or those
+    """The presentation times of the main video stream's packets, in decode order: all of them, or those
     from a keyframe at or before `target` (its time base) on. A demuxer's seek is not exact everywhere (an
     MPEG-TS one may land on a frame between keyframes, or past the target where its clock wraps): a seek
     whose first packet is not such a keyframe goes back further (1 s, 2 s, 4 s, ... and at last to the
@@ -736,8 +737,11 @@ _FORMAT_BY_SUFFIX = {".ts": "mpegts", ".mts": "mpegts", ".m2ts": "mpegts"}
 def main_video(container: Any) -> Any:
     """The video stream tmics derains: the first that is not an attached picture (cover art, which MP4
     and MKV may store before the video), or None."""
+    import av
+
+    cover = int(av.stream.Disposition.attached_pic)
     for stream in container.streams.video:
-        if not int(stream.disposition) & 0x400:  # AV_DISPOSITION_ATTACHED_PIC
+        if not int(stream.disposition) & cover:
             return stream
     return None
 
@@ -794,7 +798,7 @@ def _reason(exc: BaseException) -> str:
 
 
 def jumps(path: Path | str) -> bool:
-    """Whether the first video stream's timestamps jump anywhere in the file (read from its packets alone;
+    """Whether the main video stream's timestamps jump anywhere in the file (read from its packets alone;
     remembered for the file as it is). A seek to a time is only meaningful where they do not: the same
     time may name a place in each part."""
     status = os.stat(path)

@@ -148,9 +148,10 @@ class _Copy:
 
 
 class StreamCopy:
-    """The input's streams (but its first video stream), chapters and tags, into the output `out`,
-    interleaved by time with the video: `copy_until(t)` as the video reaches t seconds, `copy_until(None)`
-    at the end. `video_tags` and `video_disposition` are for the sink's encoded video stream."""
+    """The input's streams (but the video derained, reader.main_video), chapters and tags, into the
+    output `out`, interleaved by time with the video: `copy_until(t)` as the video reaches t seconds,
+    `copy_until(None)` at the end. `video_tags` and `video_disposition` are for the sink's encoded video
+    stream."""
 
     def __init__(self, info: SourceInfo, out: Any, suffix: str, audio: bool = True) -> None:
         self.input = open_media(info.path)

@@ -127,6 +127,7 @@ class VideoSink:
         self.dst, self.info, self.options = dst, info, options
         self.first, self.shown = first, shown or dst  # as FolderSink's
         suffix = dst.suffix.lower()
+        encoder = _video_encoder(dst, options)[1]  # an unknown one refused before the temporary file
         self.pending = PendingOutput(dst, overwrite=overwrite)
         self.tmp = self.pending.path
         self.count = 0
@@ -135,8 +136,11 @@ class VideoSink:
         # write an index entry per tick (thousands of empty frames); MPEG-1/2 video counts time in frames
         # of one of its rates too. Everywhere else: the input's.
         self.avi = suffix == ".avi"
-        self.frame_clock = self.avi or bool(_frame_rates(_video_encoder(dst, options)[1]))
+        rates = _frame_rates(encoder)
+        self.frame_clock = self.avi or bool(rates)
         rate = Fraction(info.fps).limit_denominator(1001)
+        if rates:
+            rate = clock_rate(info.fps, rates) or rate  # refused before any work where there is none
         self.time_base = 1 / rate if self.frame_clock else info.time_base
         self._last_pts: int | None = None
         self.offset = late_ticks(piece_late, self.time_base)  # added to every frame's time
@@ -417,8 +421,7 @@ def choose_pix_fmt(
         except (ValueError, TypeError):
             fmt = None
         if fmt is not None and not (fmt.is_rgb or fmt.has_palette or len(fmt.components) < 3):
-            step = (1024 // max(1, fmt.chroma_width(1024)), 1024 // max(1, fmt.chroma_height(1024)))
-            chosen = {(1, 1): "yuv444p", (2, 1): "yuv422p"}.get(step, "yuv420p")
+            chosen = {(1, 1): "yuv444p", (2, 1): "yuv422p"}.get(_chroma_step(fmt), "yuv420p")
     if formats and chosen not in formats:
         chosen = "yuv420p"
     if codec == "mjpeg":  # JPEG is full range: FFmpeg's encoder refuses limited-range YUV as non-standard
@@ -438,6 +441,13 @@ def _frame_rates(encoder: Any) -> list[Fraction]:
     return [Fraction(r.numerator, r.denominator) for r in (getattr(encoder, "frame_rates", None) or [])]
 
 
+def clock_rate(fps: Fraction | float, rates: list[Fraction]) -> Fraction | None:
+    """The rate of `rates` within 0.5% of `fps` (a clip's average rate, 29.973 for 30000/1001), nearest
+    first; None where none is that close."""
+    near = [r for r in rates if abs(float(r) / float(fps) - 1) < 0.005]
+    return min(near, key=lambda r: abs(float(r) - float(fps))) if near else None
+
+
 def _subsampling_misfit(codec: str, pix_fmt: str, width: int, height: int) -> tuple[int, int] | None:
     """(horizontal, vertical) chroma steps where x264/x265 cannot take a frame of this size in `pix_fmt`,
     else None."""
@@ -445,9 +455,13 @@ def _subsampling_misfit(codec: str, pix_fmt: str, width: int, height: int) -> tu
 
     if codec not in ("libx264", "libx265"):
         return None
-    fmt = av.VideoFormat(pix_fmt)
-    step = (1024 // max(1, fmt.chroma_width(1024)), 1024 // max(1, fmt.chroma_height(1024)))
+    step = _chroma_step(av.VideoFormat(pix_fmt))
     return step if width % step[0] or height % step[1] else None
+
+
+def _chroma_step(fmt: Any) -> tuple[int, int]:
+    """(horizontal, vertical) luma pixels per chroma sample of an av.VideoFormat: (2, 2) for 4:2:0."""
+    return 1024 // max(1, fmt.chroma_width(1024)), 1024 // max(1, fmt.chroma_height(1024))
 
 
 def _check_subsampling(codec: str, pix_fmt: str, width: int, height: int) -> None:
@@ -509,7 +523,7 @@ def check_encoder(
     if size is not None and options.pix_fmt:
         _check_subsampling(codec, options.pix_fmt, *size)
     rates = _frame_rates(encoder)
-    if fps and rates and Fraction(fps).limit_denominator(1001) not in rates:
+    if fps and rates and clock_rate(fps, rates) is None:
         shown = ", ".join(f"{float(r):.3f}".rstrip("0").rstrip(".") for r in sorted(set(rates)))
         raise VideoError(
             f"{codec} takes only the frame rates {shown}; this video is {float(fps):.3f} fps: choose another "
