@@ -56,6 +56,7 @@ CASES = [
     Case("neither input nor --sample", (*D, "-o", "out.mp4", *W), ("--sample",)),
     Case("input and --sample", (*D, "clip.mp4", "--sample", "-o", "out.mp4", *W), ("--sample",)),
     Case("two inputs into one file", (*D, "clip.mp4", "frames", "-o", "out.mp4", *W), ("several inputs",)),
+    Case("output to stdout", (*D, "clip.mp4", "-o", "-", *W), ("not standard output",)),
     Case("a pattern matching nothing", (*D, "nothing*.mp4", *W), ("matches no",)),
     # --- derain: outputs ---
     Case("output is the input", (*D, "clip.mp4", "-o", "clip.mp4", "--overwrite", *W), ("is the input",)),
@@ -227,6 +228,14 @@ CASES = [
     Case("search suffix", (*S, "--data", "data", "-o", "g.txt"), (".json",)),
     Case("search data missing", (*S, "--data", "nothing", "-o", "g.json"), ("nothing",)),
     Case("search warmup", (*S, "--data", "data", "-o", "g.json", "--warmup", "5"), ("--warmup",)),
+    Case(
+        "search never searching",
+        (*S, "--data", "data", "-o", "g.json", "--warmup", "1"),
+        ("less than --epochs",),
+    ),
+    Case(
+        "train budget inf", (*T, "--data", "data", "-o", "w.safetensors", "--time-budget", "inf"), ("finite",)
+    ),
     Case(
         "search optimizer",
         (*S, "--data", "data", "-o", "g.json", "--arch-optimizer", "lion"),

@@ -649,3 +649,16 @@ def test_the_default_pixel_format_follows_the_inputs_chroma() -> None:
     assert choose_pix_fmt(EncodeOptions(), "libsvtav1", ["yuv420p"], 65, 48, "yuv444p") == "yuv420p"
     assert choose_pix_fmt(EncodeOptions(), "mjpeg", ["yuvj420p", "yuv420p"], 64, 48, "yuv420p") == "yuvj420p"
     assert choose_pix_fmt(EncodeOptions(pix_fmt="nv12"), "libx264", x264, 64, 48, "yuv444p") == "nv12"
+
+
+def test_x265_prints_nothing_under_quiet(tmp_path: Path, tiny_weights: Path) -> None:
+    """x265 wrote its banner and settings ("x265 [info]: ...") to stderr, -q or not."""
+    import subprocess
+    import sys
+
+    src = make_video(tmp_path / "in.mp4", frames=3)
+    args = [sys.executable, "-m", "tmics_cli", "derain", str(src), "-o", str(tmp_path / "out.mkv")]
+    args += ["--weights", str(tiny_weights), "--device", "cpu", "--codec", "libx265", "-q"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "x265 [" not in done.stderr and done.stderr.count("\n") <= 1, done.stderr  # the summary line

@@ -125,3 +125,12 @@ def test_named_networks_say_which_network_they_are() -> None:
     assert get_genotype("paper-heavy").alignment == "tgm"
     assert get_genotype("heavy") == get_genotype("paper-heavy")
     assert get_genotype("light") == get_genotype("paper-light") == GENOTYPES["paper-light"]
+
+
+def test_the_public_api_shows_in_dir_before_its_first_use() -> None:
+    import subprocess
+    import sys
+
+    code = "import tmics_cli; print(' '.join(dir(tmics_cli)))"
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert {"derain_video", "load_model", "Derainer", "derain_clip"} <= set(shown.split())

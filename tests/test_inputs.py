@@ -539,3 +539,8 @@ def test_one_file_named_twice_is_many_so_dash_o_is_a_folder(tmp_path: Path) -> N
     touch(tmp_path, "a.mp4")
     found = collect_inputs([tmp_path / "a.mp4", tmp_path / "." / "a.mp4"])
     assert found.many and rel(list(found.items)) == ["a.mp4"]
+
+
+def test_a_folder_scan_finds_blu_ray_m2ts_files(tmp_path: Path) -> None:
+    touch(tmp_path / "disc", "00001.m2ts", "00002.mts")
+    assert rel(list(collect_inputs([tmp_path / "disc"]).items)) == ["00001.m2ts", "00002.mts"]

@@ -392,3 +392,9 @@ def test_the_weights_say_the_steps_that_ran_after_a_resume_asking_fewer(tmp_path
     again = _config(tmp_path, clips, steps=2, fusion_steps=0, resume=True, overwrite=True)
     Trainer(again).fit()
     assert json.loads(read_metadata(tmp_path / "w.safetensors")["steps"]) == {"stage1": 4, "stage2": 0}
+
+
+def test_a_schedule_that_would_rise_is_refused(tmp_path: Path, clips: Path) -> None:
+    """A recipe's lr_min = 1 above lr made the learning rate climb to 1 (held-out Y-PSNR 8 dB)."""
+    with pytest.raises(ValueError, match="lr_min 1.0 is above lr 0.0003"):
+        _config(tmp_path, clips, lr_min=1.0).validate()

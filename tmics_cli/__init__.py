@@ -44,6 +44,10 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def __dir__() -> list[str]:  # the public API shows in dir() and help() before its first use
+    return sorted({*globals(), *__all__})
+
+
 __all__ = [
     "TMICS",
     "Derainer",

@@ -594,6 +594,8 @@ def derain(
     if threads:
         torch.set_num_threads(threads)
     try:
+        if output == "-":  # a folder named "-" of PNG frames was made
+            raise ValueError("-o -: the output is a file or folder, not standard output; give its name")
         if output is not None:
             check_name(Path(output))
         given = [str(check_input(a)) if a == "-" else a for a in inputs or []]  # stdin: the file it reads

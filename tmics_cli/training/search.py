@@ -107,8 +107,8 @@ class SearchConfig:
         if self.size not in SIZES:
             raise ValueError(f"unknown size {self.size!r}; known: {', '.join(SIZES)}")
         check_seed(self.seed)
-        if not 0 <= self.warmup <= self.epochs:
-            raise ValueError("--warmup must be between 0 and --epochs")
+        if not 0 <= self.warmup < self.epochs:  # warmup == epochs: a genotype of an alpha never searched
+            raise ValueError("--warmup must be 0 or more and less than --epochs (the search comes after it)")
         for name in ("weight_optimizer", "arch_optimizer"):
             if getattr(self, name) not in ("sgd", "adam"):
                 raise ValueError(f"--{name.replace('_', '-')} must be sgd or adam")

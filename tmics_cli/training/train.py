@@ -179,8 +179,12 @@ class TrainConfig:
         check_seed(self.seed)
         if not 0 <= self.workers <= MAX_LOADER_WORKERS:
             raise ValueError(f"--workers must be 0 to {MAX_LOADER_WORKERS}, got {self.workers}")
-        if self.time_budget is not None and self.time_budget <= 0:
-            raise ValueError("the time budget must be a positive number of seconds")
+        if self.lr_min > self.lr:  # the schedule would rise to lr_min (measured: 1 ruined the weights)
+            raise ValueError(
+                f"lr_min {self.lr_min} is above lr {self.lr}; the schedule falls from lr to lr_min"
+            )
+        if self.time_budget is not None and not 0 < self.time_budget < math.inf:
+            raise ValueError("the time budget must be a positive, finite number of seconds")
         check_weights_output(Path(self.output), self.inputs, overwrite=self.overwrite)
         if os.path.lexists(self.run_path) and not self.run_path.is_dir():
             raise ValueError(f"run folder {self.run_path} exists and is a file; give a folder (--run-dir)")

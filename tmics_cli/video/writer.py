@@ -220,6 +220,8 @@ class VideoSink:
         options = {}
         if codec in ("libx264", "libx265"):
             options = {"crf": str(opts.crf), "preset": opts.preset}
+            if codec == "libx265":  # x265 prints its banner and settings (info) to stderr, -q or not
+                options["x265-params"] = "log-level=error"
             if self.dst.suffix.lower() == ".avi":
                 options["bf"] = "0"  # AVI keeps no presentation timestamps: B-frames would scramble them
         elif codec in ("libvpx-vp9", "libaom-av1", "libsvtav1"):
