@@ -662,3 +662,29 @@ def test_x265_prints_nothing_under_quiet(tmp_path: Path, tiny_weights: Path) -> 
     done = subprocess.run(args, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "x265 [" not in done.stderr and done.stderr.count("\n") <= 1, done.stderr  # the summary line
+
+
+def test_a_folder_of_16_bit_rgba_frames_is_said_to_lose_depth_and_alpha(
+    tmp_path: Path, tiny_weights: Path
+) -> None:
+    """Film scans in 16-bit PNG (and frames with transparency) were read at 8 bits, RGB, without a word."""
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    for i in range(3):
+        rgba = (
+            np.dstack([moving_texture(i, 48, 64), np.full((48, 64), 255, np.uint8)]).astype(np.uint16) * 257
+        )
+        cv2.imwrite(str(folder / f"{i:04d}.png"), rgba)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        derain_video(folder, tmp_path / "out.mkv", weights=tiny_weights, device="cpu")
+    messages = [str(w.message) for w in caught if issubclass(w.category, VideoWarning)]
+    assert any("16-bit" in m and "8 bits" in m for m in messages), messages
+    assert any("alpha channel" in m for m in messages), messages
+
+
+def test_an_empty_cut_names_the_cut_not_the_file(tmp_path: Path) -> None:
+    """--end 0 said "X has no video frames", as if the file were empty."""
+    src = make_video(tmp_path / "in.mp4", frames=5)
+    with pytest.raises(VideoError, match="has no video frames from 0 s to 0 s"):
+        open_source(src, end=0.0)

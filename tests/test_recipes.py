@@ -88,6 +88,10 @@ def test_steps_inherit_defaults_and_the_command_line_wins(tmp_path: Path) -> Non
         ('[[step]]\nname = "one"\n[[step]]\nname = "one"\n', "step 'one': name used by an earlier step"),
         ('[[step]]\nname = "m"\nkind = "average"\nof = ["a", "b"]\n', "step 'm': of names 'a', no earlier"),
         ('[[step]]\nname = "m"\nkind = "soup"\n', "step 'm': kind must be one of"),
+        (
+            '[[step]]\nname = "a"\n[[step]]\nname = "m"\nkind = "average"\nof = ["a", "a"]\n',
+            "step 'm': of names 'a' twice",
+        ),
         ('[[step]]\nname = "a"\nsize = "huge"\n', "step 'a': unknown size 'huge'"),
         ("resume = true\n", "unknown key 'resume'"),
         ("steps = [\n", "not valid TOML"),

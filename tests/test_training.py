@@ -398,3 +398,8 @@ def test_a_schedule_that_would_rise_is_refused(tmp_path: Path, clips: Path) -> N
     """A recipe's lr_min = 1 above lr made the learning rate climb to 1 (held-out Y-PSNR 8 dB)."""
     with pytest.raises(ValueError, match="lr_min 1.0 is above lr 0.0003"):
         _config(tmp_path, clips, lr_min=1.0).validate()
+
+
+def test_an_empty_rain_preset_is_refused_not_taken_for_the_default(tmp_path: Path, clips: Path) -> None:
+    with pytest.raises(ValueError, match="unknown rain preset ''"):
+        _config(tmp_path, clips, rain="").validate()

@@ -212,6 +212,8 @@ def load_recipe(path: str | Path) -> Recipe:
             for source in of:
                 if source not in known:
                     raise RecipeError(f"{_where(path, name)}: of names {source!r}, no earlier step")
+                if of.count(source) > 1:  # an average weighting one step twice is no uniform soup
+                    raise RecipeError(f"{_where(path, name)}: of names {source!r} twice")
             steps.append(Step(name, kind, of=list(of)))
         else:
             source, scale = table.get("from"), table.get("scale")

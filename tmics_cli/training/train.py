@@ -193,7 +193,9 @@ class TrainConfig:
 
     @property
     def rain_preset(self) -> str:
-        return self.rain or self.preset
+        return (
+            self.preset if self.rain is None else self.rain
+        )  # "" is a preset name nobody has, not the default
 
     @property
     def run_path(self) -> Path:

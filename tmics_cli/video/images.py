@@ -90,6 +90,18 @@ def read_rgb(path: Path) -> tuple[np.ndarray | None, str | None]:
     return (None if image is None else np.ascontiguousarray(image[..., ::-1])), problem
 
 
+def image_depth(path: Path) -> tuple[int, bool]:
+    """(bits per sample, whether it has an alpha channel) of an image file as stored (a 16-bit PNG or TIFF
+    scan, an RGBA PNG), which `read_rgb` reads as 8-bit RGB; (8, False) where OpenCV cannot tell."""
+    import cv2
+
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return 8, False
+    bits = 8 * image.dtype.itemsize if image.dtype.kind in "ui" else 32
+    return bits, image.ndim == 3 and image.shape[2] in (2, 4)
+
+
 def write_png(path: Path, rgb: np.ndarray) -> None:
     """One PNG frame; errors as OSError with their errno (cv2.imwrite only says False)."""
     import cv2

@@ -31,7 +31,7 @@ import numpy as np
 
 from .colour import ColourTags, YUVPlanes, frame_planes, frame_to_rgb
 from .files import IMAGE_SUFFIXES, list_images
-from .images import read_rgb
+from .images import image_depth, read_rgb
 from .timeline import Timeline, may_jump
 
 FRAME_SUFFIXES = IMAGE_SUFFIXES  # the files a folder of frames is made of
@@ -197,7 +197,9 @@ class VideoFileSource:
             first = next(self._frames)
         except StopIteration:
             self._container.close()
-            what = "no video frames" if not start else f"no video frames after {self.start:g} s"
+            what = "no video frames"
+            if start or end is not None:
+                what += f" from {self.start:g} s" if end is None else f" from {self.start:g} s to {end:g} s"
             raise VideoError(f"{path} has {what}") from None
         except BaseException:
             self._container.close()
@@ -633,6 +635,7 @@ class FrameFolderSource:
                 raise VideoError(f"{path}: no frames from frame {span[0] + 1} on (of {len(all_files)})")
         self._first: np.ndarray | None = self._read(self.files[0], self._offset)  # read (and checked) once
         h, w = self._first.shape[:2]
+        bits, alpha = image_depth(self.files[0])
         self.info = SourceInfo(
             path=path,
             kind="frames",
@@ -643,9 +646,13 @@ class FrameFolderSource:
             frames=len(self.files) if span is None else len(all_files),
             frames_exact=True,
             duration=(len(self.files) if span is None else len(all_files)) / float(rate),
-            pix_fmt="rgb24",
+            pix_fmt={(8, False): "rgb24", (8, True): "rgba"}.get(
+                (bits, alpha), "rgba64le" if alpha else "rgb48le"
+            ),
             start=float(start or 0),
             end=end,
+            bits=bits,
+            alpha=alpha,
         )
 
     def _read(self, path: Path, index: int) -> np.ndarray:
