@@ -384,3 +384,22 @@ def test_library_calls_warn_by_default_and_raise_when_strict(tmp_path: Path, tin
 def test_strict_is_in_the_help() -> None:
     result = CliRunner().invoke(app, ["derain", "--help"])
     assert result.exit_code == 0 and "--strict" in result.output and "damaged" in result.output
+
+
+def test_libjpeg_says_nothing_of_a_truncated_frame_tmics_warns_of(tmp_path: Path) -> None:
+    """libjpeg printed "Premature end of JPEG file" to stderr beside tmics' own warning of the frame."""
+    import subprocess
+    import sys
+
+    import cv2
+
+    image = (np.random.default_rng(0).random((60, 80, 3)) * 255).astype(np.uint8)
+    ok, data = cv2.imencode(".jpg", image)
+    (tmp_path / "cut.jpg").write_bytes(data.tobytes()[: len(data) // 2])
+    code = (
+        "import sys; from pathlib import Path; from tmics_cli.video.images import read_rgb; "
+        f"rgb, problem = read_rgb(Path({str(tmp_path / 'cut.jpg')!r})); print(problem, rgb is None); "
+        "print('after', file=sys.stderr)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "truncated JPEG False" and done.stderr == "after\n", done.stderr

@@ -8,7 +8,10 @@ Other formats are not checked.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -86,8 +89,30 @@ def read_rgb(path: Path) -> tuple[np.ndarray | None, str | None]:
         problem = image_damage(path)
     except OSError:
         return None, None
-    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    with _stderr_silenced() if problem else contextlib.nullcontext():  # tmics says it in a warning
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
     return (None if image is None else np.ascontiguousarray(image[..., ::-1])), problem
+
+
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 sent to /dev/null while a damaged image decodes: libjpeg prints "Premature end
+    of JPEG file" there itself, a line outside tmics' one `warning:` about the same frame."""
+    import sys
+
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 (a service without one)
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
 
 def image_depth(path: Path) -> tuple[int, bool]:
