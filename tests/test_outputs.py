@@ -675,3 +675,20 @@ def test_a_run_folder_is_held_by_one_run_at_a_time(tmp_path: Path) -> None:
     ):
         with run_lock(run):
             pass  # pragma: no cover - refused
+
+
+def test_an_output_whose_folder_refuses_files_is_named_not_its_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`benchmark --json /proc/r.json` ended naming '.r.json.<host-pid>.<random>.tmics-partial.json'."""
+    import tempfile
+
+    from tmics_cli.outputs import OutputError, write_text
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refused)
+    with pytest.raises(OutputError, match=f"cannot write {tmp_path / 'r.json'}: Permission denied") as caught:
+        write_text(tmp_path / "r.json", "{}")
+    assert "partial" not in str(caught.value)

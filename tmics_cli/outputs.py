@@ -524,12 +524,15 @@ class PendingOutput:
         parent = self.dst.absolute().parent
         prefix = _temporary_prefix(self.dst)
         remove_stale(self.dst)
-        if folder:
-            self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL, dir=parent))
-        else:  # the real suffix stays last: muxers and savers that look at it keep working
-            fd, name = tempfile.mkstemp(prefix=prefix, suffix=f"{PARTIAL}{self.dst.suffix}", dir=parent)
-            os.close(fd)
-            self.path = Path(name)
+        try:
+            if folder:
+                self.path = Path(tempfile.mkdtemp(prefix=prefix, suffix=PARTIAL, dir=parent))
+            else:  # the real suffix stays last: muxers and savers that look at it keep working
+                fd, name = tempfile.mkstemp(prefix=prefix, suffix=f"{PARTIAL}{self.dst.suffix}", dir=parent)
+                os.close(fd)
+                self.path = Path(name)
+        except OSError as exc:  # named by the output, not by the hidden temporary name it could not make
+            raise OutputError(f"cannot write {self.dst}: {exc.strerror or exc} in {parent}") from None
         self.done = False
         with _PENDING_LOCK:
             _PENDING.add(self.path)
