@@ -15,6 +15,7 @@ from tests.videos import (
     audio_start,
     audio_times,
     decode,
+    encode_clip,
     make_video,
     moving_texture,
 )
@@ -503,22 +504,8 @@ def test_frames_too_small_for_the_flow_are_refused_before_any_work(
 
 def test_interlaced_input_is_said_to_come_out_progressive(tmp_path: Path, tiny_weights: Path) -> None:
     """Broadcast video in two fields: derained as whole frames and written progressive, without a word."""
-    import av
-
-    src = tmp_path / "in.mp4"
-    with av.open(str(src), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"}
-        for i in range(4):
-            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24").reformat(
-                format="yuv420p"
-            )
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+    fields = {"x264-params": "interlaced=1:tff=1", "preset": "ultrafast"}
+    src = encode_clip(tmp_path / "in.mp4", "libx264", "yuv420p", options=fields)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         derain_video(src, tmp_path / "out.mp4", weights=tiny_weights, device="cpu")
@@ -528,26 +515,16 @@ def test_interlaced_input_is_said_to_come_out_progressive(tmp_path: Path, tiny_w
 
 def test_deep_colour_and_hdr_metadata_are_said_to_be_lost(tmp_path: Path, tiny_weights: Path) -> None:
     """A 10-bit HDR10 clip comes out 8-bit without its mastering metadata: the warning names both."""
-    import av
-
-    src = tmp_path / "hdr.mkv"
     params = (
         "master-display=G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(10000000,1):max-cll=1000,400"
     )
-    with av.open(str(src), "w") as out:
-        stream = out.add_stream("libx265", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p10le"
+
+    def hdr10(stream) -> None:  # noqa: ANN001 - a PyAV stream
         ctx = stream.codec_context
         ctx.colorspace, ctx.color_primaries, ctx.color_trc = 9, 9, 16  # BT.2020, PQ
-        stream.options = {"x265-params": params + ":log-level=error", "preset": "ultrafast"}
-        for i in range(3):
-            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24")
-            frame = frame.reformat(format="yuv420p10le")
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+
+    options = {"x265-params": params + ":log-level=error", "preset": "ultrafast"}
+    src = encode_clip(tmp_path / "hdr.mkv", "libx265", "yuv420p10le", frames=3, options=options, setup=hdr10)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         derain_video(src, tmp_path / "out.mkv", weights=tiny_weights, device="cpu")

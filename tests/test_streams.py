@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from tests.videos import audio_packets, decode, moving_texture
+from tests.videos import audio_packets, decode, encode_clip, moving_texture
 from tmics_cli import cli
 from tmics_cli.cli import app
 from tmics_cli.derain import derain_video
@@ -477,20 +477,10 @@ def test_anamorphic_video_keeps_its_pixel_aspect_ratio(tmp_path: Path, tiny_weig
     """Non-square pixels (DVD, HDV, anamorphic): the output had square ones and played stretched."""
     import av
 
-    src = tmp_path / "in.mp4"
-    with av.open(str(src), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+    def anamorphic(stream) -> None:  # noqa: ANN001 - a PyAV stream
         stream.codec_context.sample_aspect_ratio = Fraction(4, 3)
-        for i in range(6):
-            frame = av.VideoFrame.from_ndarray(moving_texture(i, 48, 64), format="rgb24").reformat(
-                format="yuv420p"
-            )
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+
+    src = encode_clip(tmp_path / "in.mp4", "libx264", "yuv420p", frames=6, setup=anamorphic)
     for suffix in (".mp4", ".mkv", ".mov", ".ts"):
         assert _derain(src, tmp_path / f"out{suffix}", tiny_weights) == [], suffix
         with av.open(str(tmp_path / f"out{suffix}")) as done:
@@ -566,21 +556,11 @@ def test_an_alpha_channel_is_named_and_its_tag_not_kept(
 ) -> None:
     """Transparency was dropped without a word, and WebM kept ALPHA_MODE=1 for a video without alpha."""
     import av
-    import numpy as np
 
-    src = tmp_path / f"in{suffix}"
-    with av.open(str(src), "w") as out:
-        stream = out.add_stream(codec, rate=25)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, pix_fmt
+    def tagged(stream) -> None:  # noqa: ANN001 - a PyAV stream
         stream.metadata["alpha_mode"] = "1"
-        for i in range(4):
-            rgba = np.dstack([moving_texture(i, 48, 64), np.full((48, 64), 128, np.uint8)])
-            frame = av.VideoFrame.from_ndarray(rgba, format="rgba").reformat(format=pix_fmt)
-            frame.pts = i
-            for packet in stream.encode(frame):
-                out.mux(packet)
-        for packet in stream.encode(None):
-            out.mux(packet)
+
+    src = encode_clip(tmp_path / f"in{suffix}", codec, pix_fmt, setup=tagged, alpha=128)
     messages = _derain(src, tmp_path / f"out{suffix}", tiny_weights)
     assert len(messages) == 1 and "has an alpha channel" in messages[0], messages
     with av.open(str(tmp_path / f"out{suffix}")) as done:

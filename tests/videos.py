@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -86,6 +88,45 @@ def make_video(
                     container.mux(packet)
             for packet in sound.encode(None):
                 container.mux(packet)
+    return path
+
+
+def encode_clip(
+    path: Path,
+    codec: str,
+    pix_fmt: str,
+    frames: int = 4,
+    w: int = 64,
+    h: int = 48,
+    options: dict[str, str] | None = None,
+    setup: Callable[[Any], None] | None = None,
+    alpha: int | None = None,
+) -> Path:
+    """`frames` moving-texture frames encoded by `codec` in `pix_fmt` at 25 fps, one tick each, for the
+    cases make_video's H.264 does not cover; `setup(stream)` sets what else the case needs (colour tags,
+    aspect ratio, tags), `alpha` adds an alpha plane of that value."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
+        stream.options = options or {}
+        if setup is not None:
+            setup(stream)
+        for i in range(frames):
+            rgb = moving_texture(i, h, w)
+            if alpha is None:
+                frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            else:
+                frame = av.VideoFrame.from_ndarray(
+                    np.dstack([rgb, np.full((h, w), alpha, np.uint8)]), format="rgba"
+                )
+            frame = frame.reformat(format=pix_fmt)
+            frame.pts = i
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
     return path
 
 
