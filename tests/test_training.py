@@ -403,3 +403,18 @@ def test_a_schedule_that_would_rise_is_refused(tmp_path: Path, clips: Path) -> N
 def test_an_empty_rain_preset_is_refused_not_taken_for_the_default(tmp_path: Path, clips: Path) -> None:
     with pytest.raises(ValueError, match="unknown rain preset ''"):
         _config(tmp_path, clips, rain="").validate()
+
+
+def test_a_resume_naming_the_same_data_otherwise_is_not_refused(
+    tmp_path: Path, clips: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--data ./clips` against `clips`, or `--rain light` against the default of the light preset, were
+    refused as other settings ("written with --rain None")."""
+    Trainer(_config(tmp_path, clips, steps=2, fusion_steps=0)).fit()
+    monkeypatch.chdir(clips.parent)
+    again = _config(tmp_path, clips, steps=2, fusion_steps=0, resume=True, overwrite=True)
+    again.data, again.rain = [f"./{clips.name}"], "light"
+    Trainer(again).fit()
+    other = _config(tmp_path, clips, steps=2, fusion_steps=0, resume=True, overwrite=True, rain="heavy")
+    with pytest.raises(ValueError, match="written with --rain 'light'"):
+        Trainer(other).fit()

@@ -45,7 +45,15 @@ from ..outputs import (
     write_text,
 )
 from .losses import ETA, alpha_entropy, restoration_loss
-from .train import TrainConfig, check_rates, check_seed, cosine_lr, read_checkpoint, split_data
+from .train import (
+    TrainConfig,
+    changed_settings,
+    check_rates,
+    check_seed,
+    cosine_lr,
+    read_checkpoint,
+    split_data,
+)
 
 CHECKPOINT_NAME = "search.pt"
 RESUME_MUST_MATCH = (
@@ -269,7 +277,9 @@ class Searcher:
         keys = ("config", "model", "weights_opt", "arch_opt", "fusion_opt", "epoch", "history", "seconds")
         state = read_checkpoint(path, self.device, keys)
         saved = state["config"]
-        changed = [k for k in RESUME_MUST_MATCH if saved.get(k) != asdict(self.cfg)[k]]
+        changed = changed_settings(
+            {k: saved.get(k) for k in RESUME_MUST_MATCH}, asdict(self.cfg), RESUME_MUST_MATCH
+        )
         if changed:
             was = ", ".join(f"--{k.replace('_', '-')} {saved.get(k)!r}" for k in changed)
             raise ValueError(f"{path} was written with {was}; resume with the same settings")

@@ -235,6 +235,28 @@ class WithFlows(Dataset):
         return sample
 
 
+def _setting(key: str, config: dict[str, Any]) -> Any:
+    """A setting as it acts, for comparing two runs' configs: paths that exist by their real path (`./data`
+    and `data` are one folder), the rain preset by the one used (none given: the network preset's)."""
+
+    def path(value: Any) -> Any:
+        return os.path.realpath(value) if isinstance(value, str) and os.path.exists(value) else value
+
+    value = config.get(key)
+    if key == "rain" and value is None:
+        return config.get("preset")
+    if key == "data" and isinstance(value, list):
+        return [path(v) for v in value]
+    if key in ("init", "genotype"):
+        return path(value)
+    return value
+
+
+def changed_settings(saved: dict[str, Any], now: dict[str, Any], keys: Iterable[str]) -> list[str]:
+    """The `keys` whose settings differ between a checkpoint's config and this run's, as they act."""
+    return [k for k in keys if k in saved and _setting(k, saved) != _setting(k, now)]
+
+
 def cosine_lr(step: int, total: int, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(step, total) / max(total, 1)))
 
@@ -481,9 +503,9 @@ class Trainer:
             return None
         state = read_checkpoint(path, self.device, ("config", "model", "stage", "step"))
         saved = state.get("config", {})
-        changed = [k for k in RESUME_MUST_MATCH if k in saved and saved[k] != asdict(self.cfg)[k]]
+        changed = changed_settings(saved, asdict(self.cfg), RESUME_MUST_MATCH)
         if changed:
-            was = ", ".join(f"--{k.replace('_', '-')} {saved[k]!r}" for k in changed)
+            was = ", ".join(f"--{k.replace('_', '-')} {_setting(k, saved)!r}" for k in changed)
             raise ValueError(
                 f"{path} was written with {was}; resume with the same settings or another --run-dir"
             )
