@@ -127,7 +127,7 @@ class VideoSink:
         self.dst, self.info, self.options = dst, info, options
         self.first, self.shown = first, shown or dst  # as FolderSink's
         suffix = dst.suffix.lower()
-        encoder = _video_encoder(dst, options)[1]  # an unknown one refused before the temporary file
+        self.codec, self.encoder = _video_encoder(dst, options)  # an unknown one refused before the tmp file
         self.pending = PendingOutput(dst, overwrite=overwrite)
         self.tmp = self.pending.path
         self.count = 0
@@ -136,7 +136,7 @@ class VideoSink:
         # write an index entry per tick (thousands of empty frames); MPEG-1/2 video counts time in frames
         # of one of its rates too. Everywhere else: the input's.
         self.avi = suffix == ".avi"
-        rates = _frame_rates(encoder)
+        rates = _frame_rates(self.encoder)
         self.frame_clock = self.avi or bool(rates)
         rate = Fraction(info.fps).limit_denominator(1001)
         if rates:
@@ -191,7 +191,7 @@ class VideoSink:
     def _video_stream(self, width: int, height: int) -> Any:
 
         opts, info = self.options, self.info
-        codec, encoder = _video_encoder(self.dst, opts)
+        codec, encoder = self.codec, self.encoder
         if not _accepts(self.container, codec, getattr(encoder, "canonical_name", codec)):
             raise VideoError(
                 f"a {self.dst.suffix} file cannot hold {codec} video; choose another --codec or output type"
