@@ -149,6 +149,18 @@ def root(
     """Remove rain from videos with TMICS."""
 
 
+def _interrupted_run(exc: BaseException, checkpoint: Path | None) -> NoReturn:
+    """An interrupted train or search run: the checkpoint to resume from, or that nothing was kept."""
+    if checkpoint is None or not checkpoint.is_file():
+        fail(
+            f"interrupted ({signal_name(exc)}) before the first checkpoint; nothing was kept", exit_code(exc)
+        )
+    fail(
+        f"interrupted ({signal_name(exc)}); resume with --resume (checkpoint in {checkpoint.parent})",
+        exit_code(exc),
+    )
+
+
 def _show_warning(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
     """Warnings of tmics as one `warning:` line on stderr (Python's format names a file and line)."""
     typer.echo(f"warning: {message}", err=True)
@@ -378,16 +390,7 @@ def train(
                 f"rerun the same command to continue (steps in {planned[-1].output.with_suffix('.steps')})"
             )
             fail(f"interrupted ({signal_name(exc)}); {where}", exit_code(exc))
-        saved = running and (running[-1].run_path / CHECKPOINT_NAME).is_file()
-        if not saved:
-            fail(
-                f"interrupted ({signal_name(exc)}) before the first checkpoint; nothing was kept",
-                exit_code(exc),
-            )
-        fail(
-            f"interrupted ({signal_name(exc)}); resume with --resume (checkpoints in {running[-1].run_path})",
-            exit_code(exc),
-        )
+        _interrupted_run(exc, running[-1].run_path / CHECKPOINT_NAME if running else None)
     console.print(f"wrote {path}")
 
 
@@ -1064,13 +1067,7 @@ def search(
     except (DataError, ValueError, OSError, RuntimeError) as exc:
         fail(error_line(exc))
     except KeyboardInterrupt as exc:
-        if not (cfg.run_path / CHECKPOINT_NAME).is_file():
-            fail(
-                f"interrupted ({signal_name(exc)}) before the first checkpoint; nothing was kept",
-                exit_code(exc),
-            )
-        where = f"checkpoint in {cfg.run_path}"
-        fail(f"interrupted ({signal_name(exc)}); resume with --resume ({where})", exit_code(exc))
+        _interrupted_run(exc, cfg.run_path / CHECKPOINT_NAME)
     table = Table(title=f"softmax(alpha) per layer after {searcher.epoch} epochs")
     table.add_column("layer")
     for op in OPERATION_NAMES:
