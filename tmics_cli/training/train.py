@@ -49,7 +49,6 @@ from ..model.genotypes import PRESET_GENOTYPES, get_genotype
 from ..model.io import load_model, save_model
 from ..model.network import SIZES, TMICS, model_config
 from ..outputs import (
-    RUN_LOCK,
     PendingOutput,
     check_apart,
     check_fresh_start,
@@ -382,9 +381,9 @@ class Trainer:
             torch.set_num_threads(cfg.threads)
         self.console = console
         self.run = cfg.run_path
-        # made at the first log record or checkpoint; what this run made goes again if it fails before
-        # its first checkpoint (see fit)
-        self._new_dirs = [p for p in (self.run, *self.run.parents) if not p.exists()]
+        # made for this run (by its lock, see fit): what it wrote goes again if it fails before its first
+        # checkpoint, and run_lock removes the folders it made once they are empty
+        self._new_run = not self.run.exists()
         torch.manual_seed(cfg.seed)
         widths = f"--size {cfg.size}" + (f" --width {cfg.width}" if cfg.width else "")
         check_parameters(lambda: training_network(cfg), self.device, widths)
@@ -426,17 +425,13 @@ class Trainer:
         self.prepared = True
 
     def _discard_run(self) -> None:
-        """After a failure before the first checkpoint: remove what this run wrote in a run folder it
-        made (the log), and the folder when nothing else is in it."""
-        if not self.is_main or not self._new_dirs or (self.run / CHECKPOINT_NAME).exists():
+        """After a failure before the first checkpoint: remove what this run wrote in a run folder made
+        for it (the log); the run lock, held around it, then removes the folder when nothing else is in
+        it."""
+        if not self.is_main or not self._new_run or (self.run / CHECKPOINT_NAME).exists():
             return
-        for name in (LOG_NAME, CHECKPOINT_NAME + ".tmp", RUN_LOCK):
+        for name in (LOG_NAME, CHECKPOINT_NAME + ".tmp"):
             (self.run / name).unlink(missing_ok=True)
-        for folder in self._new_dirs:  # deepest first
-            try:
-                folder.rmdir()
-            except OSError:
-                return  # not empty (something else was put there) or not there
 
     @property
     def learns_flow(self) -> bool:
